@@ -1,0 +1,82 @@
+"""pytest entry point: options, markers and wiring. The stateful work lives in ``session.MemtrackSession``."""
+
+from __future__ import annotations
+
+import importlib
+from types import ModuleType
+
+import pytest
+
+from pytest_memtrack import hooks
+from pytest_memtrack.settings import resolve_settings
+
+#: Feature modules: each offers ``add_options(group, parser)`` and ``configure(config)``; ``configure`` runs only
+#: when ``--memtrack`` is on, validates the feature's settings (``pytest.UsageError``) and registers its hooks.
+FEATURE_MODULES = (
+    "pytest_memtrack.report.html",
+    "pytest_memtrack.server",
+    "pytest_memtrack.history",
+)
+
+MAX_LEAK_SCORE_HELP = "fail a test whose leak score (0..1) exceeds this limit; applies to tests without their own max_leak_score marker"
+
+CORE_OPTIONS: tuple[tuple[str, str, str], ...] = (
+    # (name, kind, help); kind "bool" is a flag on the command line and a bool ini value.
+    ("memtrack", "bool", "track memory per package and per test, hunt leaks, write reports"),
+    ("memtrack_json", "string", "write the JSON report to this path"),
+    ("memtrack_max_leak_score", "string", MAX_LEAK_SCORE_HELP),
+    ("memtrack_leak_threshold", "string", "leak score from which a package counts as leaking in the report (default 0.1)"),
+    ("memtrack_max_runs", "string", "most executions of a hunted test's call phase, warm-ups included (default 10)"),
+    ("memtrack_warmup_runs", "string", "executions of a hunted test discarded before measuring (default 2)"),
+    ("memtrack_history_size", "string", "measurements kept per package (default 100)"),
+    ("memtrack_check_interval", "string", "seconds between per-package memory passes (default: adaptive, within the overhead budget)"),
+    ("memtrack_overhead_budget", "string", "share of wall time the per-package passes may use, e.g. 0.05 or 5% (default 5%)"),
+    ("memtrack_leak_reference", "string", "growth per run that scores a test's leak magnitude 1.0, e.g. 64KB (default 64KB)"),
+    ("memtrack_native_floor", "string", "RSS growth per run, unexplained by traced memory, that counts as a native leak (default 256KB)"),
+    ("memtrack_trace_all", "bool", "keep tracemalloc on for the whole session (precise, slower)"),
+)
+
+
+def _features() -> list[ModuleType]:
+    modules = []
+    for name in FEATURE_MODULES:
+        try:
+            modules.append(importlib.import_module(name))
+        except ImportError:
+            continue
+    return modules
+
+
+def pytest_addhooks(pluginmanager: pytest.PytestPluginManager) -> None:
+    pluginmanager.add_hookspecs(hooks)
+
+
+def pytest_addoption(parser: pytest.Parser) -> None:
+    group = parser.getgroup("memtrack", "memory-leak tracking (pytest-memtrack)")
+    for name, kind, help_text in CORE_OPTIONS:
+        flag = "--" + name.replace("_", "-")
+        if kind == "bool":
+            group.addoption(flag, action="store_true", default=None, dest=name, help=help_text)
+            parser.addini(name, help_text, type="bool", default=None)
+        else:
+            group.addoption(flag, action="store", default=None, dest=name, metavar=name.split("_")[-1].upper(),
+                            help=help_text)
+            parser.addini(name, help_text, default=None)
+    for module in _features():
+        module.add_options(group, parser)
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    config.addinivalue_line(
+        "markers",
+        "max_leak_score(limit): repeat this test to measure leaks and fail it when its leak score exceeds limit (0..1).",
+    )
+    config.addinivalue_line("markers", "memtrack_skip: never hunt leaks in this test.")
+    settings = resolve_settings(config)
+    if not settings.enabled:
+        return
+    from pytest_memtrack.session import MemtrackSession
+
+    config.pluginmanager.register(MemtrackSession(config, settings), "memtrack-session")
+    for module in _features():
+        module.configure(config)

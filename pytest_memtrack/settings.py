@@ -1,0 +1,172 @@
+"""Options and ini values: parsing and resolution (command line first, then ini), as pure functions.
+
+Every option defaults to ``None`` so an unset command-line option never hides its ini twin
+(pytest-memray issue #135). Parsers raise ``pytest.UsageError`` with a sentence naming the option.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import re
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any, TypeVar
+
+import pytest
+
+T = TypeVar("T")
+
+_SIZE_UNITS = {"": 1, "b": 1, "k": 1024, "kb": 1024, "kib": 1024, "m": 1024**2, "mb": 1024**2, "mib": 1024**2,
+               "g": 1024**3, "gb": 1024**3, "gib": 1024**3}
+
+
+def option_dest(name: str) -> str:
+    """``memtrack_max_leak_score`` -> the argparse dest of ``--memtrack-max-leak-score``."""
+    return name
+
+
+def resolve(config: pytest.Config, name: str, parse: Callable[[str, str], T], default: T) -> T:
+    """The value of setting ``name``: the command-line option, else the ini key, else ``default``.
+
+    ``parse(raw, label)`` turns the raw text into a value or raises ``pytest.UsageError`` naming ``label``.
+    """
+    raw = config.getoption(name, default=None)
+    label = "--" + name.replace("_", "-")
+    if raw is None:
+        try:
+            raw = config.getini(name)
+        except ValueError:  # ini key not registered (feature module absent)
+            raw = None
+        label = f"ini option {name!r}"
+        if raw in (None, "", []):
+            return default
+    if not isinstance(raw, str):
+        return raw  # already parsed by the option's type=
+    return parse(raw, label)
+
+
+def parse_bool(raw: str, label: str) -> bool:
+    value = raw.strip().lower()
+    if value in ("1", "true", "yes", "on"):
+        return True
+    if value in ("0", "false", "no", "off", ""):
+        return False
+    raise pytest.UsageError(f"{label} must be true or false, not {raw!r}.")
+
+
+def parse_score(raw: str, label: str) -> float:
+    """A leak score limit: a number in [0, 1]."""
+    try:
+        value = float(raw)
+    except (TypeError, ValueError):
+        raise pytest.UsageError(f"{label} must be a number between 0 and 1, not {raw!r}.") from None
+    if math.isnan(value) or not 0.0 <= value <= 1.0:
+        raise pytest.UsageError(f"{label} must be a number between 0 and 1, not {raw!r}.")
+    return value
+
+
+def parse_positive_int(raw: str, label: str) -> int:
+    try:
+        value = int(raw)
+    except (TypeError, ValueError):
+        raise pytest.UsageError(f"{label} must be a positive whole number, not {raw!r}.") from None
+    if value < 1:
+        raise pytest.UsageError(f"{label} must be a positive whole number, not {raw!r}.")
+    return value
+
+
+def parse_non_negative_float(raw: str, label: str) -> float:
+    try:
+        value = float(raw)
+    except (TypeError, ValueError):
+        raise pytest.UsageError(f"{label} must be a non-negative number, not {raw!r}.") from None
+    if math.isnan(value) or math.isinf(value) or value < 0:
+        raise pytest.UsageError(f"{label} must be a non-negative number, not {raw!r}.")
+    return value
+
+
+def parse_fraction(raw: str, label: str) -> float:
+    """A share in (0, 1], e.g. an overhead budget of 0.05 (5%)."""
+    text = raw.strip()
+    try:
+        value = float(text[:-1]) / 100 if text.endswith("%") else float(text)
+    except ValueError:
+        raise pytest.UsageError(f"{label} must be a fraction such as 0.05 or 5%, not {raw!r}.") from None
+    if math.isnan(value) or not 0.0 < value <= 1.0:
+        raise pytest.UsageError(f"{label} must be a fraction in (0, 1] such as 0.05 or 5%, not {raw!r}.")
+    return value
+
+
+def parse_size(raw: str, label: str) -> int:
+    """A byte size: ``4096``, ``64KB``, ``1.5MiB`` (binary units)."""
+    match = re.fullmatch(r"\s*(\d+(?:\.\d+)?)\s*([a-zA-Z]*)\s*", raw)
+    unit = match.group(2).lower() if match else None
+    if not match or unit not in _SIZE_UNITS:
+        raise pytest.UsageError(f"{label} must be a size such as 4096, 64KB or 1MB, not {raw!r}.")
+    return int(float(match.group(1)) * _SIZE_UNITS[unit])
+
+
+def parse_writable_path(raw: str, label: str) -> str:
+    """A report path whose directory exists (or can be made) and is writable; checked before any test runs."""
+    path = os.path.abspath(os.path.expanduser(raw))
+    if os.path.isdir(path):
+        raise pytest.UsageError(f"{label} must name a file, but {raw!r} is a directory.")
+    directory = os.path.dirname(path) or "."
+    probe = directory
+    while not os.path.exists(probe):
+        parent = os.path.dirname(probe)
+        if parent == probe:
+            break
+        probe = parent
+    if not os.path.isdir(probe) or not os.access(probe, os.W_OK):
+        raise pytest.UsageError(f"{label}: cannot write a report to {raw!r} (directory {directory!r} is not writable).")
+    if os.path.exists(path) and not os.access(path, os.W_OK):
+        raise pytest.UsageError(f"{label}: cannot write a report to {raw!r} (the file is not writable).")
+    return path
+
+
+@dataclass(frozen=True)
+class Settings:
+    """The resolved core settings of a session (feature modules resolve their own)."""
+
+    enabled: bool = False
+    json_path: str | None = None
+    max_leak_score: float | None = None
+    leak_threshold: float = 0.1
+    max_runs: int = 10
+    warmup_runs: int = 2
+    history_size: int = 100
+    check_interval: float | None = None
+    overhead_budget: float = 0.05
+    leak_reference: int = 64 * 1024
+    native_floor: int = 256 * 1024
+    trace_all: bool = False
+
+    def as_dict(self) -> dict[str, Any]:
+        return {k: getattr(self, k) for k in self.__dataclass_fields__}
+
+
+def resolve_settings(config: pytest.Config) -> Settings:
+    """Read every core setting, failing with a ``UsageError`` sentence on the first bad one."""
+    d = Settings()
+    max_runs = resolve(config, "memtrack_max_runs", parse_positive_int, d.max_runs)
+    warmup = resolve(config, "memtrack_warmup_runs", parse_positive_int, d.warmup_runs)
+    if max_runs < warmup + 3:
+        raise pytest.UsageError(
+            f"--memtrack-max-runs ({max_runs}) must leave at least 3 measured runs after {warmup} warm-up runs."
+        )
+    return Settings(
+        enabled=resolve(config, "memtrack", parse_bool, False),
+        json_path=resolve(config, "memtrack_json", parse_writable_path, None),
+        max_leak_score=resolve(config, "memtrack_max_leak_score", parse_score, None),
+        leak_threshold=resolve(config, "memtrack_leak_threshold", parse_score, d.leak_threshold),
+        max_runs=max_runs,
+        warmup_runs=warmup,
+        history_size=resolve(config, "memtrack_history_size", parse_positive_int, d.history_size),
+        check_interval=resolve(config, "memtrack_check_interval", parse_non_negative_float, None),
+        overhead_budget=resolve(config, "memtrack_overhead_budget", parse_fraction, d.overhead_budget),
+        leak_reference=resolve(config, "memtrack_leak_reference", parse_size, d.leak_reference),
+        native_floor=resolve(config, "memtrack_native_floor", parse_size, d.native_floor),
+        trace_all=resolve(config, "memtrack_trace_all", parse_bool, False),
+    )
