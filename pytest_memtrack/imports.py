@@ -1,0 +1,152 @@
+"""Noticing packages imported the ordinary way, and measuring what each import costs.
+
+``ImportObserver`` is a ``sys.meta_path`` finder placed first. It never finds anything itself: for a top-level
+name it asks the finders after it, and when they return a spec whose loader is a plain instance it wraps that
+instance's ``exec_module`` (an instance attribute, removed again after the import, so ``isinstance`` checks on
+the loader keep working). The wrapper measures the import with ``FootprintMeter`` and reports it.
+
+Footprint reading: tracemalloc's traced bytes when tracemalloc is tracing (exact Python allocations still alive
+after the import), else RSS growth (includes native libraries mapped by extension modules; page-granular).
+Nested imports of other top-level packages are measured on their own and subtracted from the outer one.
+"""
+
+from __future__ import annotations
+
+import sys
+import threading
+import time
+import tracemalloc
+from collections.abc import Callable
+from dataclasses import dataclass
+from importlib.machinery import ModuleSpec
+from types import ModuleType
+
+import psutil
+
+_process = psutil.Process()
+
+
+def memory_reading() -> tuple[float, str]:
+    """(bytes, source): traced bytes when tracemalloc traces, else RSS."""
+    if tracemalloc.is_tracing():
+        return float(tracemalloc.get_traced_memory()[0]), "tracemalloc"
+    return float(_process.memory_info().rss), "rss"
+
+
+@dataclass(frozen=True)
+class ImportMeasurement:
+    package: str
+    footprint: float
+    source: str
+    duration: float
+    rss_before: float
+    rss_after: float
+    error: str | None = None
+
+
+class FootprintMeter:
+    """Measures nested imports exclusively: an import's footprint excludes the footprints of imports inside it."""
+
+    def __init__(self) -> None:
+        self._local = threading.local()
+
+    def _stack(self) -> list[list[float]]:
+        stack = getattr(self._local, "stack", None)
+        if stack is None:
+            stack = self._local.stack = []
+        return stack
+
+    def begin(self) -> tuple[float, str, float, float]:
+        reading, source = memory_reading()
+        rss = float(_process.memory_info().rss)
+        self._stack().append([0.0])  # bytes of nested measured imports
+        return reading, source, time.perf_counter(), rss
+
+    def end(self, package: str, token: tuple[float, str, float, float], error: str | None = None) -> ImportMeasurement:
+        before, source, started, rss_before = token
+        after, source_now = memory_reading()
+        rss_after = float(_process.memory_info().rss)
+        if source_now != source:  # tracing switched on or off during the import: fall back to RSS for both ends
+            before, after, source = rss_before, rss_after, "rss"
+        stack = self._stack()
+        nested = stack.pop()[0] if stack else 0.0
+        gross = max(0.0, after - before)
+        if stack:
+            stack[-1][0] += gross
+        return ImportMeasurement(package, max(0.0, gross - nested), source, time.perf_counter() - started,
+                                 rss_before, rss_after, error)
+
+
+class ImportObserver:
+    """A meta-path finder that reports every top-level package imported while it is installed."""
+
+    def __init__(self, on_import: Callable[[ImportMeasurement, ModuleType | None], None],
+                 meter: FootprintMeter | None = None, skip: Callable[[str], bool] | None = None) -> None:
+        self._on_import = on_import
+        self.meter = meter or FootprintMeter()
+        self._skip = skip
+        self._busy = threading.local()
+
+    def install(self) -> None:
+        if self not in sys.meta_path:
+            sys.meta_path.insert(0, self)
+
+    def uninstall(self) -> None:
+        while self in sys.meta_path:
+            sys.meta_path.remove(self)
+
+    def find_spec(self, fullname: str, path=None, target=None) -> ModuleSpec | None:
+        if "." in fullname or getattr(self._busy, "active", False) or fullname in sys.modules:
+            return None
+        if self._skip is not None and self._skip(fullname):
+            return None
+        self._busy.active = True
+        try:
+            spec = self._find_with_others(fullname, path, target)
+        finally:
+            self._busy.active = False
+        if spec is not None:
+            self._wrap(spec, fullname)
+        return spec
+
+    def _find_with_others(self, fullname: str, path, target) -> ModuleSpec | None:
+        for finder in list(sys.meta_path):
+            if finder is self:
+                continue
+            find = getattr(finder, "find_spec", None)
+            if find is None:
+                continue
+            spec = find(fullname, path, target)
+            if spec is not None:
+                return spec
+        return None
+
+    def _wrap(self, spec: ModuleSpec, package: str) -> None:
+        loader = spec.loader
+        if loader is None or isinstance(loader, type) or not hasattr(loader, "__dict__"):
+            return  # class-level loaders (builtins, frozen) are shared: never patch them
+        if "exec_module" in vars(loader) or not hasattr(loader, "exec_module"):
+            return
+        original = loader.exec_module
+        observer = self
+
+        def exec_module(module: ModuleType) -> None:
+            try:
+                del loader.exec_module  # one-shot: later reloads run the loader untouched
+            except AttributeError:
+                pass
+            token = observer.meter.begin()
+            try:
+                original(module)
+            except BaseException as exc:
+                observer._report(observer.meter.end(package, token, f"{type(exc).__name__}: {exc}"), None)
+                raise
+            observer._report(observer.meter.end(package, token), module)
+
+        loader.exec_module = exec_module
+
+    def _report(self, measurement: ImportMeasurement, module: ModuleType | None) -> None:
+        try:
+            self._on_import(measurement, module)
+        except Exception:  # observing must never break the user's import
+            pass

@@ -1,0 +1,366 @@
+"""LazyLoader and get_lazy_loader(): packages that load on first use, with their memory tracked.
+
+``loader.lazy("pkg")`` returns a module proxy; the first attribute access imports the package (errors surface
+there, as ``ImportError`` naming the package), like ``importlib.util.LazyLoader`` and scientific-python's
+``lazy_loader``, but the import is an ordinary, complete one (no half-initialised module objects), and it is
+measured: memory before and after (also when it fails), load time, status.
+
+``unload`` removes a package and its submodules from ``sys.modules`` and drops the loader's references, then runs
+the garbage collector. What it cannot free: objects other code still references (reported as
+``still_referenced``), memory of extension modules (shared libraries are never unloaded by CPython), interned
+strings and memory kept in the allocator's free lists (RSS often does not shrink).
+"""
+
+from __future__ import annotations
+
+import gc
+import importlib
+import sys
+import threading
+import time
+import tracemalloc
+import weakref
+from collections.abc import Iterable
+from types import ModuleType
+from typing import Any
+
+from pytest_memtrack.attribution import measure_packages, top_level
+from pytest_memtrack.imports import FootprintMeter, ImportMeasurement, ImportObserver
+from pytest_memtrack.metrics import DEFAULT_HISTORY_SIZE, MemoryMetrics, PackageInfo
+from pytest_memtrack.monitor import PRESSURE_LEVELS, MemoryMonitor
+from pytest_memtrack.suggestions import PackageFigures, SuggestionRules, suggest, suggestions_payload
+
+TRENDS = ("increasing", "decreasing", "stable")
+
+
+class LazyModule(ModuleType):
+    """A stand-in module that imports the real one on first attribute access."""
+
+    def __init__(self, name: str, loader: LazyLoader) -> None:
+        super().__init__(name)
+        object.__setattr__(self, "_memtrack_loader", loader)
+
+    def _memtrack_target(self) -> ModuleType:
+        loader: LazyLoader = object.__getattribute__(self, "_memtrack_loader")
+        name = object.__getattribute__(self, "__name__")
+        return loader.load(name)
+
+    def __getattr__(self, attribute: str) -> Any:
+        return getattr(self._memtrack_target(), attribute)
+
+    def __setattr__(self, attribute: str, value: Any) -> None:
+        setattr(self._memtrack_target(), attribute, value)
+
+    def __dir__(self) -> list[str]:
+        return dir(self._memtrack_target())
+
+    def __repr__(self) -> str:
+        loader: LazyLoader = object.__getattribute__(self, "_memtrack_loader")
+        name = object.__getattribute__(self, "__name__")
+        info = loader.get_package_info(name)
+        return f"<lazy module {name!r} ({info.status if info else 'unknown'})>"
+
+
+class LazyLoader:
+    """Registers packages, loads them lazily, observes ordinary imports, and tracks every package's memory.
+
+    Thread-safe: a server thread may read payloads while tests load packages.
+    """
+
+    def __init__(self, monitor: MemoryMonitor | None = None, *, history_size: int = DEFAULT_HISTORY_SIZE,
+                 leak_threshold: float = 0.1, rules: SuggestionRules | None = None) -> None:
+        self.monitor = monitor or MemoryMonitor(leak_threshold=leak_threshold)
+        self.history_size = history_size
+        self.leak_threshold = leak_threshold
+        self.rules = rules or SuggestionRules(leak_threshold=leak_threshold)
+        self._lock = threading.RLock()
+        self._packages: dict[str, PackageInfo] = {}
+        self._meter = FootprintMeter()
+        self._observer: ImportObserver | None = None
+        self.import_measurements: list[ImportMeasurement] = []
+
+    # ------------------------------------------------------------------ registry
+    def _info(self, name: str, *, create: bool = True, observed: bool = False) -> PackageInfo | None:
+        with self._lock:
+            info = self._packages.get(name)
+            if info is None and create:
+                info = PackageInfo(name=name, observed=observed, monitor=self.monitor,
+                                   memory_metrics=MemoryMetrics(max_history=self.history_size))
+                self._packages[name] = info
+            return info
+
+    def register(self, name: str, import_name: str | None = None) -> PackageInfo:
+        """Make ``name`` known without importing it (status ``registered``, or ``loaded`` if already imported)."""
+        info = self._info(name)
+        assert info is not None
+        with info.lock:
+            info.import_name = import_name or info.import_name or name
+            if info.status == "registered" and info.import_name in sys.modules:
+                info.module = sys.modules[info.import_name]
+                info.status = "loaded"
+        return info
+
+    def get_package_info(self, name: str) -> PackageInfo | None:
+        return self._info(name, create=False)
+
+    def package_names(self) -> list[str]:
+        with self._lock:
+            return sorted(self._packages)
+
+    def packages(self) -> list[PackageInfo]:
+        with self._lock:
+            return [self._packages[name] for name in sorted(self._packages)]
+
+    def is_loaded(self, name: str) -> bool:
+        info = self.get_package_info(name)
+        return bool(info and info.is_loaded)
+
+    # ------------------------------------------------------------------ loading
+    def lazy(self, name: str, import_name: str | None = None) -> LazyModule:
+        """A module proxy for ``name``; the package is imported on first attribute access."""
+        self.register(name, import_name)
+        return LazyModule(name, self)
+
+    def load(self, name: str) -> ModuleType:
+        """Import ``name`` now (once), measuring memory before and after; raises ``ImportError`` on failure."""
+        info = self.register(name)
+        with info.lock:
+            info.last_used = time.time()
+            if info.status == "loaded" and info.module is not None:
+                return info.module
+            if info.status == "failed" and info.error:
+                raise ImportError(f"lazy package {name!r} failed to load earlier: {info.error}", name=name)
+            info.status = "loading"
+            started_tracing = False
+            if not tracemalloc.is_tracing():
+                tracemalloc.start()  # an explicit load is rare and worth an exact footprint
+                started_tracing = True
+            token = self._meter.begin()
+            self._record_now(info, reading=0.0)  # before loading, the package holds nothing
+            try:
+                module = importlib.import_module(info.import_name)
+            except BaseException as exc:
+                measurement = self._meter.end(name, token, f"{type(exc).__name__}: {exc}")
+                if started_tracing:
+                    tracemalloc.stop()
+                info.status = "failed"
+                info.error = measurement.error
+                info.load_time = measurement.duration
+                info.memory_metrics.memory_footprint = measurement.footprint
+                self._record_now(info, reading=0.0)  # metrics are updated even when loading fails
+                if isinstance(exc, ImportError):
+                    raise
+                raise ImportError(f"lazy package {name!r} failed to load: {info.error}", name=name) from exc
+            measurement = self._meter.end(name, token)
+            if started_tracing:
+                tracemalloc.stop()
+            info.module = module
+            info.status = "loaded"
+            info.error = None
+            info.load_time = measurement.duration
+            info.loaded_at = time.time()
+            info.memory_metrics.memory_footprint = measurement.footprint
+            self.import_measurements.append(measurement)
+            info.update_memory_metrics()
+            return module
+
+    def unload(self, name: str) -> dict[str, Any]:
+        """Drop ``name`` and its submodules from ``sys.modules`` and our references; report what was freed."""
+        info = self.get_package_info(name)
+        if info is None:
+            raise KeyError(f"unknown package {name!r}")
+        with info.lock:
+            import_name = info.import_name
+            prefix = import_name + "."
+            doomed = [m for m in list(sys.modules) if m == import_name or m.startswith(prefix)]
+            root = sys.modules.get(import_name)
+            try:
+                alive = weakref.ref(root) if root is not None else None
+            except TypeError:
+                alive = None
+            state_before = self.monitor.get_memory_footprint(import_name) if doomed else 0.0
+            rss_before = self.monitor.get_current_memory_usage()
+            for module_name in doomed:
+                sys.modules.pop(module_name, None)
+            parent = None
+            info.module = None
+            root = None
+            collected = gc.collect()
+            rss_after = self.monitor.get_current_memory_usage()
+            still_referenced = alive is not None and alive() is not None
+            info.status = "unloaded"
+            self._record_now(info, reading=0.0)
+            del parent
+            return {
+                "package_name": name,
+                "modules_removed": len(doomed),
+                "module_state_released": state_before,
+                "memory_before": rss_before,
+                "memory_after": rss_after,
+                "memory_freed": max(0.0, rss_before - rss_after),
+                "objects_collected": collected,
+                "still_referenced": still_referenced,
+                "note": ("the package module is still referenced elsewhere; its memory stays until that reference "
+                         "goes" if still_referenced else
+                         "module state released; native extension memory and allocator free lists are not returned"),
+            }
+
+    # ------------------------------------------------------------------ observing ordinary imports
+    def observe_imports(self) -> None:
+        """Notice every top-level package imported from now on (and the ones already imported)."""
+        with self._lock:
+            if self._observer is None:
+                self._observer = ImportObserver(self._on_import, self._meter, skip=self._is_loading)
+            self._observer.install()
+        for module_name in list(sys.modules):
+            package = top_level(module_name)
+            if package not in self._packages and not package.startswith("_") and package != "__main__":
+                info = self._info(package, observed=True)
+                assert info is not None
+                if info.status == "registered" and package in sys.modules:
+                    info.status = "loaded"
+                    info.module = sys.modules[package]
+
+    def stop_observing(self) -> None:
+        with self._lock:
+            if self._observer is not None:
+                self._observer.uninstall()
+
+    def _is_loading(self, package: str) -> bool:
+        info = self._packages.get(package)
+        return info is not None and info.status == "loading"
+
+    def _on_import(self, measurement: ImportMeasurement, module: ModuleType | None) -> None:
+        info = self._info(measurement.package, observed=True)
+        assert info is not None
+        with info.lock:
+            info.load_time = measurement.duration
+            info.memory_metrics.memory_footprint = measurement.footprint
+            if module is None:
+                info.status, info.error = "failed", measurement.error
+            else:
+                info.status, info.module, info.loaded_at, info.error = "loaded", module, time.time(), None
+        with self._lock:
+            self.import_measurements.append(measurement)
+
+    # ------------------------------------------------------------------ readings
+    def _record_now(self, info: PackageInfo, reading: float) -> None:
+        info.update_memory_metrics(reading=reading, pressure_level=self.monitor.get_memory_pressure_level())
+
+    def record_readings(self, readings: dict[str, float], timestamp: float | None = None) -> None:
+        """Record one reading per package taken elsewhere (the plugin's periodic pass, or a merge)."""
+        now = timestamp or time.time()
+        level = self.monitor.get_memory_pressure_level()
+        for name, value in readings.items():
+            info = self._info(name, observed=True)
+            assert info is not None
+            info.update_memory_metrics(reading=value, timestamp=now, pressure_level=level)
+
+    def measure_loaded(self, names: Iterable[str] | None = None) -> dict[str, float]:
+        """One attribution pass over loaded packages: module-state bytes each (no recording)."""
+        with self._lock:
+            infos = [self._packages[n] for n in (names or self._packages) if n in self._packages]
+        wanted = [i.import_name for i in infos if i.is_loaded]
+        by_import = measure_packages(wanted)
+        return {i.name: float(by_import[i.import_name]) for i in infos if i.import_name in by_import}
+
+    def update_all_memory_metrics(self) -> dict[str, Any]:
+        """Take a fresh reading for every loaded package (data of ``POST .../update-metrics``)."""
+        readings = self.measure_loaded()
+        self.record_readings(readings)
+        return {"message": "Memory metrics updated for all packages", "update_time": time.time()}
+
+    # ------------------------------------------------------------------ payloads
+    def get_package_memory_info(self, name: str) -> dict[str, Any] | None:
+        info = self.get_package_info(name)
+        return info.get_memory_summary() if info is not None else None
+
+    def get_memory_usage_summary(self) -> dict[str, Any]:
+        """The data of ``GET /api/packages/memory/summary``."""
+        infos = self.packages()
+        metrics = [i.memory_metrics for i in infos]
+        leaking = [i for i in infos if self._is_leaking(i.memory_metrics.memory_leak_score, self.leak_threshold)]
+        return {
+            "total_current_memory": sum(m.current_memory_usage or 0.0 for m in metrics),
+            "total_peak_memory": sum(m.peak_memory_usage or 0.0 for m in metrics),
+            "total_memory_footprint": sum(m.memory_footprint or 0.0 for m in metrics),
+            "packages_with_leaks": [
+                {"package_name": i.name, "leak_score": i.memory_metrics.memory_leak_score,
+                 "trend": i.memory_metrics.memory_trend, "growth_rate": i.memory_metrics.memory_growth_rate}
+                for i in leaking
+            ],
+            "memory_trends": {t: sum(1 for m in metrics if m.memory_trend == t) for t in TRENDS},
+            "memory_pressure_levels": {p: sum(1 for m in metrics if m.memory_pressure_level == p)
+                                       for p in PRESSURE_LEVELS},
+            "system_memory_pressure": self.monitor.get_memory_pressure_level(),
+            "total_packages": len(infos),
+            "loaded_packages": sum(1 for i in infos if i.is_loaded),
+        }
+
+    @staticmethod
+    def _is_leaking(score: float, threshold: float) -> bool:
+        return score > 0 and score >= threshold
+
+    def detect_memory_leaks(self, threshold: float = 0.1) -> list[dict[str, Any]]:
+        """Packages whose leak score reaches ``threshold``, highest score first."""
+        leaks = []
+        for info in self.packages():
+            with info.lock:
+                m = info.memory_metrics
+                if not self._is_leaking(m.memory_leak_score, threshold):
+                    continue
+                leaks.append({
+                    "package_name": info.name, "leak_score": m.memory_leak_score, "memory_trend": m.memory_trend,
+                    "memory_growth_rate": m.memory_growth_rate, "current_memory_usage": m.current_memory_usage,
+                    "peak_memory_usage": m.peak_memory_usage, "memory_footprint": m.memory_footprint,
+                    "memory_check_count": m.memory_check_count, "last_memory_check": m.last_memory_check,
+                })
+        return sorted(leaks, key=lambda leak: -leak["leak_score"])
+
+    def get_memory_leaks_report(self, threshold: float = 0.1) -> dict[str, Any]:
+        """The data of ``GET /api/packages/memory/leaks?threshold=...``."""
+        leaks = self.detect_memory_leaks(threshold)
+        return {"leaks": leaks, "total_leaks": len(leaks), "threshold": threshold, "detection_time": time.time()}
+
+    def _figures(self) -> list[PackageFigures]:
+        return [PackageFigures(i.name, i.status, i.memory_metrics.memory_leak_score, i.memory_metrics.memory_trend,
+                               i.memory_metrics.memory_footprint, i.last_used, not i.observed)
+                for i in self.packages()]
+
+    def get_memory_optimization_suggestions(self) -> list[dict[str, Any]]:
+        return suggest(self._figures(), self.monitor.get_memory_pressure_level(), time.time(), self.rules)
+
+    def get_optimization_suggestions_report(self) -> dict[str, Any]:
+        """The data of ``GET /api/packages/memory/optimization-suggestions``."""
+        return suggestions_payload(self.get_memory_optimization_suggestions(), time.time())
+
+    def force_garbage_collection(self) -> dict[str, Any]:
+        """Run a full collection (data of ``POST .../garbage-collection``): RSS before/after and objects found."""
+        before = self.monitor.get_current_memory_usage()
+        collected = gc.collect()
+        after = self.monitor.get_current_memory_usage()
+        return {"memory_before": before, "memory_after": after, "memory_freed": max(0.0, before - after),
+                "objects_collected": collected, "garbage_collection_time": time.time()}
+
+
+_loader: LazyLoader | None = None
+_loader_lock = threading.Lock()
+
+
+def get_lazy_loader() -> LazyLoader:
+    """The process's one loader (created on first call)."""
+    global _loader
+    with _loader_lock:
+        if _loader is None:
+            _loader = LazyLoader()
+        return _loader
+
+
+def reset_lazy_loader(loader: LazyLoader | None = None) -> LazyLoader | None:
+    """Replace the process's loader (the plugin configures one per session); returns the previous one."""
+    global _loader
+    with _loader_lock:
+        previous, _loader = _loader, loader
+        if previous is not None:
+            previous.stop_observing()
+        return previous

@@ -1,0 +1,89 @@
+"""MemoryMonitor: real readings from the process and the system, and the analysis over histories.
+
+Readings (each names its source, so figures in reports are honest about what they measure):
+
+* process memory: resident set size (RSS) from ``psutil.Process().memory_info().rss`` — what the OS has mapped
+  for the process, native allocations included; page-granular and noisy by tens of KiB.
+* package memory: module-state bytes from ``attribution.package_state_bytes`` (``sys.getsizeof`` over what the
+  package's module globals keep reachable).
+* system pressure: ``psutil.virtual_memory()``'s share of memory in use (``percent``) against thresholds.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+
+import psutil
+
+from pytest_memtrack import analysis
+from pytest_memtrack.attribution import package_state_bytes
+
+History = Sequence[tuple[float, float]]
+
+DEFAULT_PRESSURE_THRESHOLDS: Mapping[str, float] = {"low": 0.5, "medium": 0.7, "high": 0.85, "critical": 0.95}
+PRESSURE_LEVELS = ("low", "medium", "high", "critical")
+
+
+def pressure_level(used_fraction: float, thresholds: Mapping[str, float] = DEFAULT_PRESSURE_THRESHOLDS) -> str:
+    """The highest level whose threshold the used share has reached above ``low``: below ``medium``'s threshold
+    is ``low`` (``low``'s own threshold only marks where low pressure begins to be worth reporting)."""
+    level = "low"
+    for name in PRESSURE_LEVELS[1:]:
+        if used_fraction >= thresholds[name]:
+            level = name
+    return level
+
+
+def validate_thresholds(thresholds: Mapping[str, float]) -> dict[str, float]:
+    missing = [name for name in PRESSURE_LEVELS if name not in thresholds]
+    if missing:
+        raise ValueError(f"memory pressure thresholds need the levels {', '.join(missing)}")
+    values = [float(thresholds[name]) for name in PRESSURE_LEVELS]
+    if any(not 0.0 <= v <= 1.0 for v in values) or values != sorted(values):
+        raise ValueError(f"memory pressure thresholds must rise within [0, 1] from low to critical, got {values}")
+    return dict(zip(PRESSURE_LEVELS, values))
+
+
+class MemoryMonitor:
+    """Low-level readings plus the leak/trend/statistics analysis, with the loader's configurable thresholds."""
+
+    def __init__(self, thresholds: Mapping[str, float] | None = None, *, leak_threshold: float = 0.1,
+                 leak_reference_bytes: float = 1024 * 1024, noise_bytes: float = 0.0) -> None:
+        self._memory_thresholds = validate_thresholds(thresholds or DEFAULT_PRESSURE_THRESHOLDS)
+        self.leak_threshold = leak_threshold
+        self.leak_reference_bytes = leak_reference_bytes
+        self.noise_bytes = noise_bytes
+        self._process = psutil.Process()
+
+    @property
+    def memory_thresholds(self) -> dict[str, float]:
+        return dict(self._memory_thresholds)
+
+    def get_current_memory_usage(self) -> float:
+        """Bytes resident for this process (psutil RSS)."""
+        return float(self._process.memory_info().rss)
+
+    def get_memory_footprint(self, module_name: str) -> float:
+        """Bytes the package of ``module_name`` keeps reachable from its module state (0 if not imported)."""
+        return float(package_state_bytes(module_name))
+
+    def get_system_memory_usage(self) -> float:
+        """Share of system memory in use, 0..1 (psutil ``virtual_memory().percent``)."""
+        return psutil.virtual_memory().percent / 100.0
+
+    def get_memory_pressure_level(self) -> str:
+        return pressure_level(self.get_system_memory_usage(), self._memory_thresholds)
+
+    def detect_memory_leak(self, memory_history: History) -> tuple[bool, float]:
+        return analysis.detect_leak(memory_history, threshold=self.leak_threshold,
+                                    reference_bytes=self.leak_reference_bytes, noise_bytes=self.noise_bytes)
+
+    def analyze_memory_trend(self, memory_history: History) -> str:
+        return analysis.memory_trend(memory_history, noise_bytes=self.noise_bytes)
+
+    def calculate_memory_statistics(self, memory_history: History) -> dict[str, float]:
+        return analysis.memory_statistics(memory_history)
+
+    def analyze(self, memory_history: History) -> analysis.HistoryAnalysis:
+        return analysis.analyze(memory_history, threshold=self.leak_threshold,
+                                reference_bytes=self.leak_reference_bytes, noise_bytes=self.noise_bytes)

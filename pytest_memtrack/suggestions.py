@@ -1,0 +1,86 @@
+"""Optimization suggestions: pure rules over package figures, each with a documented severity.
+
+| type                   | when                                                        | severity                       |
+|------------------------|-------------------------------------------------------------|--------------------------------|
+| memory_leak            | leak score >= leak threshold                                | high if score >= 0.3, else medium |
+| high_memory_footprint  | import footprint >= footprint threshold (default 50 MiB)    | high if >= 5x threshold, else medium |
+| system_memory_pressure | the system's memory pressure is high or critical           | high when critical, else medium |
+| unused_package         | loaded lazily, not used for >= unused_after (default 600 s) | low                            |
+| growing_trend          | trend increasing but leak score below the leak threshold    | low                            |
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass
+from typing import Any
+
+MIB = 1024 * 1024
+
+
+@dataclass(frozen=True)
+class SuggestionRules:
+    leak_threshold: float = 0.1
+    footprint_bytes: float = 50 * MIB
+    unused_after: float = 600.0
+
+
+@dataclass(frozen=True)
+class PackageFigures:
+    """What the rules read of one package (a plain snapshot, so the rules stay pure)."""
+
+    name: str
+    status: str
+    leak_score: float
+    trend: str
+    footprint: float | None
+    last_used: float | None
+    lazily_loaded: bool
+
+
+def _suggestion(kind: str, package: str | None, severity: str, message: str, recommendation: str,
+                value: float) -> dict[str, Any]:
+    return {"type": kind, "package_name": package, "severity": severity, "message": message,
+            "recommendation": recommendation, "value": value}
+
+
+def suggest(packages: Iterable[PackageFigures], system_pressure: str, now: float,
+            rules: SuggestionRules = SuggestionRules()) -> list[dict[str, Any]]:
+    """Suggestions, most severe first (stable within a severity)."""
+    found: list[dict[str, Any]] = []
+    if system_pressure in ("high", "critical"):
+        found.append(_suggestion(
+            "system_memory_pressure", None, "high" if system_pressure == "critical" else "medium",
+            f"System memory pressure is {system_pressure}",
+            "Run garbage collection and unload packages that are not needed", 0.0 if system_pressure == "high" else 1.0))
+    for p in packages:
+        if p.leak_score >= rules.leak_threshold and p.leak_score > 0:
+            found.append(_suggestion(
+                "memory_leak", p.name, "high" if p.leak_score >= 0.3 else "medium",
+                f"Package '{p.name}' shows signs of memory leak (score: {p.leak_score:.2f})",
+                "Investigate memory usage patterns and consider reloading", p.leak_score))
+        elif p.trend == "increasing":
+            found.append(_suggestion(
+                "growing_trend", p.name, "low", f"Package '{p.name}' memory is increasing (score: {p.leak_score:.2f})",
+                "Watch this package; bound its caches if the growth continues", p.leak_score))
+        if p.footprint is not None and p.footprint >= rules.footprint_bytes:
+            found.append(_suggestion(
+                "high_memory_footprint", p.name, "high" if p.footprint >= 5 * rules.footprint_bytes else "medium",
+                f"Package '{p.name}' has high memory footprint: {p.footprint / MIB:.1f}MB",
+                "Consider unloading if not frequently used", p.footprint))
+        if (p.lazily_loaded and p.status == "loaded" and p.last_used is not None
+                and now - p.last_used >= rules.unused_after):
+            idle = now - p.last_used
+            found.append(_suggestion(
+                "unused_package", p.name, "low", f"Package '{p.name}' has not been used for {idle:.0f}s",
+                "Unload it to free its memory; it loads again on next use", idle))
+    order = {"high": 0, "medium": 1, "low": 2}
+    return sorted(found, key=lambda s: order[s["severity"]])
+
+
+def suggestions_payload(suggestions: list[dict[str, Any]], generation_time: float) -> dict[str, Any]:
+    """The data of ``GET /api/packages/memory/optimization-suggestions``."""
+    counts = {level: sum(1 for s in suggestions if s["severity"] == level) for level in ("high", "medium", "low")}
+    return {"suggestions": suggestions, "total_suggestions": len(suggestions),
+            "high_severity": counts["high"], "medium_severity": counts["medium"], "low_severity": counts["low"],
+            "generation_time": generation_time}
