@@ -1,0 +1,100 @@
+"""GitHub Actions step summary: a short Markdown verdict appended to ``$GITHUB_STEP_SUMMARY``.
+
+Registered by ``report.html.configure`` whenever ``--memtrack`` is on; it does nothing unless the variable is set
+(GitHub sets it in every step). Built from the same report model as every other renderer.
+"""
+
+from __future__ import annotations
+
+import os
+from typing import Any
+
+import pytest
+
+from pytest_memtrack.report.html import format_bytes, format_score, format_signed_bytes
+
+ENV = "GITHUB_STEP_SUMMARY"
+TOP_TESTS = 10
+TOP_PACKAGES = 5
+
+
+def md_cell(value: Any) -> str:
+    """Text safe inside one Markdown table cell: pipes escaped, HTML neutralised, one line."""
+    text = " ".join(str(value).split())
+    text = text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
+    text = text.replace("\\", "\\\\").replace("|", "\\|").replace("`", "\\`")
+    return text or " "
+
+
+def _dict(value: Any) -> dict[str, Any]:
+    return value if isinstance(value, dict) else {}
+
+
+def _number(value: Any) -> float:
+    return float(value) if isinstance(value, (int, float)) and not isinstance(value, bool) else 0.0
+
+
+def render_summary(report: dict[str, Any]) -> str:
+    """The Markdown summary: verdict, top leaking tests, top packages."""
+    tests = [t for t in report.get("tests") or [] if isinstance(t, dict)]
+    leaking = sorted((t for t in tests if t.get("leaking")), key=lambda t: -_number(t.get("leak_score")))
+    summary = _dict(report.get("summary"))
+    comparison = _dict(report.get("comparison"))
+    regressions = comparison.get("regressions") if comparison else None
+    if leaking:
+        title = f"❌ pytest-memtrack: {len(leaking)} of {len(tests)} tests leak"
+    elif regressions:
+        title = f"❌ pytest-memtrack: {regressions} memory regressions against the baseline"
+    else:
+        title = f"✅ pytest-memtrack: no leaks found in {len(tests)} tests"
+    lines = [f"### {title}", ""]
+    facts = [f"system memory pressure **{md_cell(summary.get('system_memory_pressure', 'unknown'))}**",
+             f"tracked memory {format_bytes(summary.get('total_current_memory'))} "
+             f"(peak {format_bytes(summary.get('total_peak_memory'))})"]
+    if regressions and leaking:
+        facts.append(f"{regressions} regressions against the baseline")
+    lines += [" · ".join(facts), ""]
+    if leaking:
+        lines += ["| test | leak score | memory / run | where |", "|---|---:|---:|---|"]
+        for test in leaking[:TOP_TESTS]:
+            hunt = _dict(test.get("hunt"))
+            memory = _dict(_dict(hunt.get("kinds")).get("memory"))
+            sites = _dict(hunt.get("evidence")).get("allocation_sites") or []
+            where = f"{_dict(sites[0]).get('file', '?')}:{_dict(sites[0]).get('line', '?')}" if sites else "—"
+            lines.append(f"| {md_cell(test.get('nodeid', '?'))} | {format_score(test.get('leak_score'))} | "
+                         f"{format_signed_bytes(memory.get('per_run'))} | {md_cell(where)} |")
+        if len(leaking) > TOP_TESTS:
+            lines.append(f"\n…and {len(leaking) - TOP_TESTS} more leaking tests (see the HTML report).")
+        lines.append("")
+    packages = [_dict(p) for p in _dict(report.get("packages")).values()]
+    packages.sort(key=lambda p: (-_number(_dict(p.get("memory_metrics")).get("memory_leak_score")),
+                                 -_number(_dict(p.get("memory_metrics")).get("current_memory_usage"))))
+    if packages:
+        lines += ["| package | current | peak | trend | leak score |", "|---|---:|---:|---|---:|"]
+        for package in packages[:TOP_PACKAGES]:
+            metrics = _dict(package.get("memory_metrics"))
+            lines.append(f"| {md_cell(package.get('package_name', '?'))} | "
+                         f"{format_bytes(metrics.get('current_memory_usage'))} | "
+                         f"{format_bytes(metrics.get('peak_memory_usage'))} | {md_cell(metrics.get('memory_trend', '—'))} | "
+                         f"{format_score(metrics.get('memory_leak_score'))} |")
+        lines.append("")
+    return "\n".join(lines) + "\n"
+
+
+def append_summary(report: dict[str, Any], path: str) -> None:
+    """Append (never overwrite: other steps' summaries share the file) the Markdown summary to ``path``."""
+    with open(path, "a", encoding="utf-8") as handle:
+        handle.write(render_summary(report))
+
+
+class GithubSummary:
+    @pytest.hookimpl(trylast=True)
+    def pytest_memtrack_report_ready(self, session: pytest.Session, report: dict[str, Any]) -> None:
+        path = os.environ.get(ENV)
+        if path:
+            append_summary(report, path)
+
+
+def configure(config: pytest.Config) -> None:
+    if os.environ.get(ENV) and not config.pluginmanager.has_plugin("memtrack-github-summary"):
+        config.pluginmanager.register(GithubSummary(), "memtrack-github-summary")

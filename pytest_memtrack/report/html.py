@@ -1,0 +1,501 @@
+"""The HTML report: one self-contained page rendered with Jinja from the report model (docs/report-format.md).
+
+``build_view(report)`` turns the model into display-ready values (human units, SVG polyline points) with pure
+functions; ``templates/report.html.jinja`` only lays them out through an autoescaping ``Environment``. The same
+``render_html`` serves the ``--memtrack-html`` option and the offline ``pytest-memtrack html`` command.
+"""
+
+from __future__ import annotations
+
+import base64
+import datetime as _dt
+import hashlib
+import json
+import math
+import os
+import shlex
+from collections.abc import Iterable, Sequence
+from functools import lru_cache
+from typing import Any
+
+import pytest
+
+HTML_HELP = "write a self-contained HTML report (inline CSS and SVG charts, no network) to this path"
+
+#: Leak kinds in display order, with the unit of their per-run figure.
+KINDS = (("memory", "bytes"), ("native", "bytes"), ("fds", "count"), ("threads", "count"))
+_SEVERITY_ORDER = {"critical": 0, "high": 1, "medium": 2, "low": 3}
+_BYTE_WORDS = ("memory", "bytes", "rss", "footprint", "peak", "usage", "traced", "size")
+TOP_EVIDENCE = 5
+
+
+# ---------------------------------------------------------------------------------------------- pure formatting
+
+
+def format_bytes(value: Any) -> str:
+    """``1536`` -> ``'1.5 KiB'``; negative sizes keep their sign; ``None``/non-numbers -> ``'—'``."""
+    number = _number(value)
+    if number is None:
+        return "—"
+    sign = "-" if number < 0 else ""
+    size = abs(number)
+    for unit in ("B", "KiB", "MiB", "GiB", "TiB"):
+        if size < 1024 or unit == "TiB":
+            return f"{sign}{size:.0f} {unit}" if unit == "B" else f"{sign}{size:.1f} {unit}"
+        size /= 1024
+    raise AssertionError("unreachable")
+
+
+def format_signed_bytes(value: Any) -> str:
+    text = format_bytes(value)
+    number = _number(value)
+    return "+" + text if number is not None and number > 0 else text
+
+
+def format_number(value: Any) -> str:
+    """Plain numbers for generic cells: ints with separators, floats with 4 significant digits."""
+    if isinstance(value, bool) or value is None:
+        return {True: "yes", False: "no", None: "—"}[value]
+    if isinstance(value, int):
+        return f"{value:,}"
+    if isinstance(value, float):
+        if not math.isfinite(value):
+            return str(value)
+        return f"{value:,.0f}" if abs(value) >= 10_000 else f"{value:.4g}"
+    if isinstance(value, (list, dict)):
+        return json.dumps(value, sort_keys=True, default=str)
+    return str(value)
+
+
+def format_score(value: Any) -> str:
+    number = _number(value)
+    return "—" if number is None else f"{number:.2f}"
+
+
+def format_time(timestamp: Any) -> str:
+    number = _number(timestamp)
+    if number is None:
+        return "—"
+    try:
+        moment = _dt.datetime.fromtimestamp(number, tz=_dt.timezone.utc)
+    except (OverflowError, OSError, ValueError):
+        return "—"
+    return moment.strftime("%Y-%m-%d %H:%M:%S UTC")
+
+
+def format_duration(seconds: Any) -> str:
+    number = _number(seconds)
+    if number is None:
+        return "—"
+    if number < 1:
+        return f"{number * 1000:.0f} ms"
+    if number < 120:
+        return f"{number:.1f} s"
+    return f"{number // 60:.0f} min {number % 60:.0f} s"
+
+
+def _number(value: Any) -> float | None:
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        return None
+    return float(value) if math.isfinite(value) else None
+
+
+def polyline_points(points: Iterable[Sequence[Any]], width: float, height: float, pad: float = 2.0) -> str:
+    """SVG ``points`` for a line chart of ``(x, y)`` pairs fitted into a ``width`` x ``height`` box.
+
+    Pairs are sorted by x; pairs with a non-finite or non-numeric member are dropped. The chart keeps ``pad`` units
+    from every edge; larger y is drawn higher (SVG y grows downwards). A single point or a constant series is drawn
+    at mid height; all x equal puts the points at mid width. Empty input gives ``''``.
+    """
+    clean = sorted(
+        (x, y) for x, y in ((_number(p[0]), _number(p[1])) for p in points if len(p) >= 2)
+        if x is not None and y is not None
+    )
+    if not clean:
+        return ""
+    inner_w, inner_h = max(width - 2 * pad, 0.0), max(height - 2 * pad, 0.0)
+    xs, ys = [p[0] for p in clean], [p[1] for p in clean]
+    x_lo, x_hi, y_lo, y_hi = min(xs), max(xs), min(ys), max(ys)
+
+    def scale(value: float, lo: float, hi: float) -> float:
+        span = hi - lo
+        if span <= 0 or not math.isfinite(span):
+            return 0.5
+        return min(max((value - lo) / span, 0.0), 1.0)
+
+    out = []
+    for x, y in clean:
+        px = pad + scale(x, x_lo, x_hi) * inner_w
+        py = pad + (1.0 - scale(y, y_lo, y_hi)) * inner_h
+        out.append(f"{px:.1f},{py:.1f}")
+    return " ".join(out)
+
+
+def _chart(points: Sequence[Sequence[Any]], width: int, height: int) -> dict[str, Any] | None:
+    values = [p[1] for p in points if len(p) >= 2 and _number(p[1]) is not None]
+    line = polyline_points(points, width, height)
+    if not line:
+        return None
+    return {"points": line, "width": width, "height": height, "low": format_bytes(min(values)),
+            "high": format_bytes(max(values)), "count": len(values), "dot": line.rsplit(" ", 1)[-1].split(",")}
+
+
+# ---------------------------------------------------------------------------------------------- the view model
+
+
+def _dict(value: Any) -> dict[str, Any]:
+    return value if isinstance(value, dict) else {}
+
+
+def _list(value: Any) -> list[Any]:
+    return value if isinstance(value, list) else []
+
+
+def _next_step(test: dict[str, Any]) -> str:
+    """One sentence telling the reader where to look first."""
+    hunt = _dict(test.get("hunt"))
+    kinds, evidence = _dict(hunt.get("kinds")), _dict(hunt.get("evidence"))
+    leaking = [name for name, _ in KINDS if _dict(kinds.get(name)).get("leaking")]
+    sites = _list(evidence.get("allocation_sites"))
+    if "memory" in leaking and sites:
+        site = _dict(sites[0])
+        return (f"Start at {site.get('file', '?')}:{site.get('line', '?')}: it keeps "
+                f"{format_bytes(site.get('bytes_per_run'))} per run alive. Look for a cache, a global list or a "
+                "registry that grows on every call and is never cleared.")
+    if "fds" in leaking:
+        fds = ", ".join(str(f) for f in _list(evidence.get("new_fds"))[:3]) or "file descriptors"
+        return f"Each run leaves {fds} open: close them (use a with-block) or close them in a fixture's teardown."
+    if "threads" in leaking:
+        names = ", ".join(str(t) for t in _list(evidence.get("new_threads"))[:3]) or "threads"
+        return f"Each run leaves {names} running: stop and join them in teardown."
+    if "native" in leaking:
+        return ("RSS grows without matching Python allocations: suspect a C extension, a native cache or the "
+                "allocator's fragmentation; rerun with --memtrack-trace-all to rule out Python objects.")
+    if "memory" in leaking:
+        return "Python memory grows every run; rerun with --memtrack-trace-all to see the allocation sites."
+    return "Rerun this test alone to confirm the leak."
+
+
+def _test_row(test: dict[str, Any]) -> dict[str, Any]:
+    hunt = _dict(test.get("hunt"))
+    kinds = _dict(hunt.get("kinds"))
+    return {
+        "nodeid": str(test.get("nodeid", "?")),
+        "outcome": str(test.get("outcome") or "?"),
+        "duration": format_duration(test.get("duration")),
+        "duration_raw": _number(test.get("duration")) or 0.0,
+        "rss_delta": format_signed_bytes(test.get("rss_delta")),
+        "rss_delta_raw": _number(test.get("rss_delta")) or 0.0,
+        "score": format_score(test.get("leak_score")),
+        "score_raw": -1.0 if _number(test.get("leak_score")) is None else _number(test.get("leak_score")),
+        "limit": format_score(test.get("limit")),
+        "leaking": bool(test.get("leaking")),
+        "per_run": format_signed_bytes(_dict(kinds.get("memory")).get("per_run")) if kinds else "—",
+        "worker": test.get("worker"),
+        "hunt_error": hunt.get("error"),
+    }
+
+
+def _leak_card(test: dict[str, Any]) -> dict[str, Any]:
+    hunt = _dict(test.get("hunt"))
+    kinds, evidence = _dict(hunt.get("kinds")), _dict(hunt.get("evidence"))
+    kind_rows = []
+    for name, unit in KINDS:
+        kind = _dict(kinds.get(name))
+        if not kind:
+            continue
+        per_run = kind.get("per_run")
+        shown = format_signed_bytes(per_run) if unit == "bytes" else f"{format_number(per_run)} per run"
+        kind_rows.append({"name": name, "leaking": bool(kind.get("leaking")), "score": format_score(kind.get("score")),
+                          "per_run": shown})
+    readings = [_dict(r) for r in _list(hunt.get("readings"))]
+    traced = _chart([(i, r.get("traced")) for i, r in enumerate(readings)], 220, 48)
+    rss = _chart([(i, r.get("rss")) for i, r in enumerate(readings)], 220, 48)
+    return {
+        **_test_row(test),
+        "message": test.get("message"),
+        "runs": hunt.get("runs"),
+        "warmup_runs": hunt.get("warmup_runs"),
+        "kinds": kind_rows,
+        "sites": [{"where": f"{_dict(s).get('file', '?')}:{_dict(s).get('line', '?')}",
+                   "bytes": format_bytes(_dict(s).get("bytes_per_run")),
+                   "count": format_number(_dict(s).get("count_per_run"))}
+                  for s in _list(evidence.get("allocation_sites"))[:TOP_EVIDENCE]],
+        "packages": [{"name": str(_dict(p).get("package", "?")), "bytes": format_bytes(_dict(p).get("bytes_per_run"))}
+                     for p in _list(evidence.get("packages"))[:TOP_EVIDENCE]],
+        "object_types": [{"name": str(_dict(o).get("type", "?")), "count": format_number(_dict(o).get("count_per_run"))}
+                         for o in _list(evidence.get("object_types"))[:TOP_EVIDENCE]],
+        "new_threads": [str(t) for t in _list(evidence.get("new_threads"))[:TOP_EVIDENCE]],
+        "new_fds": [str(f) for f in _list(evidence.get("new_fds"))[:TOP_EVIDENCE]],
+        "traced_chart": traced,
+        "rss_chart": rss,
+        "next_step": _next_step(test),
+        "reproduce": f"pytest {shlex.quote(str(test.get('nodeid', '')))} --memtrack",
+    }
+
+
+def _package_rows(report: dict[str, Any], threshold: float) -> list[dict[str, Any]]:
+    histories = _dict(report.get("package_histories"))
+    leaking_names = {str(_dict(leak).get("package_name")) for leak in _list(_dict(report.get("leaks")).get("leaks"))}
+    rows = []
+    for key, entry in _dict(report.get("packages")).items():
+        entry = _dict(entry)
+        name = str(entry.get("package_name") or key)
+        metrics = _dict(entry.get("memory_metrics"))
+        score = _number(metrics.get("memory_leak_score"))
+        history = [p for p in _list(histories.get(key)) if isinstance(p, (list, tuple))]
+        rows.append({
+            "name": name,
+            "status": str(entry.get("status") or ("loaded" if entry.get("is_loaded") else "unknown")),
+            "current": format_bytes(metrics.get("current_memory_usage")),
+            "current_raw": _number(metrics.get("current_memory_usage")) or 0.0,
+            "peak": format_bytes(metrics.get("peak_memory_usage")),
+            "peak_raw": _number(metrics.get("peak_memory_usage")) or 0.0,
+            "footprint": format_bytes(metrics.get("memory_footprint")),
+            "footprint_raw": _number(metrics.get("memory_footprint")) or 0.0,
+            "trend": str(metrics.get("memory_trend") or "—"),
+            "growth": format_signed_bytes(metrics.get("memory_growth_rate")),
+            "score": format_score(score),
+            "score_raw": -1.0 if score is None else score,
+            "leaking": name in leaking_names or (score is not None and score >= threshold),
+            "chart": _chart(history, 120, 24),
+        })
+    rows.sort(key=lambda r: (not r["leaking"], -r["score_raw"], -r["current_raw"], r["name"]))
+    return rows
+
+
+def _comparison(report: dict[str, Any]) -> dict[str, Any] | None:
+    comparison = report.get("comparison")
+    if not isinstance(comparison, dict):
+        return None
+    preferred = ["kind", "name", "figure", "baseline", "current", "change", "limit", "regressed"]
+    rows = [_dict(r) for r in _list(comparison.get("rows"))]
+    columns = [c for c in preferred if any(c in r for r in rows)]
+    columns += sorted({k for r in rows for k in r} - set(columns))
+    bytes_columns = {"baseline", "current", "change", "limit"}
+    out_rows = []
+    for row in rows:
+        is_bytes = any(word in str(row.get("figure", "")).lower() for word in _BYTE_WORDS)
+        cells = []
+        for column in columns:
+            value = row.get(column)
+            if is_bytes and column in bytes_columns and _number(value) is not None:
+                text = format_signed_bytes(value) if column == "change" else format_bytes(value)
+            elif column == "regressed":
+                text = "REGRESSED" if value else ("ok" if value is not None else "—")
+            else:
+                text = format_number(value)
+            cells.append(text)
+        out_rows.append({"cells": cells, "regressed": bool(row.get("regressed"))})
+    out_rows.sort(key=lambda r: not r["regressed"])
+    baseline = _dict(comparison.get("baseline"))
+    extra = {k: v for k, v in comparison.items() if k not in ("baseline", "rows", "regressions")}
+    return {
+        "baseline": [(str(k), format_time(v) if k in ("started", "finished", "time", "timestamp") else format_number(v))
+                     for k, v in baseline.items()],
+        "columns": columns,
+        "rows": out_rows,
+        "regressions": comparison.get("regressions"),
+        "extra": [(str(k), format_number(v)) for k, v in extra.items()],
+    }
+
+
+def build_view(report: dict[str, Any]) -> dict[str, Any]:
+    """Everything the template shows, formatted; tolerant of missing keys so partial reports still render."""
+    run, summary = _dict(report.get("run")), _dict(report.get("summary"))
+    leaks_section = _dict(report.get("leaks"))
+    threshold = _number(leaks_section.get("threshold"))
+    threshold = 0.1 if threshold is None else threshold
+    tests = [_dict(t) for t in _list(report.get("tests"))]
+    leaking = [t for t in tests if t.get("leaking")]
+    leaking.sort(key=lambda t: -(_number(t.get("leak_score")) or 0.0))
+    inconclusive = [t for t in tests if not t.get("leaking") and _dict(t.get("hunt")).get("error")]
+    hunted = sum(1 for t in tests if t.get("hunt"))
+    packages = _package_rows(report, threshold)
+    leaking_packages = [p for p in packages if p["leaking"]]
+    suggestions = [_dict(s) for s in _list(_dict(report.get("suggestions")).get("suggestions"))]
+    suggestions.sort(key=lambda s: _SEVERITY_ORDER.get(str(s.get("severity")), 9))
+    comparison = _comparison(report)
+    regressions = comparison["regressions"] if comparison else None
+    failed = sum(1 for t in tests if t.get("outcome") in ("failed", "error"))
+
+    if leaking:
+        verdict, tone = f"{len(leaking)} of {len(tests)} tests leak", "bad"
+    elif regressions:
+        verdict, tone = f"{regressions} memory regression{'s' if regressions != 1 else ''} against the baseline", "bad"
+    elif not tests:
+        verdict, tone = "No tests ran — no leaks found", "neutral"
+    else:
+        verdict, tone = "No leaks found", "good"
+    details = []
+    if leaking_packages:
+        details.append(f"{len(leaking_packages)} package{'s' if len(leaking_packages) != 1 else ''} growing "
+                       f"(leak score ≥ {threshold:g})")
+    if regressions and leaking:
+        details.append(f"{regressions} regression{'s' if regressions != 1 else ''} against the baseline")
+    if hunted:
+        details.append(f"{hunted} test{'s' if hunted != 1 else ''} hunted for leaks")
+    if failed:
+        details.append(f"{failed} test{'s' if failed != 1 else ''} failed")
+    pressure = str(summary.get("system_memory_pressure") or "unknown")
+    return {
+        "title": f"pytest-memtrack: {verdict}",
+        "verdict": verdict,
+        "tone": tone,
+        "details": details,
+        "pressure": pressure,
+        "pressure_tone": {"low": "good", "medium": "warn", "high": "bad", "critical": "bad"}.get(pressure, "neutral"),
+        "totals": [("current", format_bytes(summary.get("total_current_memory"))),
+                   ("peak", format_bytes(summary.get("total_peak_memory"))),
+                   ("footprint", format_bytes(summary.get("total_memory_footprint"))),
+                   ("packages", f"{format_number(summary.get('loaded_packages'))} loaded of "
+                                f"{format_number(summary.get('total_packages'))}")],
+        "run": [(label, value) for label, value in (
+            ("started", format_time(run.get("started"))),
+            ("duration", format_duration(run.get("duration"))),
+            ("python", f"{run.get('implementation', '')} {run.get('python', '')}".strip() or None),
+            ("platform", run.get("platform")),
+            ("host", run.get("hostname")),
+            ("xdist workers", run.get("workers") or None),
+            ("exit status", run.get("exitstatus")),
+            ("command", " ".join(shlex.quote(str(a)) for a in _list(run.get("argv"))) or None),
+        ) if value not in (None, "")],
+        "interrupted": bool(run.get("interrupted")),
+        "tool": _dict(report.get("tool")),
+        "threshold": threshold,
+        "leaks": [_leak_card(t) for t in leaking],
+        "inconclusive": [_test_row(t) for t in inconclusive],
+        "packages": packages,
+        "leaking_packages": len(leaking_packages),
+        "suggestions": [{"severity": str(s.get("severity") or "info"), "package": s.get("package_name"),
+                         "type": s.get("type"), "message": s.get("message"),
+                         "recommendation": s.get("recommendation")} for s in suggestions],
+        "comparison": comparison,
+        "tests": sorted((_test_row(t) for t in tests),
+                        key=lambda r: (not r["leaking"], -r["score_raw"], -r["rss_delta_raw"], r["nodeid"])),
+    }
+
+
+# ---------------------------------------------------------------------------------------------- rendering
+
+_TEMPLATES = os.path.join(os.path.dirname(os.path.abspath(__file__)), "templates")
+
+
+@lru_cache(maxsize=1)
+def _environment() -> Any:
+    import jinja2
+
+    env = jinja2.Environment(loader=jinja2.FileSystemLoader(_TEMPLATES), autoescape=True,
+                             undefined=jinja2.StrictUndefined, trim_blocks=True, lstrip_blocks=True)
+    return env
+
+
+@lru_cache(maxsize=1)
+def _script() -> tuple[str, str]:
+    """The page's inline script and its CSP hash: only this exact script may run in the page."""
+    with open(os.path.join(_TEMPLATES, "report.js"), encoding="utf-8") as handle:
+        text = handle.read()
+    digest = base64.b64encode(hashlib.sha256(text.encode("utf-8")).digest()).decode("ascii")
+    return text, f"'sha256-{digest}'"
+
+
+def render_html(report: dict[str, Any]) -> str:
+    """The report page as one self-contained HTML document."""
+    import markupsafe
+
+    script, script_hash = _script()
+    return _environment().get_template("report.html.jinja").render(
+        view=build_view(report), script=markupsafe.Markup(script), script_hash=script_hash)
+
+
+def write_html(report: dict[str, Any], path: str) -> None:
+    from pytest_memtrack.report.atomic import write_text_atomic
+
+    write_text_atomic(path, render_html(report))
+
+
+# ---------------------------------------------------------------------------------------------- pytest wiring
+
+
+def add_options(group: pytest.OptionGroup, parser: pytest.Parser) -> None:
+    group.addoption("--memtrack-html", action="store", default=None, dest="memtrack_html", metavar="PATH",
+                    help=HTML_HELP)
+    parser.addini("memtrack_html", HTML_HELP, default=None)
+
+
+class HtmlReportWriter:
+    """Writes the HTML page once the report model is final."""
+
+    def __init__(self, path: str) -> None:
+        self.path = path
+
+    @pytest.hookimpl(trylast=True)
+    def pytest_memtrack_report_ready(self, session: pytest.Session, report: dict[str, Any]) -> None:
+        write_html(report, self.path)
+        reporter = session.config.pluginmanager.get_plugin("terminalreporter")
+        if reporter is not None:
+            reporter.write_line(f"memtrack: HTML report written to {self.path}")
+
+
+def configure(config: pytest.Config) -> None:
+    from pytest_memtrack.report import github
+    from pytest_memtrack.settings import parse_writable_path, resolve
+
+    path = resolve(config, "memtrack_html", parse_writable_path, None)
+    if path is not None:
+        config.pluginmanager.register(HtmlReportWriter(path), "memtrack-html")
+    github.configure(config)
+
+
+# ---------------------------------------------------------------------------------------------- offline CLI
+
+
+def load_report(path: str) -> dict[str, Any]:
+    """Read a saved JSON report, raising ``CliError`` with a sentence for every way it can be wrong."""
+    from pytest_memtrack.cli import CliError
+
+    try:
+        with open(path, encoding="utf-8") as handle:
+            text = handle.read()
+    except FileNotFoundError:
+        raise CliError(f"report file {path!r} does not exist.") from None
+    except IsADirectoryError:
+        raise CliError(f"{path!r} is a directory, not a JSON report file.") from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise CliError(f"cannot read report file {path!r}: {exc}.") from None
+    try:
+        report = json.loads(text)
+    except ValueError as exc:
+        raise CliError(f"{path!r} is not valid JSON ({exc}).") from None
+    if not isinstance(report, dict) or _dict(report.get("tool")).get("name") != "pytest-memtrack":
+        raise CliError(f"{path!r} is not a pytest-memtrack report (write one with pytest --memtrack "
+                       "--memtrack-json=PATH).")
+    if report.get("format_version") != 1:
+        raise CliError(f"{path!r} has report format version {report.get('format_version')!r}; this version of "
+                       "pytest-memtrack reads format version 1.")
+    return report
+
+
+def _cli_html(args: Any) -> int:
+    from pytest_memtrack.cli import CliError
+    from pytest_memtrack.settings import parse_writable_path
+
+    report = load_report(args.report)
+    output = args.output or os.path.splitext(args.report)[0] + ".html"
+    try:
+        output = parse_writable_path(output, "-o/--output")
+    except pytest.UsageError as exc:
+        raise CliError(str(exc).rstrip(".") + ".") from None
+    write_html(report, output)
+    print(f"wrote {output}")
+    return 0
+
+
+def add_cli(subparsers: Any) -> None:
+    parser = subparsers.add_parser("html", help="render a saved JSON report as a self-contained HTML page",
+                                   description="Render a JSON report written by --memtrack-json as one "
+                                               "self-contained HTML page (no network needed to view it).")
+    parser.add_argument("report", metavar="REPORT.json", help="the JSON report to render")
+    parser.add_argument("-o", "--output", metavar="PATH", default=None,
+                        help="where to write the page (default: REPORT with an .html suffix)")
+    parser.set_defaults(func=_cli_html)
