@@ -1,0 +1,343 @@
+"""Run history and the baseline gate: options, the session hooks and the ``history``/``compare`` commands.
+
+A change that makes memory worse should fail the build even when no single run looks like a leak. Save runs
+into the history store, compare each run with a baseline, and fail when a figure grew beyond a tolerance::
+
+    pytest --memtrack --memtrack-save=main                  # store this run (named "main")
+    pytest --memtrack --memtrack-compare                    # compare with the last run of this machine/Python
+    pytest --memtrack --memtrack-compare=main --memtrack-compare-fail=footprint:10% --memtrack-compare-fail=leaking:0
+
+``--memtrack-compare-fail`` implies ``--memtrack-compare`` (a gate that silently does not run helps nobody).
+The rule grammar is documented in :mod:`pytest_memtrack.compare`. With no baseline the run prints a warning line
+and does not fail. A store that cannot be used (not SQLite, somebody else's database, a newer schema) is reported
+as a :class:`MemtrackWarning` and left untouched; the run and its JSON report are unaffected.
+
+Only the process that owns the session writes (the xdist controller, never a worker).
+
+Wiring: ``plugin.py`` calls :func:`add_options` and :func:`configure`; ``cli.py`` calls :func:`add_cli`. The
+stateful part is :class:`HistoryPlugin`, registered only when saving or comparing was asked for.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime
+import json
+import os
+import sqlite3
+import subprocess
+import sys
+import warnings
+from dataclasses import dataclass, field
+from typing import Any
+
+import pytest
+
+from pytest_memtrack.compare import RULE_HELP, Comparison, Rule, RuleError, compare_reports, parse_rule, render_summary
+from pytest_memtrack.settings import resolve
+from pytest_memtrack.store import MemtrackWarning, RunInfo, Store, StoreError, machine_key
+
+__all__ = ["MemtrackWarning", "HistoryPlugin", "add_options", "configure", "add_cli"]
+
+DEFAULT_STORE = os.path.join(".memtrack", "history.sqlite")
+STORE_HELP = f"the run history store, an SQLite file (default: {DEFAULT_STORE} under the rootdir)"
+SAVE_HELP = "save this run in the history store, optionally under a name: --memtrack-save or --memtrack-save=NAME"
+COMPARE_HELP = ("compare this run with a stored run, by id or name (default: the last run of the same OS, Python "
+                "version and architecture): --memtrack-compare or --memtrack-compare=NAME|ID")
+COMPARE_FAIL_HELP = RULE_HELP + "; implies --memtrack-compare"
+
+HISTORY_KEY = pytest.StashKey["HistoryPlugin"]()
+
+
+def _rule_option(text: str) -> Rule:
+    """argparse ``type=`` of --memtrack-compare-fail: a bad rule is a usage error before any test runs."""
+    try:
+        return parse_rule(text)
+    except RuleError as exc:
+        raise pytest.UsageError(f"--memtrack-compare-fail: {exc}") from None
+
+
+def add_options(group: Any, parser: pytest.Parser) -> None:
+    group.addoption("--memtrack-store", dest="memtrack_store", default=None, metavar="PATH", help=STORE_HELP)
+    parser.addini("memtrack_store", STORE_HELP, default=None)
+    group.addoption("--memtrack-save", dest="memtrack_save", nargs="?", const="", default=None, metavar="NAME",
+                    help=SAVE_HELP)
+    group.addoption("--memtrack-compare", dest="memtrack_compare", nargs="?", const="", default=None,
+                    metavar="NAME|ID", help=COMPARE_HELP)
+    group.addoption("--memtrack-compare-fail", dest="memtrack_compare_fail", action="append", type=_rule_option,
+                    default=None, metavar="RULE", help=COMPARE_FAIL_HELP)
+    parser.addini("memtrack_compare_fail", COMPARE_FAIL_HELP + " (one rule a line)", type="linelist", default=None)
+
+
+def is_worker(config: pytest.Config) -> bool:
+    return hasattr(config, "workerinput")
+
+
+def _store_path(config: pytest.Config) -> str:
+    raw = config.getoption("memtrack_store", default=None)
+    base = str(config.invocation_params.dir)
+    if raw is None:
+        raw = config.getini("memtrack_store") or None
+        base = str(config.inipath.parent) if config.inipath else str(config.rootpath)
+    if raw is None:
+        return os.path.join(str(config.rootpath), DEFAULT_STORE)
+    if not str(raw).strip():
+        raise pytest.UsageError("--memtrack-store must name a file, not an empty string.")
+    return os.path.normpath(os.path.join(base, os.path.expanduser(str(raw))))
+
+
+def _ref_option(config: pytest.Config, name: str) -> str | None:
+    value = config.getoption(name, default=None)
+    if value:  # nargs="?" swallows a following path: `--memtrack-save tests` would name the run "tests"
+        flag = "--" + name.replace("_", "-")
+        if os.path.exists(os.path.join(str(config.invocation_params.dir), value)):
+            raise pytest.UsageError(
+                f"{flag} took {value!r} as the run name, but that is also a path; write {flag}=NAME, or put "
+                f"{flag} after the test paths."
+            )
+    return value
+
+
+def _parse_ini_rules(lines: list[str]) -> list[Rule]:
+    rules = []
+    for line in lines:
+        try:
+            rules.append(parse_rule(line))
+        except RuleError as exc:
+            raise pytest.UsageError(f"ini option 'memtrack_compare_fail': {exc}") from None
+    return rules
+
+
+def configure(config: pytest.Config) -> None:
+    """Resolve the history settings and register :class:`HistoryPlugin` when saving or comparing is asked for."""
+    save = _ref_option(config, "memtrack_save")
+    compare_ref = _ref_option(config, "memtrack_compare")
+    rules = resolve(config, "memtrack_compare_fail", lambda raw, label: _parse_ini_rules(raw.splitlines()), [])
+    if rules and isinstance(rules[0], str):  # the ini linelist arrives as a list of strings
+        rules = _parse_ini_rules(rules)
+    store = _store_path(config)
+    if os.path.isdir(store):
+        raise pytest.UsageError(f"--memtrack-store must name a file, but {store!r} is a directory.")
+    if save is None and compare_ref is None and not rules:
+        return
+    if is_worker(config):  # only the controller compares and writes
+        return
+    plugin = HistoryPlugin(config, store, save, compare_ref if compare_ref is not None else "", rules,
+                           compare=compare_ref is not None or bool(rules))
+    config.stash[HISTORY_KEY] = plugin
+    config.pluginmanager.register(plugin, "memtrack-history")
+
+
+def git_commit(directory: str) -> str | None:
+    """``git rev-parse HEAD`` in ``directory``, or None (no git, not a repository, or slower than 2 s)."""
+    try:
+        done = subprocess.run(["git", "rev-parse", "HEAD"], cwd=directory, capture_output=True, text=True,
+                              timeout=2, check=False)
+    except (OSError, subprocess.SubprocessError):
+        return None
+    commit = done.stdout.strip()
+    return commit if done.returncode == 0 and len(commit) >= 7 and all(c in "0123456789abcdef" for c in commit) else None
+
+
+def find_baseline(store_path: str, ref: str, run: dict[str, Any]) -> tuple[RunInfo | None, dict[str, Any] | None, str]:
+    """(baseline run, its report, why none was found). Raises :class:`StoreError` for an unusable store."""
+    if not os.path.exists(store_path):
+        return None, None, f"no baseline was found: the history store {store_path} does not exist yet " \
+                           "(save a run with --memtrack-save)."
+    with Store(store_path, create=False) as store:
+        if ref:
+            info = store.find(ref)
+            why = f"no baseline was found: no stored run has the id or name {ref!r} in {store_path}."
+        else:
+            key = machine_key(run)
+            info = store.latest(machine=key)
+            why = f"no baseline was found: no stored run of {key} in {store_path} (save one with --memtrack-save)."
+        if info is None:
+            return None, None, why
+        return info, store.load_report(info.id), ""
+
+
+@dataclass
+class HistoryPlugin:
+    """Session hooks of the history feature (registered on the controller only)."""
+
+    config: pytest.Config
+    store_path: str
+    save_name: str | None
+    compare_ref: str
+    rules: list[Rule]
+    compare: bool = True
+    comparison: Comparison | None = None
+    notes: list[str] = field(default_factory=list)  # warning lines for the terminal summary
+    saved: RunInfo | None = None
+
+    def _warn(self, message: str) -> None:
+        self.notes.append(message)
+        try:
+            warnings.warn(MemtrackWarning(message), stacklevel=2)
+        except MemtrackWarning:  # filterwarnings=error: still never lose the run; the note is printed below
+            pass
+
+    @pytest.hookimpl
+    def pytest_memtrack_enrich_report(self, session: pytest.Session, report: dict[str, Any]) -> None:
+        if not self.compare or is_worker(session.config):
+            return
+        try:
+            info, baseline, why = find_baseline(self.store_path, self.compare_ref, report.get("run") or {})
+        except (StoreError, sqlite3.Error) as exc:
+            self._warn(f"memtrack: cannot compare with a baseline: {exc}")
+            return
+        if info is None or baseline is None:
+            self.notes.append(f"memtrack: {why}")
+            report["comparison"] = {"baseline": None, "rows": [], "regressions": 0,
+                                    "rules": [r.text for r in self.rules], "new": [], "new_count": 0,
+                                    "message": why}
+            return
+        self.comparison = compare_reports(baseline, report, self.rules, info.baseline())
+        report["comparison"] = self.comparison.as_dict()
+        if self.comparison.regressions and session.exitstatus == pytest.ExitCode.OK:
+            session.exitstatus = pytest.ExitCode.TESTS_FAILED
+
+    @pytest.hookimpl
+    def pytest_memtrack_report_ready(self, session: pytest.Session, report: dict[str, Any]) -> None:
+        if self.save_name is None or is_worker(session.config):
+            return
+        try:
+            with Store(self.store_path) as store:
+                self.saved = store.save(report, self.save_name or None, git_commit(str(session.config.rootpath)))
+        except (StoreError, sqlite3.Error, OSError) as exc:
+            self._warn(f"memtrack: the run was not saved: {exc}")
+
+    @pytest.hookimpl
+    def pytest_terminal_summary(self, terminalreporter: Any) -> None:
+        tr = terminalreporter
+        if self.comparison is not None:
+            data = self.comparison.as_dict()
+            if data["regressions"]:
+                tr.write_sep("=", "memtrack regressions", red=True, bold=True)
+                for line in render_summary(data).splitlines():
+                    tr.write_line(line)
+            else:
+                tr.write_line("memtrack: " + render_summary(data).splitlines()[0], green=True)
+        for note in self.notes:
+            tr.write_line(note, yellow=True)
+        if self.saved is not None:
+            name = f" {self.saved.name!r}" if self.saved.name else ""
+            tr.write_line(f"memtrack: saved run #{self.saved.id}{name} to {self.store_path}")
+
+
+# -- command line -------------------------------------------------------------------------------------------------
+
+def add_cli(subparsers: Any) -> None:
+    history = subparsers.add_parser("history", help="list the runs in the history store",
+                                    description="List the runs saved with --memtrack-save, newest first.")
+    history.add_argument("--store", default=DEFAULT_STORE, help=f"the store (default: {DEFAULT_STORE})")
+    history.add_argument("--limit", type=_positive_int, default=20, help="show at most N runs (default 20)")
+    history.add_argument("--json", action="store_true", help="print the runs as JSON")
+    history.set_defaults(func=history_command)
+
+    compare = subparsers.add_parser(
+        "compare", help="compare two stored runs or two JSON reports",
+        description="Compare run B with baseline A. A and B are stored run ids or names, or JSON report files. "
+                    "Exit status 1 when a --fail rule is broken.")
+    compare.add_argument("baseline", metavar="A", help="the baseline: a run id, a run name or a JSON report file")
+    compare.add_argument("current", metavar="B", help="the run to judge: a run id, a run name or a JSON report file")
+    compare.add_argument("--store", default=DEFAULT_STORE, help=f"the store (default: {DEFAULT_STORE})")
+    compare.add_argument("--fail", action="append", default=[], metavar="RULE", help=RULE_HELP)
+    compare.add_argument("--json", action="store_true", help="print the comparison as JSON")
+    compare.set_defaults(func=compare_command)
+
+
+def _positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        value = 0
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be a positive whole number, not {text!r}")
+    return value
+
+
+def _open(path: str) -> Store:
+    from pytest_memtrack.cli import CliError
+
+    try:
+        return Store(path, create=False)
+    except StoreError as exc:
+        raise CliError(str(exc)) from None
+
+
+def _time(ts: float) -> str:
+    return datetime.datetime.fromtimestamp(ts).strftime("%Y-%m-%d %H:%M:%S")
+
+
+def history_command(args: argparse.Namespace) -> int:
+    with _open(args.store) as store:
+        runs = store.runs(limit=args.limit)
+    if args.json:
+        print(json.dumps([r.as_dict() for r in runs], indent=2))
+        return 0
+    if not runs:
+        print(f"no runs in {args.store}")
+        return 0
+    rows = [("id", "time", "name", "commit", "machine", "tests", "leaking")]
+    rows += [(str(r.id), _time(r.time), r.name or "", (r.commit or "")[:10], r.machine or "", str(r.tests),
+              str(r.leaking)) for r in runs]
+    widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
+    for row in rows:
+        print("  ".join(c.ljust(w) for c, w in zip(row, widths)).rstrip())
+    return 0
+
+
+def _load(ref: str, store_path: str, stores: dict[str, Store]) -> tuple[dict[str, Any], dict[str, Any]]:
+    from pytest_memtrack.cli import CliError
+
+    if os.path.isfile(ref) and not ref.isdigit():
+        try:
+            with open(ref, encoding="utf-8") as fh:
+                report = json.load(fh)
+        except (OSError, ValueError) as exc:
+            raise CliError(f"cannot read the JSON report {ref!r} ({exc}).") from None
+        if not isinstance(report, dict) or not isinstance(report.get("run"), dict):
+            raise CliError(f"{ref!r} is not a pytest-memtrack JSON report.")
+        run = report["run"]
+        return report, {"id": None, "name": os.path.basename(ref), "time": run.get("finished"), "commit": None,
+                        "machine": machine_key(run), "python": run.get("python")}
+    if "store" not in stores:
+        if not os.path.exists(store_path):
+            raise CliError(f"{ref!r} is not a report file, and there is no history store at {store_path!r}.")
+        stores["store"] = _open(store_path)
+    store = stores["store"]
+    info = store.find(ref)
+    if info is None:
+        raise CliError(f"no stored run has the id or name {ref!r} in {store_path!r}, and it is not a report file.")
+    try:
+        return store.load_report(info.id), info.baseline()
+    except StoreError as exc:
+        raise CliError(str(exc)) from None
+
+
+def compare_command(args: argparse.Namespace) -> int:
+    from pytest_memtrack.cli import CliError
+
+    try:
+        rules = [parse_rule(text) for text in args.fail]
+    except RuleError as exc:
+        raise CliError(f"--fail: {exc}") from None
+    stores: dict[str, Store] = {}
+    try:
+        baseline, info = _load(args.baseline, args.store, stores)
+        current, _ = _load(args.current, args.store, stores)
+    finally:
+        for store in stores.values():
+            store.close()
+    comparison = compare_reports(baseline, current, rules, info)
+    data = comparison.as_dict()
+    if args.json:
+        print(json.dumps(data, indent=2))
+    else:
+        print(render_summary(data, all_rows=True))
+    if comparison.regressions:
+        print(f"{len(comparison.regressions)} figure(s) regressed beyond the tolerance.", file=sys.stderr)
+        return 1
+    return 0
