@@ -1,0 +1,378 @@
+"""The HTTP API as a pure-ish function: a request (method, target, headers, body) -> a :class:`Response`.
+
+``server.py`` owns sockets, threads, the pytest option and the CLI; this module owns routing, validation, the
+error model and the two data sources (the live loader, or a saved report through :class:`ReportSource`), so the
+whole API can be unit-tested without a socket.
+
+Routes (the spec's, in the envelope ``{"status": "success", "data": ...}``)::
+
+    GET  /                                          live dashboard (HTML)
+    GET  /api/openapi.json                          OpenAPI 3.1 document (plain JSON, not enveloped)
+    GET  /api/packages/memory/summary
+    GET  /api/packages/memory/leaks?threshold=0.1
+    GET  /api/packages/memory/optimization-suggestions
+    POST /api/packages/memory/garbage-collection    needs the token when one is set
+    POST /api/packages/memory/update-metrics        needs the token when one is set
+    GET  /api/packages/memory/{package_name}        URL-decoded; dotted names allowed
+
+The fixed routes are matched before ``{package_name}``, so a package literally named ``summary``, ``leaks``,
+``optimization-suggestions``, ``garbage-collection`` or ``update-metrics`` is shadowed (as in the spec's API).
+Errors are ``{"status": "error", "error": {"code": <HTTP status>, "message": <sentence>}}``.
+"""
+
+from __future__ import annotations
+
+import hmac
+import json
+import math
+import secrets
+import sys
+import traceback
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from typing import Any, Protocol, runtime_checkable
+from urllib.parse import parse_qs, unquote, urlsplit
+
+__all__ = [
+    "API_PREFIX",
+    "MAX_BODY_BYTES",
+    "App",
+    "HttpError",
+    "MemorySource",
+    "ReadOnlySource",
+    "ReportSource",
+    "Response",
+]
+
+API_PREFIX = "/api/packages/memory/"
+#: Largest request body accepted (Content-Length); larger requests get 413 without the body being read.
+MAX_BODY_BYTES = 64 * 1024
+DEFAULT_THRESHOLD = 0.1
+
+JSON_TYPE = "application/json; charset=utf-8"
+HTML_TYPE = "text/html; charset=utf-8"
+_BASE_HEADERS = (("Cache-Control", "no-store"), ("X-Content-Type-Options", "nosniff"))
+
+
+@runtime_checkable
+class MemorySource(Protocol):
+    """What the server reads: the live lazy loader (``loader.get_lazy_loader()``) or a :class:`ReportSource`.
+
+    Implementations must be safe to call from several threads at once.
+    """
+
+    def get_memory_usage_summary(self) -> dict[str, Any]: ...
+
+    def get_package_memory_info(self, name: str) -> dict[str, Any] | None: ...
+
+    def get_memory_leaks_report(self, threshold: float) -> dict[str, Any]: ...
+
+    def get_optimization_suggestions_report(self) -> dict[str, Any]: ...
+
+    def force_garbage_collection(self) -> dict[str, Any]: ...
+
+    def update_all_memory_metrics(self) -> dict[str, Any]: ...
+
+    def package_names(self) -> list[str]: ...
+
+
+class ReadOnlySource(Exception):
+    """The source cannot do this (a saved report cannot collect garbage): answered with 409 and the sentence."""
+
+
+class ReportSource:
+    """A :class:`MemorySource` over a saved report model (docs/report-format.md); read-only and thread-safe.
+
+    Leaks are recomputed for any threshold from the ``packages`` entries' ``memory_metrics`` with the same rule
+    as ``analysis.detect_leak`` (``score >= threshold and score > 0``), highest score first.
+    """
+
+    def __init__(self, report: Mapping[str, Any]) -> None:
+        self._report = report
+        self._packages: Mapping[str, Any] = report.get("packages") or {}
+        leaks = report.get("leaks") or {}
+        run = report.get("run") or {}
+        self.default_threshold = _as_threshold(leaks.get("threshold"), DEFAULT_THRESHOLD)
+        self._detection_time = float(leaks.get("detection_time") or run.get("finished") or 0.0)
+
+    def get_memory_usage_summary(self) -> dict[str, Any]:
+        return dict(self._report["summary"])
+
+    def get_package_memory_info(self, name: str) -> dict[str, Any] | None:
+        entry = self._packages.get(name)
+        return dict(entry) if entry is not None else None
+
+    def get_memory_leaks_report(self, threshold: float) -> dict[str, Any]:
+        leaks = []
+        for name, entry in self._packages.items():
+            metrics = entry.get("memory_metrics") or {}
+            score = float(metrics.get("memory_leak_score") or 0.0)
+            if score > 0 and score >= threshold:
+                leaks.append({
+                    "package_name": entry.get("package_name", name),
+                    "leak_score": score,
+                    "memory_trend": metrics.get("memory_trend", "stable"),
+                    "memory_growth_rate": metrics.get("memory_growth_rate", 0.0),
+                    "current_memory_usage": metrics.get("current_memory_usage"),
+                    "peak_memory_usage": metrics.get("peak_memory_usage"),
+                    "memory_footprint": metrics.get("memory_footprint"),
+                    "memory_check_count": metrics.get("memory_check_count", 0),
+                    "last_memory_check": metrics.get("last_memory_check"),
+                })
+        leaks.sort(key=lambda leak: (-leak["leak_score"], leak["package_name"]))
+        return {"leaks": leaks, "total_leaks": len(leaks), "threshold": threshold,
+                "detection_time": self._detection_time}
+
+    def get_optimization_suggestions_report(self) -> dict[str, Any]:
+        return dict(self._report["suggestions"])
+
+    def force_garbage_collection(self) -> dict[str, Any]:
+        raise ReadOnlySource("A saved report cannot collect garbage; start the server during a pytest session "
+                             "(pytest --memtrack --memtrack-serve=PORT) to use this endpoint.")
+
+    def update_all_memory_metrics(self) -> dict[str, Any]:
+        raise ReadOnlySource("A saved report cannot update metrics; start the server during a pytest session "
+                             "(pytest --memtrack --memtrack-serve=PORT) to use this endpoint.")
+
+    def package_names(self) -> list[str]:
+        return list(self._packages)
+
+
+def _as_threshold(value: Any, default: float) -> float:
+    try:
+        number = float(value)
+    except (TypeError, ValueError):
+        return default
+    return number if 0.0 <= number <= 1.0 else default
+
+
+@dataclass
+class Response:
+    """What the transport writes: status line, headers, body (already encoded)."""
+
+    status: int
+    body: bytes
+    content_type: str = JSON_TYPE
+    headers: list[tuple[str, str]] = field(default_factory=list)
+    close: bool = False  # close the connection afterwards (e.g. an unread oversized body)
+
+    def all_headers(self) -> list[tuple[str, str]]:
+        return [("Content-Type", self.content_type), ("Content-Length", str(len(self.body))),
+                *_BASE_HEADERS, *self.headers]
+
+    def json(self) -> Any:
+        return json.loads(self.body)
+
+
+class HttpError(Exception):
+    """An error answer: HTTP status, one sentence, optional extra headers."""
+
+    def __init__(self, status: int, message: str, headers: list[tuple[str, str]] | None = None,
+                 close: bool = False) -> None:
+        super().__init__(message)
+        self.status = status
+        self.message = message
+        self.headers = headers or []
+        self.close = close
+
+    def response(self) -> Response:
+        return error_response(self.status, self.message, self.headers, close=self.close)
+
+
+def _dumps(payload: Any) -> bytes:
+    return json.dumps(payload, ensure_ascii=False, allow_nan=False, separators=(",", ":")).encode("utf-8")
+
+
+def json_response(status: int, payload: Any, headers: list[tuple[str, str]] | None = None) -> Response:
+    return Response(status, _dumps(payload), headers=headers or [])
+
+
+def success(data: Any) -> Response:
+    return json_response(200, {"status": "success", "data": data})
+
+
+def error_response(status: int, message: str, headers: list[tuple[str, str]] | None = None, *,
+                   close: bool = False) -> Response:
+    response = json_response(status, {"status": "error", "error": {"code": status, "message": message}}, headers)
+    response.close = close
+    return response
+
+
+#: Fixed routes: path -> {method: handler name}. Matched before the {package_name} route.
+_FIXED_ROUTES: dict[str, dict[str, str]] = {
+    "/": {"GET": "_dashboard"},
+    "/api/openapi.json": {"GET": "_openapi"},
+    API_PREFIX + "summary": {"GET": "_summary"},
+    API_PREFIX + "leaks": {"GET": "_leaks"},
+    API_PREFIX + "optimization-suggestions": {"GET": "_suggestions"},
+    API_PREFIX + "garbage-collection": {"POST": "_garbage_collection"},
+    API_PREFIX + "update-metrics": {"POST": "_update_metrics"},
+}
+_PACKAGE_ROUTE = {"GET": "_package"}
+
+
+class App:
+    """Routes requests to a :class:`MemorySource`; never raises, never leaks a traceback to the client.
+
+    ``token``: when set, the POST endpoints need ``Authorization: Bearer <token>`` (compared in constant time).
+    ``dashboard(app, csp_nonce)``: renders the HTML page (``str``); ``openapi``: returns the OpenAPI document (``dict``).
+    ``log``: where the catch-all writes tracebacks (stderr by default).
+    """
+
+    def __init__(self, source: MemorySource, *, token: str | None = None,
+                 default_threshold: float = DEFAULT_THRESHOLD, mode: str = "live",
+                 dashboard: Callable[[App, str], str] | None = None,
+                 openapi: Callable[[], dict[str, Any]] | None = None,
+                 log: Callable[[str], None] | None = None) -> None:
+        self.source = source
+        self.token = token or None
+        self.default_threshold = default_threshold
+        self.mode = mode
+        self._dashboard_renderer = dashboard
+        self._openapi_builder = openapi
+        self._openapi_body: bytes | None = None
+        self._log = log or (lambda text: print(text, file=sys.stderr, flush=True))
+
+    # -- entry point -------------------------------------------------------------------------------------------
+
+    def handle(self, method: str, target: str, headers: Mapping[str, str] | None = None,
+               body: bytes = b"") -> Response:
+        """Answer one request. ``target`` is the raw request target (path and query, still percent-encoded)."""
+        try:
+            return self._dispatch(method.upper(), target, headers or {}, body)
+        except HttpError as exc:
+            return exc.response()
+        except ReadOnlySource as exc:
+            return error_response(409, str(exc))
+        except Exception:  # the catch-all: log the traceback, tell the client nothing about it
+            self._log(f"pytest-memtrack server: internal error on {method} {target[:200]!r}:\n"
+                      + traceback.format_exc())
+            return error_response(500, "The server failed to answer this request; the details are in its log.")
+
+    def _dispatch(self, method: str, target: str, headers: Mapping[str, str], body: bytes) -> Response:
+        if not target.startswith("/"):
+            raise HttpError(400, "The request target must be an absolute path such as /api/packages/memory/summary.")
+        parts = urlsplit(target)
+        path, query = parts.path, parts.query
+        routes = _FIXED_ROUTES.get(path)
+        args: tuple[Any, ...] = ()
+        if routes is None and path.startswith(API_PREFIX) and "/" not in path[len(API_PREFIX):] \
+                and path != API_PREFIX:
+            routes = _PACKAGE_ROUTE
+            args = (_decode_name(path[len(API_PREFIX):]),)
+        if routes is None:
+            raise HttpError(404, f"There is no endpoint at {_shorten(path)}; see /api/openapi.json for the API.")
+        allowed = list(routes) + (["HEAD"] if "GET" in routes else [])
+        lookup = "GET" if method == "HEAD" else method
+        if lookup not in routes:
+            raise HttpError(405, f"{_shorten(path)} does not accept {method}; use {' or '.join(allowed)}.",
+                            [("Allow", ", ".join(allowed))])
+        if lookup == "POST":
+            self._check_token(headers)
+        return getattr(self, routes[lookup])(*args, query=query)  # HEAD: the transport drops the body
+
+    # -- authentication ----------------------------------------------------------------------------------------
+
+    def _check_token(self, headers: Mapping[str, str]) -> None:
+        if self.token is None:
+            return
+        supplied = _header(headers, "Authorization") or ""
+        scheme, _, credentials = supplied.strip().partition(" ")
+        challenge = [("WWW-Authenticate", 'Bearer realm="pytest-memtrack"')]
+        if scheme.lower() != "bearer" or not credentials.strip():
+            raise HttpError(401, "This endpoint needs the server's token in an 'Authorization: Bearer <token>' "
+                                 "header.", challenge)
+        if not hmac.compare_digest(credentials.strip().encode("utf-8", "surrogateescape"),
+                                   self.token.encode("utf-8")):
+            raise HttpError(401, "The bearer token does not match the server's token.", challenge)
+
+    # -- handlers ----------------------------------------------------------------------------------------------
+
+    def _summary(self, *, query: str) -> Response:
+        return success(self.source.get_memory_usage_summary())
+
+    def _leaks(self, *, query: str) -> Response:
+        threshold = parse_threshold(query, self.default_threshold)
+        return success(self.source.get_memory_leaks_report(threshold))
+
+    def _suggestions(self, *, query: str) -> Response:
+        return success(self.source.get_optimization_suggestions_report())
+
+    def _garbage_collection(self, *, query: str) -> Response:
+        return success(self.source.force_garbage_collection())
+
+    def _update_metrics(self, *, query: str) -> Response:
+        return success(self.source.update_all_memory_metrics())
+
+    def _package(self, name: str, *, query: str) -> Response:
+        info = self.source.get_package_memory_info(name)
+        if info is None:
+            raise HttpError(404, f"No package named {_shorten(name)!r} is tracked.")
+        return success(info)
+
+    def _openapi(self, *, query: str) -> Response:
+        if self._openapi_body is None:
+            if self._openapi_builder is None:
+                from pytest_memtrack.openapi import build_document
+
+                self._openapi_builder = build_document
+            self._openapi_body = _dumps(self._openapi_builder())
+        return Response(200, self._openapi_body)
+
+    def _dashboard(self, *, query: str) -> Response:
+        nonce = secrets.token_urlsafe(16)
+        if self._dashboard_renderer is None:
+            from pytest_memtrack.server import render_dashboard
+
+            self._dashboard_renderer = render_dashboard
+        html = self._dashboard_renderer(self, nonce)
+        csp = (f"default-src 'none'; script-src 'nonce-{nonce}'; style-src 'nonce-{nonce}'; connect-src 'self'; "
+               "img-src 'self' data:; base-uri 'none'; form-action 'none'; frame-ancestors 'none'")
+        return Response(200, html.encode("utf-8"), HTML_TYPE, [("Content-Security-Policy", csp)])
+
+
+def parse_threshold(query: str, default: float) -> float:
+    """The ``threshold`` query parameter: a number in [0, 1]; absent means ``default``; anything else is 400."""
+    try:
+        params = parse_qs(query, keep_blank_values=True, strict_parsing=False, errors="strict",
+                          max_num_fields=20)
+    except (ValueError, UnicodeDecodeError):
+        raise HttpError(400, "The query string is malformed.") from None
+    values = params.get("threshold")
+    if not values:
+        return default
+    if len(values) > 1:
+        raise HttpError(400, "Give the threshold query parameter once.")
+    raw = values[0]
+    try:
+        value = float(raw)
+    except ValueError:
+        value = math.nan
+    if not math.isfinite(value) or not 0.0 <= value <= 1.0:
+        raise HttpError(400, f"The threshold must be a number between 0 and 1, not {_shorten(raw)!r}.")
+    return value
+
+
+def _decode_name(raw: str) -> str:
+    try:
+        name = unquote(raw, errors="strict")
+    except UnicodeDecodeError:
+        raise HttpError(400, "The package name in the URL is not valid percent-encoded UTF-8.") from None
+    if not name or any(ord(ch) < 32 or ord(ch) == 127 for ch in name):
+        raise HttpError(400, "The package name in the URL is empty or contains control characters.")
+    return name
+
+
+def _header(headers: Mapping[str, str], name: str) -> str | None:
+    getter = getattr(headers, "get", None)
+    value = getter(name) if getter else None
+    if value is None:
+        lowered = name.lower()
+        for key, item in headers.items():
+            if key.lower() == lowered:
+                return item
+    return value
+
+
+def _shorten(text: str, limit: int = 120) -> str:
+    return text if len(text) <= limit else text[: limit - 1] + "…"
