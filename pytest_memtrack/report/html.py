@@ -25,7 +25,7 @@ HTML_HELP = "write a self-contained HTML report (inline CSS and SVG charts, no n
 #: Leak kinds in display order, with the unit of their per-run figure.
 KINDS = (("memory", "bytes"), ("native", "bytes"), ("fds", "count"), ("threads", "count"))
 _SEVERITY_ORDER = {"critical": 0, "high": 1, "medium": 2, "low": 3}
-_BYTE_WORDS = ("memory", "bytes", "rss", "footprint", "peak", "usage", "traced", "size")
+_BYTE_WORDS = ("memory", "bytes", "rss", "footprint", "peak", "usage", "traced", "size", "current", "total")
 TOP_EVIDENCE = 5
 
 
@@ -132,12 +132,15 @@ def polyline_points(points: Iterable[Sequence[Any]], width: float, height: float
 
 
 def _chart(points: Sequence[Sequence[Any]], width: int, height: int) -> dict[str, Any] | None:
-    values = [p[1] for p in points if len(p) >= 2 and _number(p[1]) is not None]
+    ordered = sorted((x, y) for x, y in ((_number(p[0]), _number(p[1])) for p in points if len(p) >= 2)
+                     if x is not None and y is not None)
+    values = [y for _, y in ordered]
     line = polyline_points(points, width, height)
     if not line:
         return None
     return {"points": line, "width": width, "height": height, "low": format_bytes(min(values)),
-            "high": format_bytes(max(values)), "count": len(values), "dot": line.rsplit(" ", 1)[-1].split(",")}
+            "high": format_bytes(max(values)), "count": len(values),
+            "first": format_bytes(values[0]), "last": format_bytes(values[-1]), "dot": line.rsplit(" ", 1)[-1].split(",")}
 
 
 # ---------------------------------------------------------------------------------------------- the view model
@@ -264,6 +267,23 @@ def _package_rows(report: dict[str, Any], threshold: float) -> list[dict[str, An
     return rows
 
 
+def _is_byte_figure(figure: str) -> bool:
+    try:
+        from pytest_memtrack.compare import FIGURES
+    except ImportError:  # pragma: no cover - the history feature is optional
+        FIGURES = {}
+    if figure in FIGURES:
+        return bool(FIGURES[figure][1])
+    return any(word in figure.lower() for word in _BYTE_WORDS)
+
+
+def _format_list(values: list[Any]) -> str:
+    if not values:
+        return "none"
+    return ", ".join(" ".join(str(v) for v in item.values()) if isinstance(item, dict) else str(item)
+                     for item in values)
+
+
 def _comparison(report: dict[str, Any]) -> dict[str, Any] | None:
     comparison = report.get("comparison")
     if not isinstance(comparison, dict):
@@ -275,7 +295,7 @@ def _comparison(report: dict[str, Any]) -> dict[str, Any] | None:
     bytes_columns = {"baseline", "current", "change", "limit"}
     out_rows = []
     for row in rows:
-        is_bytes = any(word in str(row.get("figure", "")).lower() for word in _BYTE_WORDS)
+        is_bytes = _is_byte_figure(str(row.get("figure", "")))
         cells = []
         for column in columns:
             value = row.get(column)
@@ -296,7 +316,8 @@ def _comparison(report: dict[str, Any]) -> dict[str, Any] | None:
         "columns": columns,
         "rows": out_rows,
         "regressions": comparison.get("regressions"),
-        "extra": [(str(k), format_number(v)) for k, v in extra.items()],
+        "extra": [(str(k).replace("_", " "), _format_list(v) if isinstance(v, list) else format_number(v))
+                  for k, v in extra.items()],
     }
 
 
