@@ -287,7 +287,7 @@ def format_bytes(value: float, signed: bool = False) -> str:
     size = abs(value)
     for unit in ("B", "KiB", "MiB", "GiB"):
         if size < 1024 or unit == "GiB":
-            text = f"{size:.0f} {unit}" if unit == "B" else f"{size:.1f} {unit}"
+            text = f"{size:.0f} {unit}" if unit == "B" else f"{size:.2f} {unit}"
             return sign + text
         size /= 1024
     return sign + f"{size:.1f} TiB"  # pragma: no cover
