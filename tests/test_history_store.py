@@ -1,0 +1,154 @@
+"""The SQLite history store: saving, finding, migrating, refusing what is not ours, concurrent writers."""
+
+from __future__ import annotations
+
+import copy
+import hashlib
+import multiprocessing
+import os
+import sqlite3
+import sys
+
+import pytest
+from samples import sample_report
+
+from pytest_memtrack.store import (
+    APPLICATION_ID,
+    MIGRATIONS,
+    SCHEMA_VERSION,
+    MemtrackWarning,
+    Store,
+    StoreError,
+    machine_key,
+)
+
+
+def _digest(path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def test_a_saved_run_keeps_its_figures_and_the_full_report(tmp_path):
+    report = sample_report()
+    with Store(tmp_path / "sub" / "history.sqlite") as store:
+        info = store.save(report, name="main", commit="a" * 40)
+        assert (info.id, info.name, info.commit, info.tests, info.packages, info.leaking) == (1, "main", "a" * 40, 3, 3, 1)
+        assert info.machine == "Linux-CPython-3.11-x86_64" and info.python == "3.11.7"
+        assert info.time == report["run"]["finished"]
+        assert store.load_report(info.id) == report
+        db = store._db
+        assert db.execute("SELECT nodeid, rss_delta, leak_score, leaking, per_run FROM tests ORDER BY nodeid").fetchall()[0] == (
+            "tests/test_app.py::test_leaks_a_cache_entry_per_request", 400_000, 0.83, 1, 51200.0)
+        assert db.execute("SELECT current, peak, footprint, leak_score, trend FROM packages WHERE name = 'app'"
+                          ).fetchone() == (2_000_000, pytest.approx(2_400_000), 1_600_000, 0.62, "increasing")
+        assert db.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
+
+
+def test_runs_are_found_by_id_by_name_and_as_the_latest_of_a_machine(tmp_path):
+    other = sample_report()
+    other["run"]["python"] = "3.12.1"
+    with Store(tmp_path / "h.sqlite") as store:
+        first = store.save(sample_report(), name="main")
+        second = store.save(sample_report(), name="main")
+        third = store.save(other, name="42")
+        assert [r.id for r in store.runs()] == [3, 2, 1]
+        assert [r.id for r in store.runs(limit=1)] == [3]
+        assert store.find("main").id == second.id  # the newest of that name
+        assert store.find("1").id == first.id and store.find("#2").id == second.id
+        assert store.find("42").id == third.id  # no run #42: the name wins
+        assert store.find("#42") is None and store.find("nosuch") is None
+        assert store.latest(machine=machine_key(sample_report()["run"])).id == second.id
+        assert store.latest(machine="nowhere") is None
+
+
+def test_the_machine_key_ignores_the_hostname_and_the_python_patch_level():
+    run = sample_report()["run"]
+    assert machine_key(run) == machine_key(dict(run, hostname="other", python="3.11.9"))
+    assert machine_key(run) != machine_key(dict(run, python="3.12.0"))
+
+
+def test_an_old_store_is_migrated_forward_and_keeps_its_runs(tmp_path):
+    path = tmp_path / "old.sqlite"
+    db = sqlite3.connect(path, isolation_level=None)
+    MIGRATIONS[0](db)
+    db.execute(f"PRAGMA application_id = {APPLICATION_ID}")
+    db.execute("PRAGMA user_version = 1")
+    db.execute("INSERT INTO runs (time, name, machine, report) VALUES (1.0, 'v1-run', 'm', ?)",
+               (__import__("zlib").compress(b'{"tests": []}'),))
+    db.close()
+    with Store(path) as store:
+        assert store.schema_version == SCHEMA_VERSION
+        assert store.find("v1-run").id == 1
+        store.save(sample_report())
+        assert len(store.runs()) == 2
+
+
+def test_a_store_from_a_newer_version_is_refused_and_left_untouched(tmp_path):
+    path = tmp_path / "new.sqlite"
+    with Store(path) as store:
+        store.save(sample_report())
+    db = sqlite3.connect(path)
+    db.execute(f"PRAGMA user_version = {SCHEMA_VERSION + 1}")
+    db.commit()
+    db.close()
+    before = _digest(path)
+    with pytest.raises(StoreError, match="written by a newer pytest-memtrack.*upgrade"):
+        Store(path)
+    assert _digest(path) == before
+
+
+@pytest.mark.parametrize("kind", ["text", "foreign-sqlite", "random-bytes"])
+def test_a_file_that_is_not_our_store_is_refused_and_left_byte_for_byte_untouched(tmp_path, kind):
+    path = tmp_path / "history.sqlite"
+    if kind == "text":
+        path.write_text("my precious notes\n" * 100)
+    elif kind == "random-bytes":
+        path.write_bytes(os.urandom(8192))
+    else:
+        db = sqlite3.connect(path)
+        db.execute("CREATE TABLE accounts (id INTEGER, balance REAL)")
+        db.execute("INSERT INTO accounts VALUES (1, 100.0)")
+        db.commit()
+        db.close()
+    before = _digest(path)
+    for create in (True, False):
+        with pytest.raises(StoreError, match="not a pytest-memtrack history store.*left untouched"):
+            Store(path, create=create)
+    assert _digest(path) == before
+    assert sorted(os.listdir(tmp_path)) == ["history.sqlite"]  # no -wal/-shm/-journal left behind
+
+
+def test_opening_a_missing_store_for_reading_is_an_error_and_creates_nothing(tmp_path):
+    with pytest.raises(StoreError, match="no history store"):
+        Store(tmp_path / "absent.sqlite", create=False)
+    assert os.listdir(tmp_path) == []
+
+
+def test_memtrack_warning_is_a_pytest_warning_re_exported_by_history():
+    from pytest_memtrack import history
+
+    assert issubclass(MemtrackWarning, pytest.PytestWarning) and history.MemtrackWarning is MemtrackWarning
+
+
+def _writer(path: str, n: int, tag: str) -> None:
+    sys.path.insert(0, os.path.dirname(__file__))
+    report = sample_report()
+    for i in range(n):
+        with Store(path) as store:
+            store.save(copy.deepcopy(report), name=f"{tag}-{i}")
+
+
+def test_two_processes_saving_twenty_runs_each_leave_forty_readable_runs(tmp_path):
+    path = str(tmp_path / "shared" / "history.sqlite")
+    ctx = multiprocessing.get_context("spawn")
+    writers = [ctx.Process(target=_writer, args=(path, 20, tag)) for tag in ("a", "b")]
+    for w in writers:
+        w.start()
+    for w in writers:
+        w.join(60)
+    assert [w.exitcode for w in writers] == [0, 0]
+    with Store(path, create=False) as store:
+        runs = store.runs()
+        assert len(runs) == 40 and len({r.id for r in runs}) == 40
+        assert sorted(r.name for r in runs) == sorted(f"{t}-{i}" for t in "ab" for i in range(20))
+        assert all(store.load_report(r.id)["run"]["python"] == "3.11.7" for r in runs)
+        assert store._db.execute("PRAGMA integrity_check").fetchone()[0] == "ok"
