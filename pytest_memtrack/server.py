@@ -50,6 +50,7 @@ __all__ = [
     "MemorySource",
     "ReadOnlySource",
     "ReportSource",
+    "LiveSource",
     "RunningServer",
     "add_cli",
     "add_options",
@@ -305,15 +306,45 @@ def configure(config: pytest.Config) -> None:
         raise pytest.UsageError(f"--memtrack-serve on the non-loopback host {host!r} needs a token: give "
                                 f"--memtrack-serve-token or set {TOKEN_ENV}.")
     threshold = resolve(config, "memtrack_leak_threshold", parse_score, DEFAULT_THRESHOLD)
-    from pytest_memtrack.loader import get_lazy_loader
-
     try:
-        running = start_server(get_lazy_loader(), host, port, token=token, mode="live",
+        running = start_server(LiveSource(), host, port, token=token, mode="live",
                                default_threshold=threshold, verbose=config.get_verbosity() >= 3)
     except OSError as exc:
         raise pytest.UsageError(f"--memtrack-serve cannot listen on {host}:{port}: {exc.strerror or exc}.") from None
     config.stash[_SERVER_KEY] = running
     config.pluginmanager.register(_LiveServerPlugin(config, running), "memtrack-server")
+
+
+class LiveSource:
+    """The process's current lazy loader, looked up on every call (the session may replace the loader after the
+    server started, through ``loader.reset_lazy_loader``)."""
+
+    @staticmethod
+    def _loader() -> MemorySource:
+        from pytest_memtrack.loader import get_lazy_loader
+
+        return get_lazy_loader()
+
+    def get_memory_usage_summary(self) -> dict[str, Any]:
+        return self._loader().get_memory_usage_summary()
+
+    def get_package_memory_info(self, name: str) -> dict[str, Any] | None:
+        return self._loader().get_package_memory_info(name)
+
+    def get_memory_leaks_report(self, threshold: float) -> dict[str, Any]:
+        return self._loader().get_memory_leaks_report(threshold)
+
+    def get_optimization_suggestions_report(self) -> dict[str, Any]:
+        return self._loader().get_optimization_suggestions_report()
+
+    def force_garbage_collection(self) -> dict[str, Any]:
+        return self._loader().force_garbage_collection()
+
+    def update_all_memory_metrics(self) -> dict[str, Any]:
+        return self._loader().update_all_memory_metrics()
+
+    def package_names(self) -> list[str]:
+        return self._loader().package_names()
 
 
 def server_url(config: pytest.Config) -> str | None:
