@@ -1,0 +1,95 @@
+"""``pytest-memtrack history`` and ``pytest-memtrack compare``."""
+
+from __future__ import annotations
+
+import copy
+import json
+
+import pytest
+from samples import sample_report
+
+from pytest_memtrack.cli import main
+from pytest_memtrack.store import Store
+
+
+@pytest.fixture
+def store_path(tmp_path):
+    path = tmp_path / "history.sqlite"
+    base = sample_report()
+    grown = copy.deepcopy(base)
+    grown["summary"]["total_current_memory"] = int(base["summary"]["total_current_memory"] * 1.11)
+    with Store(path) as store:
+        store.save(base, name="main", commit="0123456789abcdef0123456789abcdef01234567")
+        store.save(grown, name="feature")
+    return str(path)
+
+
+def test_history_lists_runs_newest_first(store_path, capsys):
+    assert main(["history", "--store", store_path]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[0].split() == ["id", "time", "name", "commit", "machine", "tests", "leaking"]
+    assert lines[1].split()[0] == "2" and "feature" in lines[1]
+    assert lines[2].split()[0] == "1" and "main" in lines[2] and "0123456789" in lines[2]
+
+
+def test_history_json_honours_the_limit(store_path, capsys):
+    assert main(["history", "--store", store_path, "--limit", "1", "--json"]) == 0
+    runs = json.loads(capsys.readouterr().out)
+    assert [r["name"] for r in runs] == ["feature"] and runs[0]["tests"] == 3
+
+
+def test_history_of_a_missing_store_is_an_error_sentence(tmp_path, capsys):
+    assert main(["history", "--store", str(tmp_path / "none.sqlite")]) == 2
+    assert "there is no history store" in capsys.readouterr().err
+
+
+def test_history_of_a_foreign_file_is_an_error_sentence_and_leaves_it_alone(tmp_path, capsys):
+    path = tmp_path / "notes.txt"
+    path.write_text("not a database")
+    assert main(["history", "--store", str(path)]) == 2
+    assert "is not a pytest-memtrack history store" in capsys.readouterr().err
+    assert path.read_text() == "not a database"
+
+
+def test_compare_of_two_stored_runs_exits_1_when_a_fail_rule_is_broken(store_path, capsys):
+    assert main(["compare", "main", "feature", "--store", store_path, "--fail", "total:10%"]) == 1
+    out = capsys.readouterr()
+    assert "compared with run #1 'main'" in out.out and "1 regression" in out.out
+    row = [line for line in out.out.splitlines() if line.startswith("session")][0]
+    assert row.split()[:2] == ["session", "total"] and "(+11.0%)" in row and row.endswith("REGRESSED")
+    assert "regressed" in out.err
+
+
+def test_compare_within_the_tolerance_exits_0(store_path, capsys):
+    assert main(["compare", "1", "2", "--store", store_path, "--fail", "total:12%", "--fail", "leaking:0"]) == 0
+    assert "0 regressions" in capsys.readouterr().out
+
+
+def test_compare_of_two_json_report_files_works_offline(tmp_path, capsys):
+    base = sample_report()
+    grown = copy.deepcopy(base)
+    grown["packages"]["app"]["memory_metrics"]["memory_footprint"] *= 1.5
+    (tmp_path / "a.json").write_text(json.dumps(base))
+    (tmp_path / "b.json").write_text(json.dumps(grown))
+    argv = ["compare", str(tmp_path / "a.json"), str(tmp_path / "b.json"), "--store", str(tmp_path / "none"),
+            "--fail", "footprint:10%", "--json"]
+    assert main(argv) == 1
+    data = json.loads(capsys.readouterr().out)
+    assert data["regressions"] == 1 and data["baseline"]["name"] == "a.json"
+    assert data["rows"][0]["name"] == "app" and data["rows"][0]["figure"] == "footprint"
+
+
+@pytest.mark.parametrize(("argv", "words"), [
+    (["compare", "main", "nosuch"], "no stored run has the id or name 'nosuch'"),
+    (["compare", "main", "feature", "--fail", "footprint"], "--fail: compare-fail rule 'footprint' must look like"),
+    (["compare", "main", "feature", "--fail", "nosuch:5%"], "unknown figure 'nosuch'"),
+])
+def test_compare_mistakes_are_error_sentences_with_exit_status_2(store_path, capsys, argv, words):
+    assert main(argv + ["--store", store_path]) == 2
+    assert words in capsys.readouterr().err
+
+
+def test_compare_with_a_bad_report_file_is_an_error_sentence(tmp_path, capsys):
+    (tmp_path / "bad.json").write_text("{not json")
+    assert main(["compare", str(tmp_path / "bad.json"), str(tmp_path / "bad.json")]) == 2
+    assert "cannot read the JSON report" in capsys.readouterr().err
