@@ -464,3 +464,11 @@ def test_the_sample_report_is_unchanged_by_rendering():
     before = copy.deepcopy(report)
     render_html(report)
     assert report == before
+
+
+def test_beyond_ten_leaking_tests_the_rest_are_folded_into_a_details_block():
+    root = dom(big_report())
+    assert len(root.find_all("article")) == 50
+    (folded,) = root.find_all("details")
+    assert len(folded.find_all("article")) == 40
+    assert folded.find_all("summary")[0].text == "40 more leaking tests"

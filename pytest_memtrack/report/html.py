@@ -27,6 +27,8 @@ KINDS = (("memory", "bytes"), ("native", "bytes"), ("fds", "count"), ("threads",
 _SEVERITY_ORDER = {"critical": 0, "high": 1, "medium": 2, "low": 3}
 _BYTE_WORDS = ("memory", "bytes", "rss", "footprint", "peak", "usage", "traced", "size", "current", "total")
 TOP_EVIDENCE = 5
+#: Leaking tests shown expanded; the rest sit in a <details> block (still readable with JavaScript off).
+OPEN_LEAKS = 10
 
 
 # ---------------------------------------------------------------------------------------------- pure formatting
@@ -267,6 +269,10 @@ def _package_rows(report: dict[str, Any], threshold: float) -> list[dict[str, An
     return rows
 
 
+def _plural(count: int, noun: str) -> str:
+    return f"{count} {noun}{'' if count == 1 else 's'}"
+
+
 def _is_byte_figure(figure: str) -> bool:
     try:
         from pytest_memtrack.compare import FIGURES
@@ -301,6 +307,8 @@ def _comparison(report: dict[str, Any]) -> dict[str, Any] | None:
             value = row.get(column)
             if is_bytes and column in bytes_columns and _number(value) is not None:
                 text = format_signed_bytes(value) if column == "change" else format_bytes(value)
+            elif column == "change" and _number(value) is not None and value > 0:
+                text = "+" + format_number(value)
             elif column == "regressed":
                 text = "REGRESSED" if value else ("ok" if value is not None else "—")
             else:
@@ -316,6 +324,8 @@ def _comparison(report: dict[str, Any]) -> dict[str, Any] | None:
         "columns": columns,
         "rows": out_rows,
         "regressions": comparison.get("regressions"),
+        "label": (_plural(comparison["regressions"], "regression") if isinstance(comparison.get("regressions"), int)
+                  else "regressions unknown"),
         "extra": [(str(k).replace("_", " "), _format_list(v) if isinstance(v, list) else format_number(v))
                   for k, v in extra.items()],
     }
@@ -385,6 +395,7 @@ def build_view(report: dict[str, Any]) -> dict[str, Any]:
         "tool": _dict(report.get("tool")),
         "threshold": threshold,
         "leaks": [_leak_card(t) for t in leaking],
+        "open_leaks": OPEN_LEAKS,
         "inconclusive": [_test_row(t) for t in inconclusive],
         "packages": packages,
         "leaking_packages": len(leaking_packages),
