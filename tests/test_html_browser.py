@@ -92,3 +92,17 @@ def test_a_hostile_test_id_does_not_run_script_in_the_browser(opened):
     assert page.evaluate("window.pwned === undefined")
     assert "<script>window.pwned=2</script>" in page.locator("#leak-1 h3").inner_text()
     assert problems == []
+
+
+def test_with_javascript_off_every_test_shows_and_the_dead_controls_stay_hidden(browser, tmp_path):
+    path = tmp_path / "report.html"
+    write_html(sample_report(), str(path))
+    context = browser.new_context(java_script_enabled=False)
+    try:
+        page = context.new_page()
+        page.goto(path.as_uri())
+        assert page.locator("#tests-table tbody tr:visible").count() == 3
+        assert page.locator("#leak-1").is_visible()
+        assert not page.locator("#test-filter").is_visible()
+    finally:
+        context.close()
