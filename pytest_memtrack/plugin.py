@@ -66,6 +66,18 @@ def pytest_addoption(parser: pytest.Parser) -> None:
         module.add_options(group, parser)
 
 
+@pytest.hookimpl(tryfirst=True)
+def pytest_load_initial_conftests(early_config: pytest.Config, parser: pytest.Parser, args: list[str]) -> None:
+    """Start observing imports before conftest files and test modules import their packages."""
+    enabled = getattr(early_config.known_args_namespace, "memtrack", None)
+    if enabled is None:
+        enabled = str(early_config.inicfg.get("memtrack", "")).strip().lower() in ("1", "true", "yes", "on")
+    if enabled:
+        from pytest_memtrack.loader import get_lazy_loader
+
+        get_lazy_loader().observe_imports()
+
+
 def pytest_configure(config: pytest.Config) -> None:
     config.addinivalue_line(
         "markers",

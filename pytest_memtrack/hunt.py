@@ -1,0 +1,337 @@
+"""Deciding whether one test leaks, by running it again and again, and gathering the evidence.
+
+What is repeated: the whole test protocol (setup, call, teardown) of function-scoped fixtures, with the test's
+wider-scoped fixtures kept alive, as pytest-leaks does — so an object a function-scoped fixture hands to the test
+and takes back at teardown is never mistaken for a leak, while a module- or session-scoped fixture set up once is
+not repeated at all. The garbage collector runs before every reading.
+
+Readings after each run: tracemalloc's traced bytes (Python allocations; tracing is on only while hunting),
+``sys.getallocatedblocks()`` (what CPython's refleak hunter counts), RSS (psutil), open file descriptors
+(psutil ``num_fds``, or ``num_handles`` on Windows), OS threads (psutil ``num_threads``) and gc-tracked objects.
+Works on release builds: nothing here needs ``sys.gettotalrefcount``.
+
+Verdict per kind, each scored with ``analysis.leak_score`` over the per-run readings (warm-ups already dropped):
+
+* ``memory``: traced bytes; magnitude reference ``leak_reference`` bytes per run.
+* ``native``: RSS growth not explained by traced growth (allocations tracemalloc cannot see, in C extensions);
+  a run only counts as growing when it adds at least ``native_floor`` bytes — the floor that keeps RSS page and
+  arena noise (tens to hundreds of KiB) from looking like a leak.
+* ``fds`` and ``threads``: counts; one more per run is full magnitude, however few bytes that is.
+
+Adaptive repetition: after ``min_measured`` measured runs the hunt stops early when nothing grew at all (clearly
+benign) or when a kind grew on every run and already scores above the limit (clearly leaking); otherwise it runs
+more, up to ``max_runs`` executions in all.
+"""
+
+from __future__ import annotations
+
+import gc
+import os
+import sys
+import threading
+import tracemalloc
+from collections import Counter
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import psutil
+
+from pytest_memtrack.analysis import leak_score
+from pytest_memtrack.attribution import file_index
+
+KINDS = ("memory", "native", "fds", "threads")
+_process = psutil.Process()
+_OWN_FILES = (os.path.dirname(os.path.abspath(__file__)) + os.sep, tracemalloc.__file__,
+              os.path.dirname(os.path.abspath(psutil.__file__)) + os.sep)
+
+
+@dataclass(frozen=True)
+class Reading:
+    traced: int
+    blocks: int
+    rss: int
+    fds: int
+    threads: int
+    objects: int
+
+    def to_dict(self) -> dict[str, int]:
+        return {"traced": self.traced, "blocks": self.blocks, "rss": self.rss, "fds": self.fds,
+                "threads": self.threads, "objects": self.objects}
+
+
+@dataclass(frozen=True)
+class KindVerdict:
+    leaking: bool
+    score: float
+    per_run: float
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"leaking": self.leaking, "score": self.score, "per_run": self.per_run}
+
+
+@dataclass(frozen=True)
+class HuntParameters:
+    limit: float = 0.1
+    warmup_runs: int = 2
+    max_runs: int = 10
+    min_measured: int = 3
+    leak_reference: float = 64 * 1024
+    native_floor: float = 256 * 1024
+
+
+@dataclass
+class HuntResult:
+    runs: int
+    warmup_runs: int
+    readings: list[Reading]
+    kinds: dict[str, KindVerdict]
+    evidence: dict[str, Any] = field(default_factory=dict)
+    error: str | None = None
+
+    @property
+    def score(self) -> float:
+        return max((k.score for k in self.kinds.values()), default=0.0)
+
+    @property
+    def leaking(self) -> bool:
+        return any(k.leaking for k in self.kinds.values())
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"runs": self.runs, "warmup_runs": self.warmup_runs,
+                "readings": [r.to_dict() for r in self.readings],
+                "kinds": {name: verdict.to_dict() for name, verdict in self.kinds.items()},
+                "evidence": self.evidence, "error": self.error}
+
+
+def _fd_count() -> int:
+    try:
+        return _process.num_fds()
+    except AttributeError:  # Windows
+        return _process.num_handles()
+
+
+#: Allocations made by the hunt itself (readings, snapshots, psutil calls) are not the test's.
+_EXCLUDE = [tracemalloc.Filter(False, path + "*", all_frames=True) for path in _OWN_FILES] + [
+    tracemalloc.Filter(False, tracemalloc.__file__, all_frames=True)]
+TRACE_FRAMES = 8
+
+
+def traced_bytes() -> int:
+    """Traced bytes still allocated, excluding what the hunt itself allocated (any frame in our code)."""
+    if not tracemalloc.is_tracing():
+        return 0
+    snapshot = tracemalloc.take_snapshot().filter_traces(_EXCLUDE)
+    return sum(trace.size for trace in snapshot.traces)
+
+
+def take_reading() -> Reading:
+    gc.collect()
+    traced = traced_bytes()
+    return Reading(traced=traced, blocks=sys.getallocatedblocks(), rss=_process.memory_info().rss,
+                   fds=_fd_count(), threads=_process.num_threads(), objects=len(gc.get_objects()))
+
+
+def _series_score(values: Sequence[float], reference: float, noise: float) -> tuple[float, float]:
+    """(leak score, mean growth per run) of one kind's per-run values."""
+    if len(values) < 2:
+        return 0.0, 0.0
+    history = [(float(i), float(v)) for i, v in enumerate(values)]
+    per_run = (values[-1] - values[0]) / (len(values) - 1)
+    return leak_score(history, reference_bytes=reference, noise_bytes=noise, warmup=0), float(per_run)
+
+
+def judge(readings: Sequence[Reading], params: HuntParameters) -> dict[str, KindVerdict]:
+    """The verdict of every kind from the measured readings (the first is the baseline)."""
+    series = {
+        "memory": ([r.traced for r in readings], params.leak_reference, 0.0),
+        "native": ([r.rss - r.traced for r in readings], 4 * params.native_floor, params.native_floor),
+        "fds": ([r.fds for r in readings], 1.0, 0.0),
+        "threads": ([r.threads for r in readings], 1.0, 0.0),
+    }
+    verdicts = {}
+    for kind, (values, reference, noise) in series.items():
+        score, per_run = _series_score(values, reference, noise)
+        verdicts[kind] = KindVerdict(leaking=score > params.limit, score=score, per_run=per_run)
+    return verdicts
+
+
+def _deltas(values: Sequence[float]) -> list[float]:
+    return [b - a for a, b in zip(values, values[1:])]
+
+
+def should_stop(readings: Sequence[Reading], params: HuntParameters) -> bool:
+    """Pure stopping rule: enough evidence for a clear verdict either way."""
+    measured = len(readings) - 1
+    if measured < params.min_measured:
+        return False
+    verdicts = judge(readings, params)
+    if all(v.score <= params.limit / 2 for v in verdicts.values()):
+        # Clearly benign: for steady growth the score only rises with more runs by the sign test's
+        # (k - sqrt k) / k, so a score under half the limit now cannot pass the limit within max_runs.
+        return True
+    traced = _deltas([r.traced for r in readings])
+    fds = _deltas([r.fds for r in readings])
+    threads = _deltas([r.threads for r in readings])
+    native = _deltas([r.rss - r.traced for r in readings])
+    grew_every_run = {"memory": all(d > 0 for d in traced), "fds": all(d > 0 for d in fds),
+                      "threads": all(d > 0 for d in threads), "native": all(d >= params.native_floor for d in native)}
+    return any(grew_every_run[k] and verdicts[k].leaking for k in KINDS)
+
+
+def _thread_names() -> dict[int, str]:
+    return {t.ident or 0: f"{t.name} ({getattr(t, '_target', None).__qualname__})"
+            if getattr(getattr(t, "_target", None), "__qualname__", None) else t.name
+            for t in threading.enumerate()}
+
+
+def _open_fds() -> dict[int, str]:
+    fd_dir = "/proc/self/fd"
+    if not os.path.isdir(fd_dir):
+        return {}
+    found = {}
+    for name in os.listdir(fd_dir):
+        try:
+            found[int(name)] = os.readlink(os.path.join(fd_dir, name))
+        except (OSError, ValueError):
+            continue
+    return found
+
+
+def _type_counts() -> Counter[str]:
+    return Counter(type(o).__qualname__ for o in gc.get_objects())
+
+
+@dataclass
+class _Baseline:
+    snapshot: tracemalloc.Snapshot | None
+    types: Counter[str]
+    threads: dict[int, str]
+    fds: dict[int, str]
+
+
+def _relative(path: str, root: str | None) -> str:
+    if root:
+        try:
+            rel = os.path.relpath(path, root)
+            if not rel.startswith(".."):
+                return rel
+        except ValueError:
+            pass
+    return path
+
+
+def gather_evidence(before: _Baseline, measured: int, root: str | None, top: int = 8) -> dict[str, Any]:
+    """What grew between the baseline and now: allocation sites, packages, object types, threads, fds."""
+    runs = max(1, measured)
+    evidence: dict[str, Any] = {"allocation_sites": [], "packages": [], "object_types": [],
+                                "new_threads": [], "new_fds": []}
+    grown = _type_counts() - before.types
+    del before.types
+    if before.snapshot is not None and tracemalloc.is_tracing():
+        after = tracemalloc.take_snapshot().filter_traces(_EXCLUDE)
+        stats = [s for s in after.compare_to(before.snapshot, "lineno") if s.size_diff > 0]
+        by_package: Counter[str] = Counter()
+        for stat in stats:
+            frame = stat.traceback[0]
+            owner = file_index.module_for(frame.filename) or _relative(frame.filename, root)
+            by_package[owner] += stat.size_diff
+        stats.sort(key=lambda s: -s.size_diff)
+        evidence["allocation_sites"] = [
+            {"file": _relative(s.traceback[0].filename, root), "line": s.traceback[0].lineno,
+             "bytes_per_run": s.size_diff / runs, "count_per_run": s.count_diff / runs}
+            for s in stats[:top]]
+        evidence["packages"] = [{"package": name, "bytes_per_run": size / runs}
+                                for name, size in by_package.most_common(top)]
+    evidence["object_types"] = [{"type": name, "count_per_run": count / runs}
+                                for name, count in grown.most_common(top) if count >= runs]
+    threads_now = _thread_names()
+    evidence["new_threads"] = [name for ident, name in threads_now.items() if ident not in before.threads]
+    fds_now = _open_fds()
+    evidence["new_fds"] = [target for fd, target in sorted(fds_now.items())
+                           if before.fds.get(fd) != target][:top]
+    return evidence
+
+
+def hunt(run_once: Callable[[], bool], params: HuntParameters, *, runs_done: int = 1,
+         root: str | None = None) -> HuntResult:
+    """Repeat ``run_once`` (which returns whether the run passed) and decide whether it leaks.
+
+    ``runs_done`` executions already happened (the ordinary, reported run) and count as warm-ups.
+    """
+    started_tracing = not tracemalloc.is_tracing()
+    if started_tracing:
+        tracemalloc.start(TRACE_FRAMES)
+    runs = runs_done
+    readings: list[Reading] = []
+    error = None
+    try:
+        for _ in range(max(0, params.warmup_runs - runs_done)):
+            runs += 1
+            if not run_once():
+                return _inconclusive(runs, params, f"the test failed when repeated (run {runs})")
+        types, threads, fds = _type_counts(), _thread_names(), _open_fds()
+        readings.append(take_reading())
+        baseline = _Baseline(tracemalloc.take_snapshot().filter_traces(_EXCLUDE), types, threads, fds)
+        while runs < params.max_runs:
+            runs += 1
+            if not run_once():
+                error = f"the test failed when repeated (run {runs}); the verdict uses the runs before it"
+                break
+            readings.append(take_reading())
+            if should_stop(readings, params):
+                break
+        kinds = judge(readings, params)
+        result = HuntResult(runs, params.warmup_runs, readings, kinds, error=error)
+        if result.score > 0:
+            result.evidence = gather_evidence(baseline, len(readings) - 1, root)
+        return result
+    finally:
+        if started_tracing:
+            tracemalloc.stop()
+
+
+def _inconclusive(runs: int, params: HuntParameters, error: str) -> HuntResult:
+    return HuntResult(runs, params.warmup_runs, [], {k: KindVerdict(False, 0.0, 0.0) for k in KINDS}, error=error)
+
+
+def _size(value: float) -> str:
+    for unit in ("B", "KiB", "MiB", "GiB"):
+        if abs(value) < 1024 or unit == "GiB":
+            return f"{value:.0f} {unit}" if unit == "B" else f"{value:.1f} {unit}"
+        value /= 1024
+    return f"{value:.1f} GiB"
+
+
+def describe(result: HuntResult, limit: float) -> str:
+    """The failure message: what leaked, how fast, and where."""
+    measured = max(0, len(result.readings) - 1)
+    lines = [f"memtrack: leak score {result.score:.2f} exceeds max_leak_score({limit:g}) "
+             f"({result.runs} runs: {result.warmup_runs} warm-up, {measured} measured)"]
+    labels = {"memory": "Python memory (tracemalloc)", "native": "native memory (RSS not traced)",
+              "fds": "file descriptors", "threads": "threads"}
+    for kind in KINDS:
+        verdict = result.kinds[kind]
+        if verdict.score <= 0 and not verdict.leaking:
+            continue
+        amount = _size(verdict.per_run) if kind in ("memory", "native") else f"{verdict.per_run:g}"
+        mark = "LEAK" if verdict.leaking else "grew"
+        lines.append(f"  {mark} {labels[kind]}: {amount} per run (score {verdict.score:.2f})")
+    ev = result.evidence
+    if ev.get("allocation_sites"):
+        lines.append("  top allocation sites (growth per run):")
+        lines += [f"    {s['file']}:{s['line']}: {_size(s['bytes_per_run'])} in {s['count_per_run']:.1f} blocks"
+                  for s in ev["allocation_sites"][:5]]
+    if ev.get("packages"):
+        lines.append("  held by: " + ", ".join(f"{p['package']} ({_size(p['bytes_per_run'])}/run)"
+                                              for p in ev["packages"][:5]))
+    if ev.get("object_types"):
+        lines.append("  object types that grew: " + ", ".join(f"{t['type']} (+{t['count_per_run']:.1f}/run)"
+                                                            for t in ev["object_types"][:6]))
+    if ev.get("new_threads"):
+        lines.append("  threads left running: " + ", ".join(ev["new_threads"][:5]))
+    if ev.get("new_fds"):
+        lines.append("  file descriptors left open: " + ", ".join(ev["new_fds"][:5]))
+    if result.error:
+        lines.append(f"  note: {result.error}")
+    return "\n".join(lines)

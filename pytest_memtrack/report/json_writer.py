@@ -1,0 +1,40 @@
+"""The JSON report: the report model, dumped atomically (a crash never leaves half a file)."""
+
+from __future__ import annotations
+
+import json
+import math
+from typing import Any
+
+from pytest_memtrack.report.atomic import write_text_atomic
+
+
+def _finite(value: Any) -> Any:
+    """JSON has no NaN/Infinity: such readings become null rather than an unreadable file."""
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    if isinstance(value, dict):
+        return {k: _finite(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_finite(v) for v in value]
+    return value
+
+
+def dumps(report: dict[str, Any]) -> str:
+    return json.dumps(_finite(report), indent=1, sort_keys=False, default=str) + "\n"
+
+
+def write_json(report: dict[str, Any], path: str) -> None:
+    write_text_atomic(path, dumps(report))
+
+
+def load_report(path: str) -> dict[str, Any]:
+    """Read a saved report; ``ValueError`` with a sentence when it is not one of ours."""
+    with open(path, encoding="utf-8") as f:
+        try:
+            data = json.load(f)
+        except json.JSONDecodeError as exc:
+            raise ValueError(f"{path} is not valid JSON ({exc.msg} at line {exc.lineno})") from None
+    if not isinstance(data, dict) or data.get("tool", {}).get("name") != "pytest-memtrack":
+        raise ValueError(f"{path} is not a pytest-memtrack report")
+    return data

@@ -1,0 +1,99 @@
+"""The report model: one JSON-able dict (docs/report-format.md) that every renderer reads."""
+
+from __future__ import annotations
+
+import os
+import platform
+import socket
+import sys
+import time
+from typing import Any
+
+import pytest
+
+from pytest_memtrack import __version__
+from pytest_memtrack.loader import LazyLoader
+from pytest_memtrack.settings import Settings
+
+FORMAT_VERSION = 1
+_OUTCOME_RANK = {"passed": 0, "skipped": 1, "failed": 3, "error": 4}
+
+
+class TestRecorder:
+    """Collects one entry per test from the reports the reporting process logs (its own or its workers')."""
+
+    __test__ = False
+
+    def __init__(self) -> None:
+        self.entries: dict[str, dict[str, Any]] = {}
+
+    def add(self, report: pytest.TestReport) -> None:
+        entry = self.entries.setdefault(report.nodeid, {
+            "nodeid": report.nodeid, "outcome": "passed", "duration": 0.0, "worker": None,
+            "rss_before": None, "rss_after": None, "rss_delta": None, "rss_peak": None,
+            "leak_score": None, "limit": None, "leaking": False, "hunt": None, "message": None,
+        })
+        entry["duration"] += float(getattr(report, "duration", 0.0) or 0.0)
+        outcome = report.outcome
+        if report.failed and report.when != "call":
+            outcome = "error"
+        if hasattr(report, "wasxfail"):
+            outcome = "xfailed" if report.skipped else "xpassed"
+        if _OUTCOME_RANK.get(outcome, 2) > _OUTCOME_RANK.get(entry["outcome"], 2) or (
+                report.when == "call" and entry["outcome"] == "passed"):
+            entry["outcome"] = outcome
+        data = getattr(report, "memtrack", None)
+        if isinstance(data, dict):
+            entry.update(data)
+        node = getattr(report, "node", None)
+        if entry["worker"] is None and node is not None:
+            entry["worker"] = getattr(getattr(node, "gateway", None), "id", None)
+
+    def tests(self) -> list[dict[str, Any]]:
+        return list(self.entries.values())
+
+
+def run_info(config: pytest.Config, started: float, exitstatus: int | None, interrupted: bool, workers: int,
+             settings: Settings) -> dict[str, Any]:
+    finished = time.time()
+    return {
+        "started": started, "finished": finished, "duration": finished - started,
+        "python": platform.python_version(), "implementation": platform.python_implementation(),
+        "platform": platform.platform(), "machine": platform.machine(), "hostname": socket.gethostname(),
+        "pid": os.getpid(), "argv": list(sys.argv), "rootdir": str(config.rootpath), "workers": workers,
+        "interrupted": interrupted, "exitstatus": exitstatus, "config": settings.as_dict(),
+    }
+
+
+def build_report(loader: LazyLoader, recorder: TestRecorder, *, settings: Settings, config: pytest.Config,
+                 started: float, exitstatus: int | None, interrupted: bool, workers: int,
+                 crashed_workers: list[str], problems: list[str]) -> dict[str, Any]:
+    names = loader.package_names()
+    run = run_info(config, started, exitstatus, interrupted, workers, settings)
+    run["crashed_workers"] = list(crashed_workers)
+    run["problems"] = list(problems)
+    packages = {}
+    histories = {}
+    for name in names:
+        info = loader.get_package_info(name)
+        if info is None:
+            continue
+        packages[name] = info.get_memory_summary()
+        with info.lock:
+            histories[name] = [[t, b] for t, b in info.memory_metrics.memory_history]
+    return {
+        "format_version": FORMAT_VERSION,
+        "tool": {"name": "pytest-memtrack", "version": __version__},
+        "run": run,
+        "summary": loader.get_memory_usage_summary(),
+        "leaks": loader.get_memory_leaks_report(settings.leak_threshold),
+        "suggestions": loader.get_optimization_suggestions_report(),
+        "packages": packages,
+        "package_histories": histories,
+        "tests": recorder.tests(),
+        "comparison": None,
+    }
+
+
+def leaking_tests(report: dict[str, Any]) -> list[dict[str, Any]]:
+    return sorted((t for t in report.get("tests", []) if t.get("leaking")), key=lambda t: -(t["leak_score"] or 0))

@@ -1,0 +1,324 @@
+"""The stateful side of ``pytest --memtrack``: per-test readings, leak hunts, package passes, the report.
+
+Registered by ``plugin.pytest_configure`` only when tracking is on. Every process of a session (plain, xdist
+worker) measures its own tests and packages; the process that reports (plain, or the xdist controller) collects
+test entries from the reports it logs (they travel from workers as a ``memtrack`` attribute of the teardown
+report) and package data from ``workeroutput`` (``merge.py``), then builds one report model.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import sys
+import time
+import tracemalloc
+from typing import Any
+
+import psutil
+import pytest
+
+from pytest_memtrack import hunt as hunting
+from pytest_memtrack.loader import LazyLoader, get_lazy_loader
+from pytest_memtrack.merge import export_packages, import_packages
+from pytest_memtrack.report.model import TestRecorder, build_report
+from pytest_memtrack.report.terminal import write_summary
+from pytest_memtrack.settings import Settings
+
+MARKER = "max_leak_score"
+
+
+class MarkerError(Exception):
+    """A malformed ``max_leak_score`` marker: fails that test, never the run."""
+
+
+def marker_limit(args: tuple[Any, ...], kwargs: dict[str, Any]) -> float:
+    """The limit of ``@pytest.mark.max_leak_score(limit)``; raises ``MarkerError`` naming the bad value."""
+    values = list(args) + ([kwargs["limit"]] if "limit" in kwargs else [])
+    unknown = sorted(set(kwargs) - {"limit"})
+    if unknown:
+        raise MarkerError(f"{MARKER} marker: unknown argument {unknown[0]!r}; use {MARKER}(limit) with 0 <= limit <= 1")
+    if len(values) != 1:
+        raise MarkerError(f"{MARKER} marker needs exactly one limit between 0 and 1, got {len(values)} arguments")
+    value = values[0]
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value) \
+            or not 0.0 <= value <= 1.0:
+        raise MarkerError(f"{MARKER} marker: the limit must be a number between 0 and 1, got {value!r}")
+    return float(value)
+
+
+class PeakRss:
+    """Per-test peak RSS: Linux's ``VmHWM`` high-water mark, reset through ``/proc/self/clear_refs``."""
+
+    def __init__(self) -> None:
+        self.available = sys.platform.startswith("linux") and self._reset()
+
+    @staticmethod
+    def _reset() -> bool:
+        try:
+            with open("/proc/self/clear_refs", "w") as f:
+                f.write("5")
+            return True
+        except OSError:
+            return False
+
+    def reset(self) -> None:
+        if self.available:
+            self._reset()
+
+    def read(self) -> int | None:
+        if not self.available:
+            return None
+        try:
+            with open("/proc/self/status", "rb") as f:
+                for line in f:
+                    if line.startswith(b"VmHWM:"):
+                        return int(line.split()[1]) * 1024
+        except (OSError, ValueError, IndexError):
+            pass
+        return None
+
+
+class MemtrackSession:
+    def __init__(self, config: pytest.Config, settings: Settings) -> None:
+        self.config = config
+        self.settings = settings
+        self.is_worker = hasattr(config, "workerinput")
+        self.worker_id = config.workerinput.get("workerid") if self.is_worker else None  # type: ignore[attr-defined]
+        self.loader: LazyLoader = get_lazy_loader()
+        self.loader.history_size = settings.history_size
+        self.loader.leak_threshold = settings.leak_threshold
+        self.loader.monitor.leak_threshold = settings.leak_threshold
+        self.loader.observe_imports()
+        self._process = psutil.Process()
+        self._peak = PeakRss()
+        self._current: dict[str, dict[str, Any]] = {}
+        self._hunting = False
+        self._pending_hunt: dict[str, Any] = {}
+        self._last_pass = 0.0
+        self._pass_cost = 0.0
+        self.passes = 0
+        self.recorder = TestRecorder()
+        self.worker_packages: list[dict[str, Any]] = []
+        self.workers_seen = 0
+        self.crashed_workers: list[str] = []
+        self.problems: list[str] = []
+        self.interrupted = False
+        self.started = time.time()
+        self.report: dict[str, Any] | None = None
+        self._started_tracing = False
+        if settings.trace_all and not tracemalloc.is_tracing():
+            tracemalloc.start(1)
+            self._started_tracing = True
+
+    # ------------------------------------------------------------------ package passes
+    def _interval(self) -> float:
+        if self.settings.check_interval is not None:
+            return self.settings.check_interval
+        return max(0.2, self._pass_cost / self.settings.overhead_budget)
+
+    def package_pass(self, force: bool = False) -> None:
+        now = time.perf_counter()
+        if not force and now - self._last_pass < self._interval():
+            return
+        try:
+            readings = self.loader.measure_loaded()
+            self.loader.record_readings(readings)
+        except Exception as exc:  # never break the user's run over our own reading
+            self.problems.append(f"package memory pass failed: {type(exc).__name__}: {exc}")
+        self._pass_cost = time.perf_counter() - now
+        self._last_pass = time.perf_counter()
+        self.passes += 1
+
+    @pytest.hookimpl(trylast=True)
+    def pytest_collection_finish(self, session: pytest.Session) -> None:
+        self.package_pass(force=True)
+
+    # ------------------------------------------------------------------ which tests are hunted
+    def limit_for(self, item: pytest.Item) -> float | None:
+        """The leak limit for ``item`` (None: not hunted); raises ``MarkerError`` for a bad marker."""
+        marker = item.get_closest_marker(MARKER)
+        if marker is not None:
+            return marker_limit(marker.args, marker.kwargs)
+        if item.get_closest_marker("memtrack_skip") is not None:
+            return None
+        return self.settings.max_leak_score
+
+    @pytest.hookimpl(tryfirst=True)
+    def pytest_runtest_call(self, item: pytest.Item) -> None:
+        if self._hunting:
+            return
+        try:
+            self.limit_for(item)
+        except MarkerError as exc:
+            message = str(exc)
+        else:
+            return
+        pytest.fail(message, pytrace=False)
+
+    # ------------------------------------------------------------------ per-test readings
+    def pytest_runtest_logstart(self, nodeid: str, location: Any) -> None:
+        if self._hunting:
+            return
+        self._peak.reset()
+        self._current[nodeid] = {"rss_before": self._process.memory_info().rss, "started": time.perf_counter()}
+
+    @pytest.hookimpl(wrapper=True)
+    def pytest_runtest_makereport(self, item: pytest.Item, call: pytest.CallInfo[None]):
+        report = yield
+        if call.when == "teardown" and not self._hunting and item.nodeid not in self._pending_hunt:
+            state = self._current.pop(item.nodeid, None)
+            if state is not None:
+                self._attach(report, state)
+        return report
+
+    def _attach(self, report: pytest.TestReport, state: dict[str, Any]) -> None:
+        self._pending_hunt.pop(report.nodeid, None)
+        state.setdefault("rss_before", self._process.memory_info().rss)
+        rss_after = self._process.memory_info().rss
+        entry: dict[str, Any] = {
+            "rss_before": state["rss_before"], "rss_after": rss_after, "rss_delta": rss_after - state["rss_before"],
+            "rss_peak": self._peak.read(), "worker": self.worker_id,
+            "leak_score": None, "limit": None, "leaking": False, "hunt": None, "message": None,
+        }
+        outcome = state.get("hunt")
+        if outcome is not None:
+            result, limit, message = outcome
+            entry.update(leak_score=result.score, limit=limit, leaking=result.score > limit,
+                         hunt=result.to_dict(), message=message)
+        report.memtrack = entry  # type: ignore[attr-defined]  # plain types: travels through xdist
+        report.user_properties.extend([
+            ("memtrack_rss_before", entry["rss_before"]), ("memtrack_rss_after", rss_after),
+            ("memtrack_rss_delta", entry["rss_delta"]),
+        ] + ([("memtrack_rss_peak", entry["rss_peak"])] if entry["rss_peak"] is not None else [])
+          + ([("memtrack_leak_score", entry["leak_score"]), ("memtrack_leak_limit", entry["limit"])]
+             if entry["leak_score"] is not None else []))
+
+    @pytest.hookimpl(tryfirst=True)
+    def pytest_runtest_protocol(self, item: pytest.Item, nextitem: pytest.Item | None) -> bool | None:
+        """Hunted tests: repeat the protocol unreported (wider fixtures kept up), then run it once more for real.
+
+        The reported run comes last so its teardown reaches ``nextitem`` like any ordinary run; a test that fails
+        while hunted simply ends the hunt and the reported run shows its failure as usual.
+        """
+        if self._hunting or not isinstance(item, pytest.Function):
+            return None
+        try:
+            limit = self.limit_for(item)
+        except MarkerError:
+            return None  # the ordinary protocol fails it in pytest_runtest_call
+        if limit is None:
+            return None
+        from _pytest.runner import runtestprotocol
+
+        params = hunting.HuntParameters(
+            limit=limit, warmup_runs=self.settings.warmup_runs, max_runs=self.settings.max_runs,
+            leak_reference=self.settings.leak_reference, native_floor=self.settings.native_floor)
+
+        def run_once() -> bool:
+            reports = runtestprotocol(item, nextitem=item, log=False)
+            return all(r.passed for r in reports) and not any(hasattr(r, "wasxfail") for r in reports)
+
+        result = None
+        self._hunting = True
+        try:
+            if run_once():
+                result = hunting.hunt(run_once, params, runs_done=1, root=str(self.config.rootpath))
+        except Exception as exc:  # our own failure must not fail the user's test
+            self.problems.append(f"leak hunt of {item.nodeid} failed: {type(exc).__name__}: {exc}")
+        finally:
+            self._hunting = False
+        item.ihook.pytest_runtest_logstart(nodeid=item.nodeid, location=item.location)
+        reports = runtestprotocol(item, nextitem=nextitem, log=False)
+        if result is not None:
+            message = hunting.describe(result, limit) if result.score > limit else None
+            result.runs += 1  # the reported run
+            self._pending_hunt[item.nodeid] = (result, limit, message)
+            for report in reports:
+                if report.when == "teardown":
+                    self._attach(report, {**self._current.pop(item.nodeid, {}), "hunt": (result, limit, message)})
+                if message is not None and report.when == "call" and report.passed:
+                    report.outcome = "failed"
+                    report.longrepr = message
+        for report in reports:
+            item.ihook.pytest_runtest_logreport(report=report)
+        item.ihook.pytest_runtest_logfinish(nodeid=item.nodeid, location=item.location)
+        return True
+
+    def pytest_runtest_logreport(self, report: pytest.TestReport) -> None:
+        if not self.is_worker:
+            self.recorder.add(report)
+
+    def pytest_runtest_logfinish(self, nodeid: str, location: Any) -> None:
+        self.package_pass()
+
+    # ------------------------------------------------------------------ xdist
+    @pytest.hookimpl(optionalhook=True)
+    def pytest_testnodedown(self, node: Any, error: Any) -> None:
+        output = getattr(node, "workeroutput", None) or {}
+        data = output.get("memtrack")
+        worker = getattr(getattr(node, "gateway", None), "id", "?")
+        if error or data is None:
+            self.crashed_workers.append(str(worker))
+            self.interrupted = True
+        if data is not None:
+            self.workers_seen += 1
+            self.worker_packages.append(data)
+
+    # ------------------------------------------------------------------ end of session
+    def pytest_keyboard_interrupt(self, excinfo: Any) -> None:
+        self.interrupted = True
+
+    @pytest.hookimpl(tryfirst=True)
+    def pytest_sessionfinish(self, session: pytest.Session, exitstatus: int) -> None:
+        self.package_pass(force=True)
+        if self.is_worker:
+            self.config.workeroutput["memtrack"] = {  # type: ignore[attr-defined]
+                "worker": self.worker_id, "packages": export_packages(self.loader), "problems": self.problems}
+            return
+        try:
+            loader = self.loader
+            if self.worker_packages:
+                loader = import_packages(self.worker_packages, like=self.loader)
+                for data in self.worker_packages:
+                    self.problems.extend(data.get("problems", []))
+            if exitstatus == pytest.ExitCode.INTERRUPTED:
+                self.interrupted = True
+            self.report = build_report(
+                loader, self.recorder, settings=self.settings, config=self.config, started=self.started,
+                exitstatus=int(exitstatus), interrupted=self.interrupted, workers=self.workers_seen,
+                crashed_workers=self.crashed_workers, problems=self.problems)
+        except Exception as exc:
+            self.problems.append(f"building the report failed: {type(exc).__name__}: {exc}")
+            return
+        self._publish(session)
+
+    def _publish(self, session: pytest.Session) -> None:
+        report = self.report
+        assert report is not None
+        hook = self.config.hook
+        try:
+            hook.pytest_memtrack_enrich_report(session=session, report=report)
+        except Exception as exc:
+            self.problems.append(f"a report extension failed: {type(exc).__name__}: {exc}")
+        if self.settings.json_path:
+            from pytest_memtrack.report.json_writer import write_json
+
+            try:
+                write_json(report, self.settings.json_path)
+            except OSError as exc:
+                self.problems.append(f"could not write the JSON report: {exc}")
+        try:
+            hook.pytest_memtrack_report_ready(session=session, report=report)
+        except Exception as exc:
+            self.problems.append(f"writing a report failed: {type(exc).__name__}: {exc}")
+
+    def pytest_terminal_summary(self, terminalreporter: Any) -> None:
+        if self.is_worker:
+            return
+        write_summary(terminalreporter, self.report, self.problems, self.settings)
+
+    def pytest_unconfigure(self, config: pytest.Config) -> None:
+        self.loader.stop_observing()
+        if self._started_tracing and tracemalloc.is_tracing():
+            tracemalloc.stop()
