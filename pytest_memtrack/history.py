@@ -34,7 +34,7 @@ from typing import Any
 import pytest
 
 from pytest_memtrack.compare import RULE_HELP, Comparison, Rule, RuleError, compare_reports, parse_rule, render_summary
-from pytest_memtrack.settings import resolve
+from pytest_memtrack.settings import parse_writable_path, resolve
 from pytest_memtrack.store import MemtrackWarning, RunInfo, Store, StoreError, machine_key
 
 __all__ = ["MemtrackWarning", "HistoryPlugin", "add_options", "configure", "add_cli"]
@@ -120,6 +120,8 @@ def configure(config: pytest.Config) -> None:
         raise pytest.UsageError(f"--memtrack-store must name a file, but {store!r} is a directory.")
     if save is None and compare_ref is None and not rules:
         return
+    if save is not None:  # an unwritable place is a usage error now, not a lost run later
+        parse_writable_path(store, "--memtrack-store")
     if is_worker(config):  # only the controller compares and writes
         return
     plugin = HistoryPlugin(config, store, save, compare_ref if compare_ref is not None else "", rules,
@@ -172,11 +174,10 @@ class HistoryPlugin:
     saved: RunInfo | None = None
 
     def _warn(self, message: str) -> None:
-        self.notes.append(message)
         try:
             warnings.warn(MemtrackWarning(message), stacklevel=2)
-        except MemtrackWarning:  # filterwarnings=error: still never lose the run; the note is printed below
-            pass
+        except MemtrackWarning:  # filterwarnings=error must not cost the run its report: print the sentence instead
+            self.notes.append(message)
 
     @pytest.hookimpl
     def pytest_memtrack_enrich_report(self, session: pytest.Session, report: dict[str, Any]) -> None:

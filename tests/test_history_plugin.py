@@ -1,0 +1,197 @@
+"""End to end: pytest --memtrack saves runs, compares with a baseline and fails the session on a regression."""
+
+from __future__ import annotations
+
+import hashlib
+import importlib.metadata
+import importlib.util
+import json
+
+import pytest
+
+from pytest_memtrack.store import Store
+
+HAS_SESSION = importlib.util.find_spec("pytest_memtrack.session") is not None
+needs_session = pytest.mark.skipif(not HAS_SESSION, reason="pytest_memtrack.session (the lead's session) is not built yet")
+PLUGIN_ARGS = [] if any(ep.name == "memtrack" for ep in importlib.metadata.entry_points(group="pytest11")) else [
+    "-p", "pytest_memtrack.plugin"]
+
+MB = 1024 * 1024
+APP = """
+import pathlib
+
+KEEP = []
+
+
+def test_allocates():
+    size = int(pathlib.Path(__file__).with_name("grow.txt").read_text())
+    KEEP.append(b"x" * size)  # touched pages: the process RSS grows by about `size`
+
+
+def test_plain():
+    assert True
+"""
+
+
+@pytest.fixture
+def project(pytester):
+    pytester.makepyfile(test_app=APP)
+    pytester.makeini("[pytest]\n")
+    return pytester
+
+
+def _run(pytester, *args):
+    return pytester.runpytest(*PLUGIN_ARGS, *args)
+
+
+def _grow(pytester, size: int) -> None:
+    (pytester.path / "grow.txt").write_text(str(size))
+
+
+def _store(pytester):
+    return pytester.path / ".memtrack" / "history.sqlite"
+
+
+# -- usage errors: no session needed, the rule is parsed by the option's type= ---------------------------------------
+
+@pytest.mark.parametrize(("rule", "words"), [
+    ("footprint", "must look like FIGURE:TOLERANCE"),
+    ("footprint:abc", "must be a percentage (10%), a size (5MB) or a plain number (0.1)"),
+    ("nosuch:5%", "unknown figure 'nosuch'"),
+    ("footprint:-5%", "the tolerance must not be negative"),
+])
+def test_a_bad_compare_fail_rule_is_a_usage_error_before_any_test_runs(project, rule, words):
+    _grow(project, 0)
+    result = _run(project, "--memtrack", f"--memtrack-compare-fail={rule}")
+    assert result.ret == pytest.ExitCode.USAGE_ERROR
+    result.stderr.fnmatch_lines([f"*--memtrack-compare-fail: compare-fail rule '{rule}'*"])
+    assert words in result.stderr.str()
+    assert "collected" not in result.stdout.str() and "Traceback" not in result.stderr.str()
+
+
+def test_a_bad_rule_in_the_ini_file_is_a_usage_error_naming_the_ini_option(project):
+    _grow(project, 0)
+    project.makeini("[pytest]\nmemtrack_compare_fail =\n    footprint:10%\n    peak:lots\n")
+    result = _run(project, "--memtrack")
+    assert result.ret == pytest.ExitCode.USAGE_ERROR
+    assert "ini option 'memtrack_compare_fail': compare-fail rule 'peak:lots'" in result.stderr.str()
+
+
+def test_a_run_name_that_is_also_a_path_is_a_usage_error(project):
+    _grow(project, 0)
+    result = _run(project, "--memtrack", "--memtrack-save", "test_app.py")
+    assert result.ret == pytest.ExitCode.USAGE_ERROR
+    assert "--memtrack-save took 'test_app.py' as the run name, but that is also a path" in result.stderr.str()
+
+
+def test_saving_into_an_unwritable_place_is_a_usage_error(project, tmp_path):
+    _grow(project, 0)
+    blocker = project.path / "blocker"
+    blocker.write_text("a file, so no directory can be made under it")
+    result = _run(project, "--memtrack", "--memtrack-save", f"--memtrack-store={blocker}/sub/h.sqlite")
+    assert result.ret == pytest.ExitCode.USAGE_ERROR
+    assert "--memtrack-store: cannot write a report to" in result.stderr.str()
+
+
+# -- the gate ---------------------------------------------------------------------------------------------------------
+
+@needs_session
+def test_a_test_that_allocates_more_than_the_baseline_fails_the_session_with_a_table(project):
+    _grow(project, 0)
+    first = _run(project, "--memtrack", "--memtrack-save=base")
+    assert first.ret == 0
+    first.stdout.fnmatch_lines([f"memtrack: saved run #1 'base' to {_store(project)}"])
+
+    _grow(project, 40 * MB)
+    second = _run(project, "--memtrack", "--memtrack-compare=base", "--memtrack-compare-fail=rss_delta:10MB",
+                  "--memtrack-json=report.json")
+    second.assert_outcomes(passed=2)  # every test passed; the gate alone fails the session
+    assert second.ret == pytest.ExitCode.TESTS_FAILED
+    second.stdout.fnmatch_lines([
+        "*= memtrack regressions =*",
+        "compared with run #1 'base' (*) under rss_delta:10MB: 1 regression",
+        "name*figure*baseline*current*change*limit",
+        "test_app.py::test_allocates*rss_delta*MiB*+*MiB*<= *MiB*REGRESSED",
+    ])
+    comparison = json.loads((project.path / "report.json").read_text())["comparison"]
+    assert comparison["regressions"] == 1 and comparison["baseline"]["name"] == "base"
+    assert comparison["rules"] == ["rss_delta:10MB"]
+    regressed = [r for r in comparison["rows"] if r["regressed"]]
+    assert [(r["kind"], r["name"], r["figure"]) for r in regressed] == [("test", "test_app.py::test_allocates", "rss_delta")]
+    assert regressed[0]["change"] > 10 * MB
+
+
+@needs_session
+def test_growth_within_the_tolerance_passes_the_gate(project):
+    _grow(project, 0)
+    assert _run(project, "--memtrack", "--memtrack-save").ret == 0
+    _grow(project, 2 * MB)
+    result = _run(project, "--memtrack", "--memtrack-compare", "--memtrack-compare-fail=rss_delta:10MB")
+    assert result.ret == 0
+    result.stdout.fnmatch_lines(["memtrack: compared with run #1 (*) under rss_delta:10MB: 0 regressions"])
+
+
+@needs_session
+def test_without_a_baseline_the_gate_prints_a_warning_line_and_does_not_fail(project):
+    _grow(project, 0)
+    result = _run(project, "--memtrack", "--memtrack-compare-fail=total:10%")
+    assert result.ret == 0
+    result.stdout.fnmatch_lines(["memtrack: no baseline was found: the history store * does not exist yet*"])
+    assert not _store(project).exists()  # comparing never creates a store
+
+
+@needs_session
+def test_the_ini_store_path_and_ini_rules_are_used(project):
+    _grow(project, 0)
+    project.makeini("[pytest]\nmemtrack_store = runs/mem.sqlite\nmemtrack_compare_fail = leaking:0\n")
+    assert _run(project, "--memtrack", "--memtrack-save=one").ret == 0
+    result = _run(project, "--memtrack")
+    assert result.ret == 0
+    result.stdout.fnmatch_lines(["memtrack: compared with run #1 'one' (*) under leaking:0: 0 regressions"])
+    with Store(project.path / "runs" / "mem.sqlite", create=False) as store:
+        assert [r.name for r in store.runs()] == ["one"]
+
+
+@needs_session
+@pytest.mark.parametrize("content", [b"my notes, not a database\n" * 50, b"SQLite format 3\x00" + b"\x00" * 200])
+def test_a_foreign_file_at_the_store_path_is_left_untouched_and_the_run_still_writes_its_report(project, content):
+    _grow(project, 0)
+    store = _store(project)
+    store.parent.mkdir()
+    store.write_bytes(content)
+    project.makeini("[pytest]\nfilterwarnings =\n    always::pytest_memtrack.store.MemtrackWarning\n")
+    before = hashlib.sha256(content).hexdigest()
+    result = _run(project, "--memtrack", "--memtrack-save", "--memtrack-compare", "--memtrack-json=report.json")
+    assert result.ret == 0
+    result.assert_outcomes(passed=2, warnings=2)
+    result.stdout.fnmatch_lines(["*MemtrackWarning: memtrack: cannot compare with a baseline: *is not a pytest-memtrack "
+                                 "history store*left untouched*",
+                                 "*MemtrackWarning: memtrack: the run was not saved: *left untouched*"])
+    assert hashlib.sha256(store.read_bytes()).hexdigest() == before
+    assert sorted(p.name for p in store.parent.iterdir()) == ["history.sqlite"]
+    assert json.loads((project.path / "report.json").read_text())["tests"]
+
+
+@needs_session
+def test_with_filterwarnings_error_an_unusable_store_is_still_reported_as_a_line_and_the_run_passes(project):
+    _grow(project, 0)
+    project.makeini("[pytest]\nfilterwarnings = error\nmemtrack_store = notes.txt\n")
+    (project.path / "notes.txt").write_text("keep me")
+    result = _run(project, "--memtrack", "--memtrack-save", "--memtrack-json=report.json")
+    assert result.ret == 0
+    result.stdout.fnmatch_lines(["memtrack: the run was not saved: *notes.txt* is not a pytest-memtrack history store*"])
+    assert (project.path / "notes.txt").read_text() == "keep me"
+    assert (project.path / "report.json").exists()
+
+
+@needs_session
+def test_under_xdist_only_the_controller_saves_one_run(project):
+    pytest.importorskip("xdist")
+    _grow(project, 0)
+    project.makepyfile(test_more="import pytest\n\n@pytest.mark.parametrize('i', range(6))\ndef test_n(i):\n    pass\n")
+    result = _run(project, "--memtrack", "--memtrack-save=xdist", "-n", "2", "-p", "xdist")
+    assert result.ret == 0
+    result.assert_outcomes(passed=8)
+    with Store(_store(project), create=False) as store:
+        runs = store.runs()
+        assert [(r.name, r.tests) for r in runs] == [("xdist", 8)]
