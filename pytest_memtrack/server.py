@@ -84,6 +84,7 @@ class _Handler(BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"  # keep-alive; every response carries Content-Length
     server_version = "pytest-memtrack"
     sys_version = ""
+    disable_nagle_algorithm = True  # small answers: do not wait for the client's delayed ACK
     timeout = 30  # an idle keep-alive connection frees its thread after this many seconds
     error_content_type = "application/json; charset=utf-8"
 
@@ -136,6 +137,8 @@ class _Handler(BaseHTTPRequestHandler):
                      431: "The request headers are too large.", 505: "This HTTP version is not supported."}
         text = sentences.get(code, "The request could not be handled.")
         self.close_connection = True
+        if getattr(self, "request_version", "HTTP/0.9") == "HTTP/0.9":
+            self.request_version = "HTTP/1.0"  # unparseable request line: still answer with a status line
         if not getattr(self, "command", None):
             self.command = "GET"  # so _write sends the body even when the request line was unreadable
         try:
@@ -152,6 +155,7 @@ class _Server(ThreadingHTTPServer):
     daemon_threads = True
     block_on_close = False
     allow_reuse_address = True
+    request_queue_size = 128  # the default backlog of 5 drops bursts of connections (clients retry after 1 s)
 
     def __init__(self, address: tuple[str, int], app: App, verbose: bool, family: int) -> None:
         self.address_family = family
