@@ -49,6 +49,11 @@ COMPARE_FAIL_HELP = RULE_HELP + "; implies --memtrack-compare"
 HISTORY_KEY = pytest.StashKey["HistoryPlugin"]()
 
 
+def _escape(help_text: str) -> str:
+    """argparse %-formats option help: ``10%`` must be written ``10%%`` there (ini help is shown as is)."""
+    return help_text.replace("%", "%%")
+
+
 def _rule_option(text: str) -> Rule:
     """argparse ``type=`` of --memtrack-compare-fail: a bad rule is a usage error before any test runs."""
     try:
@@ -65,7 +70,7 @@ def add_options(group: Any, parser: pytest.Parser) -> None:
     group.addoption("--memtrack-compare", dest="memtrack_compare", nargs="?", const="", default=None,
                     metavar="NAME|ID", help=COMPARE_HELP)
     group.addoption("--memtrack-compare-fail", dest="memtrack_compare_fail", action="append", type=_rule_option,
-                    default=None, metavar="RULE", help=COMPARE_FAIL_HELP)
+                    default=None, metavar="RULE", help=COMPARE_FAIL_HELP.replace("%", "%%"))
     parser.addini("memtrack_compare_fail", COMPARE_FAIL_HELP + " (one rule a line)", type="linelist", default=None)
 
 
@@ -244,7 +249,7 @@ def add_cli(subparsers: Any) -> None:
     compare.add_argument("baseline", metavar="A", help="the baseline: a run id, a run name or a JSON report file")
     compare.add_argument("current", metavar="B", help="the run to judge: a run id, a run name or a JSON report file")
     compare.add_argument("--store", default=DEFAULT_STORE, help=f"the store (default: {DEFAULT_STORE})")
-    compare.add_argument("--fail", action="append", default=[], metavar="RULE", help=RULE_HELP)
+    compare.add_argument("--fail", action="append", default=[], metavar="RULE", help=_escape(RULE_HELP))
     compare.add_argument("--json", action="store_true", help="print the comparison as JSON")
     compare.set_defaults(func=compare_command)
 

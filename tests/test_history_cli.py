@@ -93,3 +93,12 @@ def test_compare_with_a_bad_report_file_is_an_error_sentence(tmp_path, capsys):
     (tmp_path / "bad.json").write_text("{not json")
     assert main(["compare", str(tmp_path / "bad.json"), str(tmp_path / "bad.json")]) == 2
     assert "cannot read the JSON report" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("command", ["history", "compare"])
+def test_the_commands_print_their_help(command, capsys):
+    with pytest.raises(SystemExit) as info:
+        main([command, "--help"])
+    assert info.value.code == 0
+    out = capsys.readouterr().out
+    assert "--store" in out and ("footprint:10%" in out if command == "compare" else "--limit" in out)

@@ -93,6 +93,14 @@ def test_saving_into_an_unwritable_place_is_a_usage_error(project, tmp_path):
     assert "--memtrack-store: cannot write a report to" in result.stderr.str()
 
 
+def test_pytest_help_documents_the_history_options_and_the_rule_grammar(project):
+    result = _run(project, "--help")
+    assert result.ret == 0
+    result.stdout.fnmatch_lines(["*--memtrack-store=PATH*", "*--memtrack-save=*NAME*", "*--memtrack-compare=*NAME|ID*",
+                                 "*--memtrack-compare-fail=RULE*", "*memtrack_compare_fail (linelist)*"])
+    assert "percentage (10%)" in result.stdout.str()
+
+
 # -- the gate ---------------------------------------------------------------------------------------------------------
 
 @needs_session
