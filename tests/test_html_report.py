@@ -431,7 +431,7 @@ def test_the_html_option_writes_the_page_after_a_run(pytester):
     root = parse(page.read_text(encoding="utf-8")).root
     assert root.by_id("verdict") is not None
     assert "test_grows_a_global_list" in root.by_id("tests").text
-    result.stdout.fnmatch_lines(["*HTML report written to*r.html*"])
+    result.stdout.fnmatch_lines(["memtrack: HTML report: *r.html"])
 
 
 def test_the_html_ini_option_is_read_when_the_command_line_has_none(pytester):
@@ -472,3 +472,31 @@ def test_beyond_ten_leaking_tests_the_rest_are_folded_into_a_details_block():
     (folded,) = root.find_all("details")
     assert len(folded.find_all("article")) == 40
     assert folded.find_all("summary")[0].text == "40 more leaking tests"
+
+
+def test_allocation_sites_are_shown_relative_to_the_project_or_site_packages():
+    from pytest_memtrack.report.html import short_path
+
+    assert short_path("/work/venv/lib/python3.11/site-packages/_pytest/logging.py") == "_pytest/logging.py"
+    assert short_path("/proj/app/cache.py", "/proj") == "app/cache.py"
+    assert short_path("/elsewhere/x.py", "/proj") == "/elsewhere/x.py"
+
+
+def test_counts_per_run_are_rounded_for_reading():
+    from pytest_memtrack.report.html import format_count
+
+    assert format_count(2.3333) == "2.3"
+    assert format_count(2.0) == "2"
+    assert format_count(13.33, signed=True) == "+13.3"
+    assert format_count(None) == "—"
+
+
+def test_low_severity_suggestions_are_folded_below_the_important_ones():
+    report = sample_report()
+    low = {"type": "growing_trend", "package_name": "os", "severity": "low", "message": "m", "recommendation": "r"}
+    report["suggestions"]["suggestions"] += [low, dict(low, package_name="re")]
+    section = dom(report).by_id("suggestions")
+    (folded,) = section.find_all("details")
+    assert folded.find_all("summary")[0].text == "2 low-severity suggestions"
+    assert len(folded.find_all("div", class_="suggestion")) == 2
+    assert len(section.find_all("div", class_="suggestion")) == 3

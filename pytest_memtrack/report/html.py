@@ -69,6 +69,26 @@ def format_number(value: Any) -> str:
     return str(value)
 
 
+def format_count(value: Any, *, signed: bool = False) -> str:
+    """Counts per run: ``2.333`` -> ``'2.3'``, ``2.0`` -> ``'2'``; ``signed`` adds ``+`` to growth."""
+    number = _number(value)
+    if number is None:
+        return "—"
+    text = f"{number:,.1f}".removesuffix(".0")
+    return "+" + text if signed and number > 0 else text
+
+
+def short_path(path: Any, rootdir: Any = None) -> str:
+    """A source path as a reader knows it: relative to the project root, or from site-packages on."""
+    text = str(path)
+    for marker in ("/site-packages/", "/dist-packages/"):
+        if marker in text:
+            return text.rsplit(marker, 1)[1]
+    if isinstance(rootdir, str) and rootdir and text.startswith(rootdir.rstrip("/") + "/"):
+        return text[len(rootdir.rstrip("/")) + 1:]
+    return text
+
+
 def format_score(value: Any) -> str:
     number = _number(value)
     return "—" if number is None else f"{number:.2f}"
@@ -201,7 +221,7 @@ def _test_row(test: dict[str, Any]) -> dict[str, Any]:
     }
 
 
-def _leak_card(test: dict[str, Any]) -> dict[str, Any]:
+def _leak_card(test: dict[str, Any], rootdir: str | None = None) -> dict[str, Any]:
     hunt = _dict(test.get("hunt"))
     kinds, evidence = _dict(hunt.get("kinds")), _dict(hunt.get("evidence"))
     kind_rows = []
@@ -222,13 +242,13 @@ def _leak_card(test: dict[str, Any]) -> dict[str, Any]:
         "runs": hunt.get("runs"),
         "warmup_runs": hunt.get("warmup_runs"),
         "kinds": kind_rows,
-        "sites": [{"where": f"{_dict(s).get('file', '?')}:{_dict(s).get('line', '?')}",
+        "sites": [{"where": f"{short_path(_dict(s).get('file', '?'), rootdir)}:{_dict(s).get('line', '?')}",
                    "bytes": format_bytes(_dict(s).get("bytes_per_run")),
-                   "count": format_number(_dict(s).get("count_per_run"))}
+                   "count": format_count(_dict(s).get("count_per_run"))}
                   for s in _list(evidence.get("allocation_sites"))[:TOP_EVIDENCE]],
         "packages": [{"name": str(_dict(p).get("package", "?")), "bytes": format_bytes(_dict(p).get("bytes_per_run"))}
                      for p in _list(evidence.get("packages"))[:TOP_EVIDENCE]],
-        "object_types": [{"name": str(_dict(o).get("type", "?")), "count": format_number(_dict(o).get("count_per_run"))}
+        "object_types": [{"name": str(_dict(o).get("type", "?")), "count": format_count(_dict(o).get("count_per_run"), signed=True)}
                          for o in _list(evidence.get("object_types"))[:TOP_EVIDENCE]],
         "new_threads": [str(t) for t in _list(evidence.get("new_threads"))[:TOP_EVIDENCE]],
         "new_fds": [str(f) for f in _list(evidence.get("new_fds"))[:TOP_EVIDENCE]],
@@ -394,7 +414,7 @@ def build_view(report: dict[str, Any]) -> dict[str, Any]:
         "interrupted": bool(run.get("interrupted")),
         "tool": _dict(report.get("tool")),
         "threshold": threshold,
-        "leaks": [_leak_card(t) for t in leaking],
+        "leaks": [_leak_card(t, run.get("rootdir")) for t in leaking],
         "open_leaks": OPEN_LEAKS,
         "inconclusive": [_test_row(t) for t in inconclusive],
         "packages": packages,
@@ -460,13 +480,17 @@ class HtmlReportWriter:
 
     def __init__(self, path: str) -> None:
         self.path = path
+        self.written = False
 
     @pytest.hookimpl(trylast=True)
     def pytest_memtrack_report_ready(self, session: pytest.Session, report: dict[str, Any]) -> None:
         write_html(report, self.path)
-        reporter = session.config.pluginmanager.get_plugin("terminalreporter")
-        if reporter is not None:
-            reporter.write_line(f"memtrack: HTML report written to {self.path}")
+        self.written = True
+
+    @pytest.hookimpl(trylast=True)
+    def pytest_terminal_summary(self, terminalreporter: Any) -> None:
+        if self.written:
+            terminalreporter.write_line(f"memtrack: HTML report: {self.path}")
 
 
 def configure(config: pytest.Config) -> None:
