@@ -425,7 +425,7 @@ def test_plain():
 
 def test_the_html_option_writes_the_page_after_a_run(pytester):
     pytester.makepyfile(LEAKY_TESTS)
-    result = pytester.runpytest("--memtrack", "--memtrack-html=out/r.html", "-p", "no:cacheprovider")
+    result = pytester.runpytest("--memtrack", "--memtrack-html=out/r.html", "--memtrack-max-runs=5", "-p", "no:cacheprovider")
     page = Path(pytester.path, "out", "r.html")
     assert page.exists(), result.stdout.str()
     root = parse(page.read_text(encoding="utf-8")).root
