@@ -16,13 +16,15 @@ Two readings, chosen for cost (the plugin runs around every test of a user's sui
 from __future__ import annotations
 
 import gc
+import operator
 import os
 import sys
 import threading
 from collections.abc import Iterable
+from itertools import compress, repeat
 from types import BuiltinFunctionType, FunctionType, MethodType, ModuleType
 
-_CODE_OWNERS = (FunctionType, BuiltinFunctionType, MethodType)
+_SPECIAL_KINDS = frozenset({ModuleType, FunctionType, BuiltinFunctionType, MethodType})
 
 
 def top_level(module_name: str) -> str:
@@ -41,12 +43,24 @@ def _belongs(obj: object, package: str, prefix: str) -> bool:
     return isinstance(owner, str) and (owner == package or owner.startswith(prefix))
 
 
-def _walk(package: str, seen: set[int]) -> int:
-    """Bytes reachable from ``package``'s module globals that no earlier walk in this pass has counted."""
+def modules_by_package() -> dict[str, list[ModuleType]]:
+    """Loaded modules grouped by top-level package, in one scan of ``sys.modules``."""
+    groups: dict[str, list[ModuleType]] = {}
+    for name, module in list(sys.modules.items()):
+        if isinstance(module, ModuleType):
+            groups.setdefault(name.partition(".")[0], []).append(module)
+    return groups
+
+
+def _walk(package: str, seen: set[int], modules: list[ModuleType] | None = None) -> int:
+    """Bytes reachable from ``package``'s module globals that no earlier walk in this pass has counted.
+
+    Breadth-first in batches, with the per-object work done by C-level ``map``/``compress`` so the cost stays
+    near a few hundred nanoseconds per object; only modules, classes and functions get a Python-level check.
+    """
     prefix = package + "."
-    modules = package_modules(package)
     frontier: list[object] = []
-    for module in modules:
+    for module in package_modules(package) if modules is None else modules:
         seen.add(id(module))
         namespace = getattr(module, "__dict__", None)
         if namespace is not None and id(namespace) not in seen:
@@ -54,20 +68,18 @@ def _walk(package: str, seen: set[int]) -> int:
             frontier.append(namespace)
     getsizeof = sys.getsizeof
     total = sum(map(getsizeof, frontier))
+    special_kinds = _SPECIAL_KINDS.__contains__
     while frontier:
-        batch: list[object] = []
-        append = batch.append
-        for obj in gc.get_referents(*frontier):
-            key = id(obj)
-            if key in seen:
-                continue
-            seen.add(key)
-            kind = type(obj)
-            if kind is ModuleType:
-                continue
-            if (kind in _CODE_OWNERS or isinstance(obj, type)) and not _belongs(obj, package, prefix):
-                continue
-            append(obj)
+        refs = gc.get_referents(*frontier)
+        by_id = dict(zip(map(id, refs), refs))
+        fresh = by_id.keys() - seen
+        seen.update(fresh)
+        objs = list(map(by_id.__getitem__, fresh))
+        mask = list(map(operator.or_, map(special_kinds, map(type, objs)), map(isinstance, objs, repeat(type))))
+        batch = list(compress(objs, map(operator.not_, mask)))
+        for obj in compress(objs, mask):
+            if type(obj) is not ModuleType and _belongs(obj, package, prefix):
+                batch.append(obj)
         total += sum(map(getsizeof, batch))
         frontier = batch
     return total
@@ -83,7 +95,8 @@ def measure_packages(packages: Iterable[str]) -> dict[str, int]:
     seen: set[int] = set()
     # The objects of this pass itself must not be counted.
     seen.add(id(seen))
-    return {name: _walk(name, seen) for name in packages}
+    groups = modules_by_package()
+    return {name: _walk(name, seen, groups.get(name, [])) for name in packages}
 
 
 class FileIndex:

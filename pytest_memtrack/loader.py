@@ -361,6 +361,4 @@ def reset_lazy_loader(loader: LazyLoader | None = None) -> LazyLoader | None:
     global _loader
     with _loader_lock:
         previous, _loader = _loader, loader
-        if previous is not None:
-            previous.stop_observing()
         return previous

@@ -4,10 +4,14 @@ from __future__ import annotations
 
 import importlib
 from types import ModuleType
+from typing import TYPE_CHECKING
 
 import pytest
 
 from pytest_memtrack import hooks
+
+if TYPE_CHECKING:
+    from pytest_memtrack.loader import LazyLoader
 from pytest_memtrack.settings import resolve_settings
 
 #: Feature modules: each offers ``add_options(group, parser)`` and ``configure(config)``; ``configure`` runs only
@@ -17,6 +21,9 @@ FEATURE_MODULES = (
     "pytest_memtrack.server",
     "pytest_memtrack.history",
 )
+
+#: The loader created before conftests load, handed to the session in pytest_configure.
+EARLY_LOADER = pytest.StashKey["LazyLoader"]()
 
 MAX_LEAK_SCORE_HELP = "fail a test whose leak score (0..1) exceeds this limit; applies to tests without their own max_leak_score marker"
 
@@ -30,7 +37,7 @@ CORE_OPTIONS: tuple[tuple[str, str, str], ...] = (
     ("memtrack_warmup_runs", "string", "executions of a hunted test discarded before measuring (default 2)"),
     ("memtrack_history_size", "string", "measurements kept per package (default 100)"),
     ("memtrack_check_interval", "string", "seconds between per-package memory passes (default: adaptive, within the overhead budget)"),
-    ("memtrack_overhead_budget", "string", "share of wall time the per-package passes may use, e.g. 0.05 or 5% (default 5%)"),
+    ("memtrack_overhead_budget", "string", "share of wall time the per-package passes may use, e.g. 0.05 or 5%% (default 5%%)"),
     ("memtrack_leak_reference", "string", "growth per run that scores a test's leak magnitude 1.0, e.g. 64KB (default 64KB)"),
     ("memtrack_native_floor", "string", "RSS growth per run, unexplained by traced memory, that counts as a native leak (default 256KB)"),
     ("memtrack_trace_all", "bool", "keep tracemalloc on for the whole session (precise, slower)"),
@@ -71,11 +78,16 @@ def pytest_load_initial_conftests(early_config: pytest.Config, parser: pytest.Pa
     """Start observing imports before conftest files and test modules import their packages."""
     enabled = getattr(early_config.known_args_namespace, "memtrack", None)
     if enabled is None:
-        enabled = str(early_config.inicfg.get("memtrack", "")).strip().lower() in ("1", "true", "yes", "on")
+        try:
+            enabled = bool(early_config.getini("memtrack"))
+        except (ValueError, KeyError):
+            enabled = False
     if enabled:
-        from pytest_memtrack.loader import get_lazy_loader
+        from pytest_memtrack.loader import LazyLoader
 
-        get_lazy_loader().observe_imports()
+        loader = LazyLoader()
+        loader.observe_imports()
+        early_config.stash[EARLY_LOADER] = loader
 
 
 def pytest_configure(config: pytest.Config) -> None:
@@ -89,6 +101,7 @@ def pytest_configure(config: pytest.Config) -> None:
         return
     from pytest_memtrack.session import MemtrackSession
 
-    config.pluginmanager.register(MemtrackSession(config, settings), "memtrack-session")
+    config.pluginmanager.register(MemtrackSession(config, settings, config.stash.get(EARLY_LOADER, None)),
+                                  "memtrack-session")
     for module in _features():
         module.configure(config)

@@ -19,7 +19,7 @@ import psutil
 import pytest
 
 from pytest_memtrack import hunt as hunting
-from pytest_memtrack.loader import LazyLoader, get_lazy_loader
+from pytest_memtrack.loader import LazyLoader, reset_lazy_loader
 from pytest_memtrack.merge import export_packages, import_packages
 from pytest_memtrack.report.model import TestRecorder, build_report
 from pytest_memtrack.report.terminal import write_summary
@@ -80,12 +80,15 @@ class PeakRss:
 
 
 class MemtrackSession:
-    def __init__(self, config: pytest.Config, settings: Settings) -> None:
+    def __init__(self, config: pytest.Config, settings: Settings, loader: LazyLoader | None = None) -> None:
         self.config = config
         self.settings = settings
         self.is_worker = hasattr(config, "workerinput")
         self.worker_id = config.workerinput.get("workerid") if self.is_worker else None  # type: ignore[attr-defined]
-        self.loader: LazyLoader = get_lazy_loader()
+        # One loader per session, installed as the process's loader while the session runs (in-process pytester
+        # runs nest sessions: each gets its own and the outer one is restored at unconfigure).
+        self.loader: LazyLoader = loader or LazyLoader()
+        self._previous_loader = reset_lazy_loader(self.loader)
         self.loader.history_size = settings.history_size
         self.loader.leak_threshold = settings.leak_threshold
         self.loader.monitor.leak_threshold = settings.leak_threshold
@@ -320,5 +323,6 @@ class MemtrackSession:
 
     def pytest_unconfigure(self, config: pytest.Config) -> None:
         self.loader.stop_observing()
+        reset_lazy_loader(self._previous_loader)
         if self._started_tracing and tracemalloc.is_tracing():
             tracemalloc.stop()
