@@ -1,0 +1,150 @@
+"""The live server during a real session: ``pytest --memtrack --memtrack-serve=0`` in a subprocess.
+
+How a test finds the live server: the plugin puts its URL in the environment variable ``MEMTRACK_SERVER_URL``
+(``pytest_memtrack.server.URL_ENV``) for the whole session, and prints ``memtrack server: http://HOST:PORT/``.
+The inner tests below read the variable, query the server over HTTP from inside the running session and save
+what they got, so the outer test can check it against the schemas after the session ended.
+
+Only the end-to-end run uses a subprocess (real process, real port, server stopped at exit); the option checks
+run in-process, which is several times faster and exercises the same hooks.
+"""
+
+from __future__ import annotations
+
+import json
+import socket
+
+import pytest
+
+from test_server_app import validate
+
+INNER_TESTS = '''
+import json, os, pathlib, urllib.request
+
+from pytest_memtrack.loader import get_lazy_loader
+
+OUT = pathlib.Path(__file__).parent / "answers.json"
+answers = {}
+
+
+def fetch(path, method="GET"):
+    url = os.environ["MEMTRACK_SERVER_URL"] + path.lstrip("/")
+    request = urllib.request.Request(url, method=method, data=b"" if method == "POST" else None)
+    with urllib.request.urlopen(request, timeout=10) as response:
+        assert response.headers["Content-Type"] == "application/json; charset=utf-8"
+        return json.load(response)
+
+
+def test_imports_a_package_so_the_session_tracks_it():
+    import email.mime.text  # noqa: F401
+    get_lazy_loader().register("json")
+
+
+def test_the_live_server_answers_every_endpoint_while_the_tests_run():
+    answers["url"] = os.environ["MEMTRACK_SERVER_URL"]
+    answers["summary"] = fetch("/api/packages/memory/summary")
+    answers["leaks"] = fetch("/api/packages/memory/leaks?threshold=0.1")
+    answers["suggestions"] = fetch("/api/packages/memory/optimization-suggestions")
+    answers["update_metrics"] = fetch("/api/packages/memory/update-metrics", "POST")
+    answers["garbage_collection"] = fetch("/api/packages/memory/garbage-collection", "POST")
+    names = get_lazy_loader().package_names()
+    assert names, "the session's loader tracks at least one package"
+    answers["package_info"] = fetch("/api/packages/memory/" + names[0])
+    OUT.write_text(json.dumps(answers))
+'''
+
+
+#: Plugins the inner sessions do not need; schemathesis alone costs ~2.5 s of start-up per subprocess.
+FAST = ("-p", "no:cacheprovider", "-p", "no:schemathesis", "-p", "no:anyio")
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def test_a_session_with_memtrack_serve_answers_http_from_its_own_tests_and_stops_at_the_end(pytester):
+    pytester.makepyfile(test_inner=INNER_TESTS)
+    result = pytester.runpytest_subprocess("--memtrack", "--memtrack-serve=0", *FAST)
+    result.assert_outcomes(passed=2)
+    result.stdout.fnmatch_lines(["memtrack server: http://127.0.0.1:*/"])
+    answers = json.loads((pytester.path / "answers.json").read_text())
+    for name in ("summary", "leaks", "suggestions", "update_metrics", "garbage_collection", "package_info"):
+        validate("envelope", answers[name])
+        validate(name, answers[name]["data"])
+    assert answers["summary"]["data"]["total_packages"] >= 1
+    port = int(answers["url"].rstrip("/").rsplit(":", 1)[1])
+    with pytest.raises(OSError):
+        socket.create_connection(("127.0.0.1", port), timeout=1).close()
+
+
+def test_the_ini_value_memtrack_serve_starts_the_server_on_the_given_port(pytester):
+    port = _free_port()
+    pytester.makeini(f"[pytest]\nmemtrack_serve = 127.0.0.1:{port}\n")
+    pytester.makepyfile(test_url="""
+        import os
+        def test_url():
+            assert os.environ["MEMTRACK_SERVER_URL"] == "http://127.0.0.1:%d/"
+    """ % port)
+    result = pytester.runpytest("--memtrack", *FAST)
+    result.assert_outcomes(passed=1)
+    result.stdout.fnmatch_lines([f"memtrack server: http://127.0.0.1:{port}/"])
+
+
+def test_without_memtrack_the_serve_option_starts_nothing(pytester):
+    pytester.makepyfile(test_nothing="""
+        import os
+        def test_no_url():
+            assert "MEMTRACK_SERVER_URL" not in os.environ
+    """)
+    result = pytester.runpytest("--memtrack-serve=0", *FAST)
+    result.assert_outcomes(passed=1)
+    assert "memtrack server:" not in result.stdout.str()
+
+
+@pytest.mark.parametrize("args, message", [
+    (["--memtrack-serve=abc"], "*--memtrack-serve must end with a port number between 0 and 65535, not 'abc'.*"),
+    (["--memtrack-serve=0.0.0.0:0"], "*non-loopback host '0.0.0.0' needs a token*MEMTRACK_TOKEN*"),
+    (["--memtrack-serve=0", "--memtrack-serve-token= "], "*--memtrack-serve-token must be a non-empty token*"),
+])
+def test_a_bad_serve_setting_is_a_usage_error_before_any_test_runs(pytester, monkeypatch, args, message):
+    monkeypatch.delenv("MEMTRACK_TOKEN", raising=False)
+    pytester.makepyfile(test_never="def test_never():\n    raise AssertionError('ran')\n")
+    result = pytester.runpytest("--memtrack", *args, *FAST)
+    assert result.ret == pytest.ExitCode.USAGE_ERROR
+    result.stderr.fnmatch_lines([message])
+    assert "Traceback" not in result.stderr.str() and "ran" not in result.stdout.str()
+
+
+def test_a_port_in_use_is_a_usage_error_naming_the_address(pytester):
+    with socket.socket() as busy:
+        busy.bind(("127.0.0.1", 0))
+        busy.listen()
+        port = busy.getsockname()[1]
+        pytester.makepyfile(test_never="def test_never():\n    pass\n")
+        result = pytester.runpytest("--memtrack", f"--memtrack-serve={port}", *FAST)
+    assert result.ret == pytest.ExitCode.USAGE_ERROR
+    result.stderr.fnmatch_lines([f"*--memtrack-serve cannot listen on 127.0.0.1:{port}*"])
+
+
+def test_a_token_from_the_environment_protects_the_post_endpoints_of_the_live_server(pytester, monkeypatch):
+    monkeypatch.setenv("MEMTRACK_TOKEN", "live-secret")
+    pytester.makepyfile(test_token="""
+        import os, urllib.error, urllib.request
+
+        def post(headers):
+            url = os.environ["MEMTRACK_SERVER_URL"] + "api/packages/memory/update-metrics"
+            request = urllib.request.Request(url, method="POST", data=b"", headers=headers)
+            try:
+                with urllib.request.urlopen(request, timeout=10) as response:
+                    return response.status
+            except urllib.error.HTTPError as error:
+                return error.code
+
+        def test_token():
+            assert post({}) == 401
+            assert post({"Authorization": "Bearer live-secret"}) == 200
+    """)
+    result = pytester.runpytest("--memtrack", "--memtrack-serve=0", *FAST)
+    result.assert_outcomes(passed=1)

@@ -1,0 +1,48 @@
+"""Property-based API testing: schemathesis generates requests from our own OpenAPI document and checks the
+answers of a real server (no 5xx, status codes and bodies as documented, JSON content type)."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import pytest
+from hypothesis import HealthCheck, given, settings
+
+from pytest_memtrack.openapi import build_document
+from pytest_memtrack.server import RunningServer, start_server
+from pytest_memtrack.server_app import ReportSource
+from samples import sample_report
+from test_server_app import FakeSource
+
+schemathesis = pytest.importorskip("schemathesis", reason="schemathesis is not installed (pip install schemathesis)")
+from schemathesis.checks import not_a_server_error  # noqa: E402
+from schemathesis.specs.openapi.checks import (  # noqa: E402
+    content_type_conformance,
+    response_schema_conformance,
+    status_code_conformance,
+)
+
+CHECKS = [not_a_server_error, status_code_conformance, content_type_conformance, response_schema_conformance]
+MAX_EXAMPLES = 25
+
+
+@pytest.fixture(params=["live", "saved report"])
+def server(request: pytest.FixtureRequest) -> Iterator[RunningServer]:
+    source = FakeSource() if request.param == "live" else ReportSource(sample_report())
+    with start_server(source, "127.0.0.1", 0, mode=request.param) as running:
+        yield running
+
+
+def test_schemathesis_finds_no_server_error_and_no_schema_violation_in_our_own_openapi_document(server):
+    schema = schemathesis.openapi.from_dict(build_document(server.url))
+    operations = [result.ok() for result in schema.get_all_operations()]
+    assert len(operations) == 6
+    for operation in operations:
+        @given(case=operation.as_strategy())
+        @settings(max_examples=MAX_EXAMPLES, deadline=None, database=None,
+                  suppress_health_check=list(HealthCheck))
+        def check(case: schemathesis.Case) -> None:
+            response = case.call(base_url=server.url.rstrip("/"), timeout=10)
+            case.validate_response(response, checks=CHECKS)
+
+        check()
