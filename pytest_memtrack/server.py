@@ -36,6 +36,7 @@ from pytest_memtrack.server_app import (
     MAX_BODY_BYTES,
     App,
     HttpError,
+    LiveSource,
     MemorySource,
     ReadOnlySource,
     ReportSource,
@@ -317,38 +318,6 @@ def configure(config: pytest.Config) -> None:
         raise pytest.UsageError(f"--memtrack-serve cannot listen on {host}:{port}: {exc.strerror or exc}.") from None
     config.stash[_SERVER_KEY] = running
     config.pluginmanager.register(_LiveServerPlugin(config, running), "memtrack-server")
-
-
-class LiveSource:
-    """The process's current lazy loader, looked up on every call (the session may replace the loader after the
-    server started, through ``loader.reset_lazy_loader``)."""
-
-    @staticmethod
-    def _loader() -> MemorySource:
-        from pytest_memtrack.loader import get_lazy_loader
-
-        return get_lazy_loader()
-
-    def get_memory_usage_summary(self) -> dict[str, Any]:
-        return self._loader().get_memory_usage_summary()
-
-    def get_package_memory_info(self, name: str) -> dict[str, Any] | None:
-        return self._loader().get_package_memory_info(name)
-
-    def get_memory_leaks_report(self, threshold: float) -> dict[str, Any]:
-        return self._loader().get_memory_leaks_report(threshold)
-
-    def get_optimization_suggestions_report(self) -> dict[str, Any]:
-        return self._loader().get_optimization_suggestions_report()
-
-    def force_garbage_collection(self) -> dict[str, Any]:
-        return self._loader().force_garbage_collection()
-
-    def update_all_memory_metrics(self) -> dict[str, Any]:
-        return self._loader().update_all_memory_metrics()
-
-    def package_names(self) -> list[str]:
-        return self._loader().package_names()
 
 
 def server_url(config: pytest.Config) -> str | None:

@@ -38,6 +38,7 @@ __all__ = [
     "MAX_BODY_BYTES",
     "App",
     "HttpError",
+    "LiveSource",
     "MemorySource",
     "ReadOnlySource",
     "ReportSource",
@@ -136,6 +137,38 @@ class ReportSource:
 
     def package_names(self) -> list[str]:
         return list(self._packages)
+
+
+class LiveSource:
+    """The process's current lazy loader, looked up on every call (the session may replace the loader after the
+    server started, through ``loader.reset_lazy_loader``)."""
+
+    @staticmethod
+    def _loader() -> MemorySource:
+        from pytest_memtrack.loader import get_lazy_loader
+
+        return get_lazy_loader()
+
+    def get_memory_usage_summary(self) -> dict[str, Any]:
+        return self._loader().get_memory_usage_summary()
+
+    def get_package_memory_info(self, name: str) -> dict[str, Any] | None:
+        return self._loader().get_package_memory_info(name)
+
+    def get_memory_leaks_report(self, threshold: float) -> dict[str, Any]:
+        return self._loader().get_memory_leaks_report(threshold)
+
+    def get_optimization_suggestions_report(self) -> dict[str, Any]:
+        return self._loader().get_optimization_suggestions_report()
+
+    def force_garbage_collection(self) -> dict[str, Any]:
+        return self._loader().force_garbage_collection()
+
+    def update_all_memory_metrics(self) -> dict[str, Any]:
+        return self._loader().update_all_memory_metrics()
+
+    def package_names(self) -> list[str]:
+        return self._loader().package_names()
 
 
 def _as_threshold(value: Any, default: float) -> float:

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import json
 import socket
+import urllib.parse
 
 import pytest
 
@@ -148,3 +149,43 @@ def test_a_token_from_the_environment_protects_the_post_endpoints_of_the_live_se
     """)
     result = pytester.runpytest("--memtrack", "--memtrack-serve=0", *FAST)
     result.assert_outcomes(passed=1)
+
+
+def test_a_report_written_by_a_real_session_is_served_with_valid_payloads(pytester):
+    from pytest_memtrack.server import load_report, start_server
+    from pytest_memtrack.server_app import ReportSource
+    from test_server import GET_ENDPOINTS, P, request
+
+    pytester.makepyfile(test_some="def test_json():\n    import json\n    assert json.dumps(1)\n")
+    result = pytester.runpytest("--memtrack", "--memtrack-json=report.json", *FAST)
+    result.assert_outcomes(passed=1)
+    report = load_report(str(pytester.path / "report.json"))
+    source = ReportSource(report)
+    with start_server(source, "127.0.0.1", 0, mode="saved report") as running:
+        for target, schema in GET_ENDPOINTS[:1] + GET_ENDPOINTS[2:]:
+            status, _, body = request(running, "GET", target)
+            assert status == 200, (target, body)
+            validate(schema, json.loads(body)["data"])
+        for name in source.package_names()[:5]:
+            status, _, body = request(running, "GET", P + urllib.parse.quote(name, safe=""))
+            assert status == 200
+            validate("package_info", json.loads(body)["data"])
+
+
+def test_the_live_source_follows_the_loader_the_session_installs():
+    from pytest_memtrack.loader import LazyLoader, reset_lazy_loader
+    from pytest_memtrack.server_app import LiveSource, MemorySource
+
+    first, second = LazyLoader(), LazyLoader()
+    first.register("first.pkg")
+    second.register("second.pkg")
+    source = LiveSource()
+    assert isinstance(source, MemorySource)
+    previous = reset_lazy_loader(first)
+    try:
+        assert source.package_names() == ["first.pkg"]
+        reset_lazy_loader(second)
+        assert source.package_names() == ["second.pkg"]
+        assert source.get_package_memory_info("second.pkg")["package_name"] == "second.pkg"
+    finally:
+        reset_lazy_loader(previous)
