@@ -31,6 +31,8 @@ from pytest_memtrack.monitor import PRESSURE_LEVELS, MemoryMonitor
 from pytest_memtrack.suggestions import PackageFigures, SuggestionRules, suggest, suggestions_payload
 
 TRENDS = ("increasing", "decreasing", "stable")
+#: Not packages: interpreter state (``sys.modules`` grows with every import) and the tracker itself.
+NOT_TRACKED = frozenset({"sys", "builtins", "__main__", "pytest_memtrack"})
 
 
 class LazyModule(ModuleType):
@@ -214,7 +216,7 @@ class LazyLoader:
             self._observer.install()
         for module_name in list(sys.modules):
             package = top_level(module_name)
-            if package not in self._packages and not package.startswith("_") and package != "__main__":
+            if package not in self._packages and not package.startswith("_") and package not in NOT_TRACKED:
                 info = self._info(package, observed=True)
                 assert info is not None
                 if info.status == "registered" and package in sys.modules:
@@ -231,6 +233,8 @@ class LazyLoader:
         return info is not None and info.status == "loading"
 
     def _on_import(self, measurement: ImportMeasurement, module: ModuleType | None) -> None:
+        if measurement.package in NOT_TRACKED:
+            return
         info = self._info(measurement.package, observed=True)
         assert info is not None
         with info.lock:

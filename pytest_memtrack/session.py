@@ -218,8 +218,12 @@ class MemtrackSession:
             limit=limit, warmup_runs=self.settings.warmup_runs, max_runs=self.settings.max_runs,
             leak_reference=self.settings.leak_reference, native_floor=self.settings.native_floor)
 
+        # Tearing down "to the item's parent" finalizes the function-scoped fixtures only, so every repeat
+        # sets them up afresh while module-, class- and session-scoped ones stay up.
+        keep_up = item.parent
+
         def run_once() -> bool:
-            reports = runtestprotocol(item, nextitem=item, log=False)
+            reports = runtestprotocol(item, nextitem=keep_up, log=False)  # type: ignore[arg-type]
             return all(r.passed for r in reports) and not any(hasattr(r, "wasxfail") for r in reports)
 
         result = None
@@ -234,8 +238,8 @@ class MemtrackSession:
         item.ihook.pytest_runtest_logstart(nodeid=item.nodeid, location=item.location)
         reports = runtestprotocol(item, nextitem=nextitem, log=False)
         if result is not None:
-            message = hunting.describe(result, limit) if result.score > limit else None
             result.runs += 1  # the reported run
+            message = hunting.describe(result, limit) if result.score > limit else None
             self._pending_hunt[item.nodeid] = (result, limit, message)
             for report in reports:
                 if report.when == "teardown":
