@@ -25,7 +25,9 @@ more, up to ``max_runs`` executions in all.
 
 from __future__ import annotations
 
+import ctypes
 import gc
+import math
 import os
 import sys
 import sysconfig
@@ -55,10 +57,38 @@ class Reading:
     fds: int
     threads: int
     objects: int
+    heap: int = 0  # glibc mallinfo2 in-use bytes (arena + mmap); 0 where unavailable
 
     def to_dict(self) -> dict[str, int]:
         return {"traced": self.traced, "blocks": self.blocks, "rss": self.rss, "fds": self.fds,
-                "threads": self.threads, "objects": self.objects}
+                "threads": self.threads, "objects": self.objects, "heap": self.heap}
+
+
+class _MallInfo2(ctypes.Structure):
+    _fields_ = [(name, ctypes.c_size_t) for name in (
+        "arena", "ordblks", "smblks", "hblks", "hblkhd", "usmblks", "fsmblks", "uordblks", "fordblks", "keepcost")]
+
+
+def _heap_reader() -> Callable[[], int] | None:
+    """malloc's in-use bytes (glibc >= 2.33): exact for large buffers, blind to tracemalloc's start time."""
+    if not sys.platform.startswith("linux"):
+        return None
+    try:
+        libc = ctypes.CDLL(None)
+        mallinfo2 = libc.mallinfo2
+    except (OSError, AttributeError):
+        return None
+    mallinfo2.restype = _MallInfo2
+    mallinfo2.argtypes = []
+
+    def read() -> int:
+        info = mallinfo2()
+        return int(info.uordblks + info.hblkhd)
+
+    return read
+
+
+_read_heap = _heap_reader()
 
 
 @dataclass(frozen=True)
@@ -89,6 +119,7 @@ class HuntResult:
     kinds: dict[str, KindVerdict]
     evidence: dict[str, Any] = field(default_factory=dict)
     error: str | None = None
+    verdict_runs: int = 0  # executions it took to reach the verdict (runs also counts evidence and reported runs)
 
     @property
     def score(self) -> float:
@@ -99,7 +130,7 @@ class HuntResult:
         return any(k.leaking for k in self.kinds.values())
 
     def to_dict(self) -> dict[str, Any]:
-        return {"runs": self.runs, "warmup_runs": self.warmup_runs,
+        return {"runs": self.runs, "verdict_runs": self.verdict_runs or self.runs, "warmup_runs": self.warmup_runs,
                 "readings": [r.to_dict() for r in self.readings],
                 "kinds": {name: verdict.to_dict() for name, verdict in self.kinds.items()},
                 "evidence": self.evidence, "error": self.error}
@@ -116,6 +147,7 @@ def _fd_count() -> int:
 _EXCLUDE = [tracemalloc.Filter(False, path + "*", all_frames=True) for path in _OWN_FILES] + [
     tracemalloc.Filter(False, tracemalloc.__file__, all_frames=True)]
 TRACE_FRAMES = 8
+EVIDENCE_RUNS = 2
 
 
 _STDLIB = tuple({os.path.abspath(sysconfig.get_paths()[key]) + os.sep for key in ("stdlib", "platstdlib")})
@@ -182,7 +214,8 @@ def take_reading() -> Reading:
     gc.collect()
     traced = traced_bytes()
     return Reading(traced=traced, blocks=sys.getallocatedblocks(), rss=_process.memory_info().rss,
-                   fds=_fd_count(), threads=_process.num_threads(), objects=len(gc.get_objects()))
+                   fds=_fd_count(), threads=_process.num_threads(), objects=len(gc.get_objects()),
+                   heap=_read_heap() if _read_heap else 0)
 
 
 def _series_score(values: Sequence[float], reference: float, noise: float) -> tuple[float, float]:
@@ -306,20 +339,16 @@ def gather_evidence(before: _Baseline, after: tracemalloc.Snapshot | None, grown
     return evidence
 
 
-def hunt(run_once: Callable[[], bool], params: HuntParameters, *, runs_done: int = 1,
+def hunt(run_once: Callable[[], bool], params: HuntParameters, *, runs_done: int = 0,
          root: str | None = None) -> HuntResult:
     """Repeat ``run_once`` (which returns whether the run passed) and decide whether it leaks.
 
-    ``runs_done`` executions already happened and count as warm-ups. Warm-ups run untraced; tracemalloc traces
-    only the measured runs (object-type counts are taken outside tracing, where they cost 40x less).
+    tracemalloc traces from the first run on, so what the warm-ups put in a bounded cache is traced too and its
+    later evictions show as frees (objects allocated before tracing started are invisible when freed). Object
+    types are counted only for a leaking test, over ``EVIDENCE_RUNS`` extra untraced runs: counting under
+    tracing costs 40x more.
     """
     runs = runs_done
-    for _ in range(max(0, params.warmup_runs - runs_done)):
-        runs += 1
-        if not run_once():
-            return _inconclusive(runs, params, f"the test failed when repeated (run {runs})")
-    gc.collect()
-    types, threads, fds = _type_counts(), _thread_names(), _open_fds()
     started_tracing = not tracemalloc.is_tracing()
     if started_tracing:
         tracemalloc.start(TRACE_FRAMES)
@@ -327,9 +356,13 @@ def hunt(run_once: Callable[[], bool], params: HuntParameters, *, runs_done: int
     error = None
     after = None
     try:
+        for _ in range(max(0, params.warmup_runs - runs_done)):
+            runs += 1
+            if not run_once():
+                return _inconclusive(runs, params, f"the test failed when repeated (run {runs})")
+        threads, fds = _thread_names(), _open_fds()
         readings.append(take_reading())
-        baseline = _Baseline(test_snapshot(), types, threads, fds)
-        del types
+        baseline = _Baseline(test_snapshot(), Counter(), threads, fds)
         while runs < params.max_runs:
             runs += 1
             if not run_once():
@@ -339,16 +372,22 @@ def hunt(run_once: Callable[[], bool], params: HuntParameters, *, runs_done: int
             if should_stop(readings, params):
                 break
         kinds = judge(readings, params)
-        result = HuntResult(runs, params.warmup_runs, readings, kinds, error=error)
+        result = HuntResult(runs, params.warmup_runs, readings, kinds, error=error, verdict_runs=runs)
         if result.score > 0:
             after = test_snapshot()
     finally:
         if started_tracing:
             tracemalloc.stop()
     if result.score > 0:
-        gc.collect()
-        grown = _type_counts() - baseline.types
-        baseline.types = Counter()
+        grown: Counter[type] = Counter()
+        if result.leaking and error is None:
+            gc.collect()
+            before_types = _type_counts()
+            extra = sum(1 for _ in range(EVIDENCE_RUNS) if run_once())
+            result.runs += EVIDENCE_RUNS
+            gc.collect()
+            grown = _type_counts() - before_types
+            grown = Counter({k: v * (len(readings) - 1) / max(1, extra) for k, v in grown.items()})
         result.evidence = gather_evidence(baseline, after, grown, len(readings) - 1, root)
     return result
 

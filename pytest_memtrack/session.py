@@ -229,8 +229,7 @@ class MemtrackSession:
         result = None
         self._hunting = True
         try:
-            if run_once():
-                result = hunting.hunt(run_once, params, runs_done=1, root=str(self.config.rootpath))
+            result = hunting.hunt(run_once, params, root=str(self.config.rootpath))
         except Exception as exc:  # our own failure must not fail the user's test
             self.problems.append(f"leak hunt of {item.nodeid} failed: {type(exc).__name__}: {exc}")
         finally:

@@ -1,0 +1,91 @@
+"""Tests that leak, one kind each: every one must fail its max_leak_score marker."""
+
+import ctypes
+import functools
+import logging
+import os
+import threading
+
+import pytest
+
+GLOBAL_LIST = []
+CACHE_BY_REQUEST = {}
+_request_counter = iter(range(10**9))
+
+
+class Registry:
+    instances = []
+
+    def __init__(self):
+        self.payload = bytearray(20_000)
+        Registry.instances.append(self)
+
+
+@functools.lru_cache(maxsize=None)
+def unbounded(key):
+    return bytes(10_000) + str(key).encode()
+
+
+HOLD_FDS = []
+STOP = threading.Event()
+_libc = ctypes.CDLL(None)
+_libc.malloc.restype = ctypes.c_void_p
+_libc.malloc.argtypes = [ctypes.c_size_t]
+
+
+@pytest.mark.max_leak_score(0.1)
+def test_leak_global_list_of_buffers():
+    GLOBAL_LIST.append(bytes(50_000))
+
+
+@pytest.mark.max_leak_score(0.1)
+def test_leak_cache_keyed_by_request_id():
+    request_id = next(_request_counter)
+    CACHE_BY_REQUEST[request_id] = {"id": request_id, "body": "x" * 10_000}
+
+
+@pytest.mark.max_leak_score(0.1)
+def test_leak_class_level_registry():
+    Registry()
+
+
+@pytest.mark.max_leak_score(0.1)
+def test_leak_unbounded_lru_cache():
+    unbounded(next(_request_counter))
+
+
+@pytest.mark.max_leak_score(0.1)
+def test_leak_file_descriptor(tmp_path_factory):
+    path = tmp_path_factory.getbasetemp() / "fd-leak.txt"
+    path.write_text("x")
+    HOLD_FDS.append(os.open(path, os.O_RDONLY))
+
+
+@pytest.mark.max_leak_score(0.1)
+def test_leak_thread_left_running():
+    threading.Thread(target=STOP.wait, daemon=True, name="leaky-worker").start()
+
+
+@pytest.mark.max_leak_score(0.1)
+def test_leak_logging_handler_added_per_call():
+    handler = logging.StreamHandler()
+    handler.buffer = bytearray(4096)
+    logging.getLogger("corpus.leaky").addHandler(handler)
+
+
+@pytest.mark.max_leak_score(0.1)
+def test_leak_native_memory_invisible_to_tracemalloc():
+    size = 2 * 1024 * 1024
+    address = _libc.malloc(size)
+    ctypes.memset(address, 1, size)  # touch the pages so they become resident
+
+
+@pytest.mark.max_leak_score(0.1)
+def test_leak_small_but_steady():
+    GLOBAL_LIST.append(bytearray(2048))
+
+
+@pytest.mark.max_leak_score(0.1)
+def test_leak_string_grown_in_module_state():
+    global GROWING
+    GROWING = globals().get("GROWING", "") + "y" * 20_000

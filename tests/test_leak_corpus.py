@@ -1,0 +1,101 @@
+"""End-to-end: the plugin's verdicts on a corpus of leaking and benign tests (tests/corpus/)."""
+
+from __future__ import annotations
+
+import json
+import os
+import pathlib
+
+import pytest
+
+CORPUS = pathlib.Path(__file__).parent / "corpus"
+
+
+@pytest.fixture(scope="module")
+def corpus_report(tmp_path_factory: pytest.TempPathFactory) -> dict:
+    """Runs the corpus once in a subprocess (real process: fds, threads and RSS are its own)."""
+    import subprocess
+    import sys
+
+    work = tmp_path_factory.mktemp("corpus")
+    for name in ("leaking_cases.py", "benign_cases.py"):
+        (work / f"test_{name}").write_text((CORPUS / name).read_text())
+    report = work / "report.json"
+    result = subprocess.run(
+        [sys.executable, "-m", "pytest", "-p", "no:cacheprovider", "-p", "no:schemathesis", "-p", "no:hypothesispytest",
+         "--memtrack", f"--memtrack-json={report}", "-q", "-rA"],
+        cwd=work, capture_output=True, text=True, timeout=300, env={**os.environ, "COLUMNS": "250"})
+    assert report.exists(), result.stdout + result.stderr
+    data = json.loads(report.read_text())
+    data["_stdout"] = result.stdout
+    data["_returncode"] = result.returncode
+    return data
+
+
+def _tests(report: dict, prefix: str) -> dict[str, dict]:
+    return {t["nodeid"].split("::")[-1]: t for t in report["tests"] if t["nodeid"].startswith(prefix)}
+
+
+def _leaking_names() -> list[str]:
+    return [line.split("(")[0][4:] for line in (CORPUS / "leaking_cases.py").read_text().splitlines()
+            if line.startswith("def test_")]
+
+
+def _benign_names() -> list[str]:
+    return [line.split("(")[0][4:] for line in (CORPUS / "benign_cases.py").read_text().splitlines()
+            if line.startswith("def test_")]
+
+
+@pytest.mark.parametrize("name", _leaking_names())
+def test_every_leaking_case_fails_its_marker(corpus_report: dict, name: str) -> None:
+    entry = _tests(corpus_report, "test_leaking_cases.py")[name]
+    assert entry["outcome"] == "failed", entry
+    assert entry["leaking"] is True
+    assert entry["leak_score"] > entry["limit"] == 0.1
+    assert "exceeds max_leak_score(0.1)" in entry["message"]
+
+
+@pytest.mark.parametrize("name", _benign_names())
+def test_every_benign_case_passes_its_marker(corpus_report: dict, name: str) -> None:
+    entry = _tests(corpus_report, "test_benign_cases.py")[name]
+    assert entry["outcome"] == "passed", entry
+    assert entry["leaking"] is False
+    assert entry["leak_score"] <= 0.1
+
+
+def test_each_leak_is_reported_under_the_kind_that_leaked(corpus_report: dict) -> None:
+    tests = _tests(corpus_report, "test_leaking_cases.py")
+
+    def leaking_kinds(name: str) -> set[str]:
+        return {k for k, v in tests[name]["hunt"]["kinds"].items() if v["leaking"]}
+
+    assert "memory" in leaking_kinds("test_leak_global_list_of_buffers")
+    assert leaking_kinds("test_leak_file_descriptor") >= {"fds"}
+    assert leaking_kinds("test_leak_thread_left_running") >= {"threads"}
+    assert leaking_kinds("test_leak_native_memory_invisible_to_tracemalloc") == {"native"}
+
+
+def test_the_failure_names_the_culprit_line_and_what_grew(corpus_report: dict) -> None:
+    entry = _tests(corpus_report, "test_leaking_cases.py")["test_leak_global_list_of_buffers"]
+    sites = entry["hunt"]["evidence"]["allocation_sites"]
+    assert sites[0]["file"] == "test_leaking_cases.py"
+    source = (CORPUS / "leaking_cases.py").read_text().splitlines()
+    assert "GLOBAL_LIST.append(bytes(50_000))" in source[sites[0]["line"] - 1]
+    assert 45_000 < sites[0]["bytes_per_run"] < 60_000
+    assert f"test_leaking_cases.py:{sites[0]['line']}" in entry["message"]
+    fd_entry = _tests(corpus_report, "test_leaking_cases.py")["test_leak_file_descriptor"]
+    assert any("fd-leak.txt" in fd for fd in fd_entry["hunt"]["evidence"]["new_fds"])
+    thread_entry = _tests(corpus_report, "test_leaking_cases.py")["test_leak_thread_left_running"]
+    assert any("leaky-worker" in t for t in thread_entry["hunt"]["evidence"]["new_threads"])
+
+
+def test_hunts_reach_a_verdict_in_six_runs_on_average(corpus_report: dict) -> None:
+    runs = [t["hunt"]["verdict_runs"] for t in corpus_report["tests"] if t["hunt"]]
+    assert runs and sum(runs) / len(runs) <= 6, runs
+
+
+def test_leaking_tests_show_in_the_short_summary_and_the_memtrack_section(corpus_report: dict) -> None:
+    out = corpus_report["_stdout"]
+    assert corpus_report["_returncode"] == 1
+    assert "FAILED test_leaking_cases.py::test_leak_global_list_of_buffers - memtrack: leak score" in out
+    assert "LEAK test_leaking_cases.py::test_leak_thread_left_running" in out
