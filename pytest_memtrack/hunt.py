@@ -111,13 +111,17 @@ class HuntParameters:
     native_floor: float = 256 * 1024
 
 
+EMPTY_EVIDENCE: dict[str, list[Any]] = {"allocation_sites": [], "packages": [], "object_types": [],
+                                        "new_threads": [], "new_fds": []}
+
+
 @dataclass
 class HuntResult:
     runs: int
     warmup_runs: int
     readings: list[Reading]
     kinds: dict[str, KindVerdict]
-    evidence: dict[str, Any] = field(default_factory=dict)
+    evidence: dict[str, Any] = field(default_factory=lambda: dict(EMPTY_EVIDENCE))
     error: str | None = None
     verdict_runs: int = 0  # executions it took to reach the verdict (runs also counts evidence and reported runs)
 
@@ -407,8 +411,10 @@ def _size(value: float) -> str:
 def describe(result: HuntResult, limit: float) -> str:
     """The failure message: what leaked, how fast, and where."""
     measured = max(0, len(result.readings) - 1)
+    extra = max(0, result.runs - (result.verdict_runs or result.runs) - 1)
     lines = [f"memtrack: leak score {result.score:.2f} exceeds max_leak_score({limit:g}) "
-             f"({result.runs} runs: {result.warmup_runs} warm-up, {measured} measured, 1 reported)"]
+             f"({result.runs} runs: {result.warmup_runs} warm-up, {measured} measured"
+             + (f", {extra} for object counts" if extra else "") + ", 1 reported)"]
     labels = {"memory": "Python memory (tracemalloc)", "native": "native memory (RSS not traced)",
               "fds": "file descriptors", "threads": "threads"}
     for kind in KINDS:

@@ -5,8 +5,9 @@ name it asks the finders after it, and when they return a spec whose loader is a
 instance's ``exec_module`` (an instance attribute, removed again after the import, so ``isinstance`` checks on
 the loader keep working). The wrapper measures the import with ``FootprintMeter`` and reports it.
 
-Footprint reading: tracemalloc's traced bytes when tracemalloc is tracing (exact Python allocations still alive
-after the import), else RSS growth (includes native libraries mapped by extension modules; page-granular).
+Footprint reading: tracemalloc's traced bytes (exact Python allocations still alive after the import; tracing is
+switched on for the outermost import in the main thread when nothing else traces, and off again after it), else RSS
+growth (imports in other threads; includes native libraries mapped by extension modules; page-granular).
 Nested imports of other top-level packages are measured on their own and subtracted from the outer one.
 """
 
@@ -57,9 +58,14 @@ class FootprintMeter:
         return stack
 
     def begin(self) -> tuple[float, str, float, float]:
+        stack = self._stack()
+        if not stack and not tracemalloc.is_tracing() and threading.current_thread() is threading.main_thread():
+            # Trace the outermost import (and those nested in it): exact bytes, not page-granular RSS.
+            tracemalloc.start(1)
+            self._local.started_tracing = True
         reading, source = memory_reading()
         rss = float(_process.memory_info().rss)
-        self._stack().append([0.0])  # bytes of nested measured imports
+        stack.append([0.0])  # bytes of nested measured imports
         return reading, source, time.perf_counter(), rss
 
     def end(self, package: str, token: tuple[float, str, float, float], error: str | None = None) -> ImportMeasurement:
@@ -73,6 +79,9 @@ class FootprintMeter:
         gross = max(0.0, after - before)
         if stack:
             stack[-1][0] += gross
+        elif getattr(self._local, "started_tracing", False):
+            self._local.started_tracing = False
+            tracemalloc.stop()
         return ImportMeasurement(package, max(0.0, gross - nested), source, time.perf_counter() - started,
                                  rss_before, rss_after, error)
 

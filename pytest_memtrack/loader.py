@@ -18,7 +18,6 @@ import importlib
 import sys
 import threading
 import time
-import tracemalloc
 import weakref
 from collections.abc import Iterable
 from types import ModuleType
@@ -133,18 +132,12 @@ class LazyLoader:
             if info.status == "failed" and info.error:
                 raise ImportError(f"lazy package {name!r} failed to load earlier: {info.error}", name=name)
             info.status = "loading"
-            started_tracing = False
-            if not tracemalloc.is_tracing():
-                tracemalloc.start()  # an explicit load is rare and worth an exact footprint
-                started_tracing = True
             token = self._meter.begin()
             self._record_now(info, reading=0.0)  # before loading, the package holds nothing
             try:
                 module = importlib.import_module(info.import_name)
             except BaseException as exc:
                 measurement = self._meter.end(name, token, f"{type(exc).__name__}: {exc}")
-                if started_tracing:
-                    tracemalloc.stop()
                 info.status = "failed"
                 info.error = measurement.error
                 info.load_time = measurement.duration
@@ -154,8 +147,6 @@ class LazyLoader:
                     raise
                 raise ImportError(f"lazy package {name!r} failed to load: {info.error}", name=name) from exc
             measurement = self._meter.end(name, token)
-            if started_tracing:
-                tracemalloc.stop()
             info.module = module
             info.status = "loaded"
             info.error = None

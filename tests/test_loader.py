@@ -1,0 +1,164 @@
+"""The core: lazy loading with real per-package memory tracking, and the spec's payloads."""
+
+from __future__ import annotations
+
+import sys
+import textwrap
+
+import pytest
+
+from pytest_memtrack import LazyLoader, MemoryMetrics, MemoryMonitor, PackageInfo, get_lazy_loader
+from pytest_memtrack.schemas import validate
+
+
+@pytest.fixture
+def make_package(tmp_path, monkeypatch):
+    """Writes a real package into a temporary directory on sys.path; removes it from sys.modules after."""
+    monkeypatch.syspath_prepend(str(tmp_path))
+    names = []
+
+    def make(name: str, source: str) -> str:
+        package = tmp_path / name
+        package.mkdir()
+        (package / "__init__.py").write_text(textwrap.dedent(source))
+        names.append(name)
+        return name
+
+    yield make
+    for name in names:
+        for module in [m for m in sys.modules if m == name or m.startswith(name + ".")]:
+            del sys.modules[module]
+
+
+def test_the_public_api_imports_from_the_package():
+    assert get_lazy_loader() is get_lazy_loader()
+    assert {LazyLoader, MemoryMetrics, MemoryMonitor, PackageInfo}
+
+
+def test_a_lazily_loaded_package_has_status_load_time_footprint_and_history(make_package):
+    name = make_package("mt_lazy_pkg", "TABLE = [bytes(1000) for _ in range(200)]\ndef size():\n    return len(TABLE)\n")
+    loader = LazyLoader()
+    module = loader.lazy(name)
+    assert loader.get_package_info(name).status == "registered"
+    assert name not in sys.modules
+    assert module.size() == 200
+    info = loader.get_package_info(name)
+    assert info.status == "loaded" and info.is_loaded
+    assert info.load_time is not None and info.load_time > 0
+    assert info.memory_metrics.memory_footprint > 200_000
+    assert info.memory_metrics.current_memory_usage > 200_000
+    assert len(info.memory_metrics.memory_history) >= 2
+
+
+def test_a_package_keeping_50kb_per_call_is_flagged_within_ten_checks(make_package):
+    name = make_package("mt_leaky_pkg", "KEPT = []\ndef handle():\n    KEPT.append(bytes(50 * 1024))\n")
+    loader = LazyLoader()
+    module = loader.lazy(name)
+    for _ in range(10):
+        module.handle()
+        loader.update_all_memory_metrics()
+    metrics = loader.get_package_info(name).memory_metrics
+    assert metrics.memory_trend == "increasing"
+    assert metrics.memory_leak_score > 0.3
+    assert [leak["package_name"] for leak in loader.detect_memory_leaks(threshold=0.3)] == [name]
+
+
+def test_a_package_filling_a_cache_once_stays_below_005(make_package):
+    name = make_package("mt_cache_pkg", "CACHE = {}\ndef handle():\n    CACHE.setdefault('t', [bytes(1000) for _ in range(500)])\n")
+    loader = LazyLoader()
+    module = loader.lazy(name)
+    for _ in range(10):
+        module.handle()
+        loader.update_all_memory_metrics()
+    assert loader.get_package_info(name).memory_metrics.memory_leak_score < 0.05
+
+
+def test_unload_releases_the_module_state_and_says_what_it_cannot_free(make_package):
+    name = make_package("mt_unload_pkg", "BIG = bytes(5_000_000)\n")
+    loader = LazyLoader()
+    loader.load(name)
+    result = loader.unload(name)
+    assert name not in sys.modules
+    assert loader.get_package_info(name).status == "unloaded"
+    assert result["modules_removed"] == 1
+    assert result["module_state_released"] >= 5_000_000
+    assert result["still_referenced"] is False
+    assert "not returned" in result["note"]
+
+
+def test_unload_reports_a_package_still_referenced_elsewhere(make_package):
+    name = make_package("mt_held_pkg", "X = 1\n")
+    loader = LazyLoader()
+    held = loader.load(name)
+    result = loader.unload(name)
+    assert result["still_referenced"] is True and held.X == 1
+
+
+def test_a_failed_load_is_recorded_with_its_error_and_memory(make_package):
+    name = make_package("mt_broken_pkg", "raise RuntimeError('boom at import')\n")
+    loader = LazyLoader()
+    module = loader.lazy(name)
+    with pytest.raises(ImportError, match="boom at import"):
+        module.anything  # noqa: B018
+    info = loader.get_package_info(name)
+    assert info.status == "failed"
+    assert "RuntimeError: boom at import" in info.error
+    assert info.memory_metrics.memory_check_count == 2  # before and after, also on failure
+    with pytest.raises(ImportError, match="failed to load earlier"):
+        loader.load(name)
+
+
+def test_ordinary_imports_are_observed_with_their_footprint(make_package):
+    name = make_package("mt_observed_pkg", "DATA = [bytes(2000) for _ in range(100)]\n")
+    loader = LazyLoader()
+    loader.observe_imports()
+    try:
+        __import__(name)
+    finally:
+        loader.stop_observing()
+    info = loader.get_package_info(name)
+    assert info is not None and info.observed and info.status == "loaded"
+    assert info.memory_metrics.memory_footprint > 0
+
+
+def test_every_payload_validates_against_its_schema(make_package):
+    name = make_package("mt_payload_pkg", "KEPT = []\ndef handle():\n    KEPT.append(bytes(100_000))\n")
+    loader = LazyLoader()
+    module = loader.lazy(name)
+    for _ in range(8):
+        module.handle()
+        loader.update_all_memory_metrics()
+    validate("summary", loader.get_memory_usage_summary())
+    validate("package_info", loader.get_package_memory_info(name))
+    validate("leaks", loader.get_memory_leaks_report(0.1))
+    validate("suggestions", loader.get_optimization_suggestions_report())
+    validate("garbage_collection", loader.force_garbage_collection())
+    validate("update_metrics", loader.update_all_memory_metrics())
+    assert loader.get_package_memory_info("no-such-package") is None
+    assert any(s["type"] == "memory_leak" for s in loader.get_memory_optimization_suggestions())
+
+
+def test_history_is_bounded_by_the_configured_size(make_package):
+    name = make_package("mt_bounded_pkg", "X = 1\n")
+    loader = LazyLoader(history_size=5)
+    loader.load(name)
+    for _ in range(12):
+        loader.update_all_memory_metrics()
+    payload = loader.get_package_memory_info(name)["memory_metrics"]
+    assert payload["memory_history_length"] == 5 and payload["memory_check_count"] >= 13
+
+
+@pytest.mark.parametrize(("used", "level"), [(0.2, "low"), (0.69, "low"), (0.7, "medium"), (0.86, "high"),
+                                             (0.97, "critical")])
+def test_pressure_levels_follow_the_spec_thresholds(used, level):
+    from pytest_memtrack.monitor import pressure_level
+
+    assert pressure_level(used) == level
+
+
+def test_the_monitor_reads_real_process_memory():
+    monitor = MemoryMonitor()
+    assert monitor.get_current_memory_usage() > 1_000_000
+    assert monitor.get_memory_pressure_level() in ("low", "medium", "high", "critical")
+    assert monitor.get_memory_footprint("json") > 0
+    assert monitor.detect_memory_leak([(float(i), 1000.0) for i in range(10)]) == (False, 0.0)

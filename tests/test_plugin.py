@@ -1,0 +1,150 @@
+"""The plugin as users run it: options, markers, reports, xdist, interruptions."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from pytest_memtrack.schemas import validate
+
+LEAKY = """
+import pytest
+KEPT = []
+
+@pytest.mark.max_leak_score(0.1)
+def test_leaks():
+    KEPT.append(bytes(100_000))
+
+@pytest.mark.max_leak_score(0.1)
+def test_clean():
+    data = [bytes(1000) for _ in range(100)]
+
+def test_plain():
+    assert True
+"""
+
+NO_PLUGINS = ("-p", "no:cacheprovider", "-p", "no:schemathesis", "-p", "no:hypothesispytest")
+
+
+def run(pytester: pytest.Pytester, *args: str) -> pytest.RunResult:
+    return pytester.runpytest(*NO_PLUGINS, *args)
+
+
+def test_without_memtrack_the_plugin_does_nothing_and_markers_are_registered(pytester):
+    pytester.makepyfile(LEAKY)
+    result = run(pytester, "--strict-markers")
+    result.assert_outcomes(passed=3)
+    assert "memtrack:" not in result.stdout.str() and "LEAK" not in result.stdout.str()
+
+
+def test_a_leaking_test_fails_with_the_culprit_line_and_a_clean_one_passes(pytester):
+    pytester.makepyfile(test_app=LEAKY)
+    result = run(pytester, "--memtrack", "-rf")
+    result.assert_outcomes(failed=1, passed=2)
+    result.stdout.fnmatch_lines([
+        "*memtrack: leak score * exceeds max_leak_score(0.1)*",
+        "*LEAK Python memory (tracemalloc): 9* KiB per run*",
+        "*test_app.py:6: 9* KiB in 1.0 blocks*",
+        "*FAILED test_app.py::test_leaks - memtrack: leak score*",
+    ])
+
+
+def test_the_json_report_validates_and_carries_every_test(pytester):
+    pytester.makepyfile(test_app=LEAKY)
+    run(pytester, "--memtrack", "--memtrack-json=out/report.json")
+    report = json.loads((pytester.path / "out" / "report.json").read_text())
+    validate("report", report)
+    tests = {t["nodeid"].split("::")[1]: t for t in report["tests"]}
+    assert tests["test_leaks"]["leaking"] and tests["test_leaks"]["outcome"] == "failed"
+    assert tests["test_clean"]["leak_score"] is not None and not tests["test_clean"]["leaking"]
+    assert tests["test_plain"]["leak_score"] is None and tests["test_plain"]["hunt"] is None
+    assert tests["test_plain"]["rss_before"] > 0
+    assert report["summary"]["total_packages"] == len(report["packages"]) > 0
+
+
+def test_the_default_limit_hunts_every_test_without_a_marker(pytester):
+    pytester.makepyfile(test_app="KEPT = []\ndef test_grows():\n    KEPT.append(bytes(100_000))\n"
+                                  "import pytest\n@pytest.mark.memtrack_skip\ndef test_skipped():\n    KEPT.append(bytes(100_000))\n")
+    result = run(pytester, "--memtrack", "--memtrack-max-leak-score=0.1")
+    result.assert_outcomes(failed=1, passed=1)
+
+
+@pytest.mark.parametrize("marker", ['"abc"', "-1", "2", "", "0.1, 0.2", "limit=float('nan')", "True"])
+def test_a_bad_marker_argument_fails_that_test_with_a_message_naming_it(pytester, marker):
+    pytester.makepyfile(f"import pytest\n@pytest.mark.max_leak_score({marker})\ndef test_x():\n    pass\n"
+                        "def test_other():\n    pass\n")
+    result = run(pytester, "--memtrack")
+    result.assert_outcomes(failed=1, passed=1)
+    result.stdout.fnmatch_lines(["*max_leak_score marker*"])
+    assert "INTERNALERROR" not in result.stdout.str()
+
+
+@pytest.mark.parametrize(("option", "message"), [
+    ("--memtrack-max-leak-score=abc", "*--memtrack-max-leak-score must be a number between 0 and 1, not 'abc'*"),
+    ("--memtrack-max-leak-score=-1", "*must be a number between 0 and 1*"),
+    ("--memtrack-max-leak-score=1.5", "*must be a number between 0 and 1*"),
+    ("--memtrack-max-runs=3", "*must leave at least 3 measured runs*"),
+    ("--memtrack-json=a_file/r.json", "*cannot write a report*"),
+    ("--memtrack-overhead-budget=200%", "*must be a fraction*"),
+    ("--memtrack-leak-reference=lots", "*must be a size*"),
+])
+def test_bad_option_values_are_usage_errors_before_any_test_runs(pytester, option, message):
+    pytester.makepyfile("def test_x():\n    raise AssertionError('must not run')\n")
+    (pytester.path / "a_file").write_text("not a directory")
+    result = run(pytester, "--memtrack", option)
+    assert result.ret == pytest.ExitCode.USAGE_ERROR
+    result.stderr.fnmatch_lines([message])
+
+
+def test_ini_values_are_read_and_validated(pytester):
+    pytester.makeini("[pytest]\nmemtrack = true\nmemtrack_max_leak_score = abc\n")
+    pytester.makepyfile("def test_x():\n    pass\n")
+    result = run(pytester)
+    assert result.ret == pytest.ExitCode.USAGE_ERROR
+    result.stderr.fnmatch_lines(["*ini option 'memtrack_max_leak_score' must be a number between 0 and 1*"])
+
+
+def test_help_lists_every_option(pytester):
+    result = run(pytester, "--help")
+    assert result.ret == 0
+    result.stdout.fnmatch_lines(["*--memtrack *", "*--memtrack-json=*", "*--memtrack-max-leak-score=*"])
+
+
+def test_plugin_can_be_disabled_with_p_no(pytester):
+    pytester.makepyfile(LEAKY)
+    result = pytester.runpytest("-p", "no:memtrack", "-p", "no:cacheprovider")
+    result.assert_outcomes(passed=3)
+
+
+def test_xdist_with_two_workers_writes_one_merged_report(pytester):
+    pytest.importorskip("xdist")
+    pytester.makepyfile(test_a=LEAKY, test_b="import json\ndef test_b1():\n    pass\ndef test_b2():\n    pass\n")
+    result = pytester.runpytest_subprocess(*NO_PLUGINS, "-n", "2", "--memtrack", "--memtrack-json=r.json")
+    result.assert_outcomes(failed=1, passed=4)
+    report = json.loads((pytester.path / "r.json").read_text())
+    validate("report", report)
+    assert report["run"]["workers"] == 2
+    assert len(report["tests"]) == 5
+    assert {t["worker"] for t in report["tests"]} <= {"gw0", "gw1"}
+    leaking = [t for t in report["tests"] if t["leaking"]]
+    assert [t["nodeid"] for t in leaking] == ["test_a.py::test_leaks"]
+    assert report["packages"]["json"]["memory_metrics"]["current_memory_usage"] > 0
+
+
+def test_an_interrupted_run_still_writes_a_complete_report(pytester):
+    pytester.makepyfile("def test_a():\n    pass\ndef test_b():\n    raise KeyboardInterrupt\ndef test_c():\n    pass\n")
+    result = pytester.runpytest_subprocess(*NO_PLUGINS, "--memtrack", "--memtrack-json=r.json")
+    assert result.ret == pytest.ExitCode.INTERRUPTED
+    report = json.loads((pytester.path / "r.json").read_text())
+    validate("report", report)
+    assert report["run"]["interrupted"] is True
+    assert [t["nodeid"] for t in report["tests"]] == ["test_interrupted_run_still_writes_a_complete_report.py::test_a"] \
+        or report["tests"][0]["outcome"] == "passed"
+
+
+def test_junit_xml_carries_each_tests_memory_figures(pytester):
+    pytester.makepyfile(test_app=LEAKY)
+    run(pytester, "--memtrack", "--junitxml=junit.xml")
+    xml = (pytester.path / "junit.xml").read_text()
+    assert 'name="memtrack_rss_delta"' in xml and 'name="memtrack_leak_score"' in xml
