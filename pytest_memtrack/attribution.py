@@ -96,7 +96,8 @@ def measure_packages(packages: Iterable[str]) -> dict[str, int]:
     # The objects of this pass itself must not be counted.
     seen.add(id(seen))
     groups = modules_by_package()
-    return {name: _walk(name, seen, groups.get(name, [])) for name in packages}
+    return {name: _walk(name, seen, package_modules(name) if "." in name else groups.get(name, []))
+            for name in packages}
 
 
 class FileIndex:

@@ -30,8 +30,9 @@ from pytest_memtrack.monitor import PRESSURE_LEVELS, MemoryMonitor
 from pytest_memtrack.suggestions import PackageFigures, SuggestionRules, suggest, suggestions_payload
 
 TRENDS = ("increasing", "decreasing", "stable")
-#: Not packages: interpreter state (``sys.modules`` grows with every import) and the tracker itself.
-NOT_TRACKED = frozenset({"sys", "builtins", "__main__", "pytest_memtrack"})
+#: Not tracked: interpreter state (``sys.modules`` grows with every import), the tracker and the test runner
+#: (pytest keeps per-test bookkeeping in module state until the session ends).
+NOT_TRACKED = frozenset({"sys", "builtins", "__main__", "pytest_memtrack", "pytest", "pluggy", "xdist", "execnet"})
 
 
 class LazyModule(ModuleType):

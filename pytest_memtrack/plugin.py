@@ -24,6 +24,7 @@ FEATURE_MODULES = (
 
 #: The loader created before conftests load, handed to the session in pytest_configure.
 EARLY_LOADER = pytest.StashKey["LazyLoader"]()
+PREVIOUS_LOADER = pytest.StashKey["LazyLoader | None"]()
 
 MAX_LEAK_SCORE_HELP = "fail a test whose leak score (0..1) exceeds this limit; applies to tests without their own max_leak_score marker"
 
@@ -68,7 +69,7 @@ def pytest_addoption(parser: pytest.Parser) -> None:
         else:
             group.addoption(flag, action="store", default=None, dest=name, metavar=name.split("_")[-1].upper(),
                             help=help_text)
-            parser.addini(name, help_text, default=None)
+            parser.addini(name, help_text.replace("%%", "%"), default=None)
     for module in _features():
         module.add_options(group, parser)
 
@@ -85,9 +86,14 @@ def pytest_load_initial_conftests(early_config: pytest.Config, parser: pytest.Pa
     if enabled:
         from pytest_memtrack.loader import LazyLoader
 
+        from pytest_memtrack.loader import reset_lazy_loader
+
+        # Installed as the process's loader now, so application code imported by conftest files
+        # (``loader = get_lazy_loader()`` at module level) shares the session's loader.
         loader = LazyLoader()
         loader.observe_imports()
         early_config.stash[EARLY_LOADER] = loader
+        early_config.stash[PREVIOUS_LOADER] = reset_lazy_loader(loader)
 
 
 def pytest_configure(config: pytest.Config) -> None:
@@ -101,7 +107,9 @@ def pytest_configure(config: pytest.Config) -> None:
         return
     from pytest_memtrack.session import MemtrackSession
 
-    config.pluginmanager.register(MemtrackSession(config, settings, config.stash.get(EARLY_LOADER, None)),
-                                  "memtrack-session")
+    session = MemtrackSession(config, settings, config.stash.get(EARLY_LOADER, None))
+    if PREVIOUS_LOADER in config.stash:
+        session.previous_loader = config.stash[PREVIOUS_LOADER]
+    config.pluginmanager.register(session, "memtrack-session")
     for module in _features():
         module.configure(config)

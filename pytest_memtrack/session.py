@@ -88,7 +88,7 @@ class MemtrackSession:
         # One loader per session, installed as the process's loader while the session runs (in-process pytester
         # runs nest sessions: each gets its own and the outer one is restored at unconfigure).
         self.loader: LazyLoader = loader or LazyLoader()
-        self._previous_loader = reset_lazy_loader(self.loader)
+        self.previous_loader = reset_lazy_loader(self.loader)
         self.loader.history_size = settings.history_size
         self.loader.leak_threshold = settings.leak_threshold
         self.loader.monitor.leak_threshold = settings.leak_threshold
@@ -326,6 +326,6 @@ class MemtrackSession:
 
     def pytest_unconfigure(self, config: pytest.Config) -> None:
         self.loader.stop_observing()
-        reset_lazy_loader(self._previous_loader)
+        reset_lazy_loader(self.previous_loader)
         if self._started_tracing and tracemalloc.is_tracing():
             tracemalloc.stop()
