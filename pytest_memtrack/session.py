@@ -92,6 +92,7 @@ class MemtrackSession:
         self.loader.history_size = settings.history_size
         self.loader.leak_threshold = settings.leak_threshold
         self.loader.monitor.leak_threshold = settings.leak_threshold
+        self.loader.track_all = settings.measure_all
         self.loader.observe_imports()
         self._process = psutil.Process()
         self._peak = PeakRss()

@@ -142,6 +142,7 @@ class Settings:
     leak_reference: int = 64 * 1024
     native_floor: int = 256 * 1024
     trace_all: bool = False
+    measure_all: bool = False
 
     def as_dict(self) -> dict[str, Any]:
         return {k: getattr(self, k) for k in self.__dataclass_fields__}
@@ -169,4 +170,5 @@ def resolve_settings(config: pytest.Config) -> Settings:
         leak_reference=resolve(config, "memtrack_leak_reference", parse_size, d.leak_reference),
         native_floor=resolve(config, "memtrack_native_floor", parse_size, d.native_floor),
         trace_all=resolve(config, "memtrack_trace_all", parse_bool, False),
+        measure_all=resolve(config, "memtrack_measure_all", parse_bool, False),
     )

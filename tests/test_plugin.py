@@ -119,7 +119,8 @@ def test_plugin_can_be_disabled_with_p_no(pytester):
 
 def test_xdist_with_two_workers_writes_one_merged_report(pytester):
     pytest.importorskip("xdist")
-    pytester.makepyfile(test_a=LEAKY, test_b="import json\ndef test_b1():\n    pass\ndef test_b2():\n    pass\n")
+    pytester.makepyfile(test_a=LEAKY, test_b="import mt_xdist_pkg\ndef test_b1():\n    pass\ndef test_b2():\n    pass\n")
+    pytester.mkpydir("mt_xdist_pkg").joinpath("__init__.py").write_text("TABLE = [bytes(100) for _ in range(100)]\n")
     result = pytester.runpytest_subprocess(*NO_PLUGINS, "-n", "2", "--memtrack", "--memtrack-json=r.json")
     result.assert_outcomes(failed=1, passed=4)
     report = json.loads((pytester.path / "r.json").read_text())
@@ -129,6 +130,14 @@ def test_xdist_with_two_workers_writes_one_merged_report(pytester):
     assert {t["worker"] for t in report["tests"]} <= {"gw0", "gw1"}
     leaking = [t for t in report["tests"] if t["leaking"]]
     assert [t["nodeid"] for t in leaking] == ["test_a.py::test_leaks"]
+    assert report["packages"]["mt_xdist_pkg"]["memory_metrics"]["current_memory_usage"] > 10_000
+    assert "json" not in report["packages"]  # the standard library is tracked only with --memtrack-measure-all
+
+
+def test_measure_all_tracks_the_standard_library_too(pytester):
+    pytester.makepyfile("import json\ndef test_x():\n    assert json.dumps(1)\n")
+    run(pytester, "--memtrack", "--memtrack-measure-all", "--memtrack-json=r.json")
+    report = json.loads((pytester.path / "r.json").read_text())
     assert report["packages"]["json"]["memory_metrics"]["current_memory_usage"] > 0
 
 
