@@ -87,7 +87,8 @@ class FootprintMeter:
 
 
 class ImportObserver:
-    """A meta-path finder that reports every top-level package imported while it is installed."""
+    """A meta-path finder that reports every module imported while it is installed (``skip`` filters them), each
+    measured exclusively of the imports nested in it, so a package's footprint is the sum over its modules."""
 
     def __init__(self, on_import: Callable[[ImportMeasurement, ModuleType | None], None],
                  meter: FootprintMeter | None = None, skip: Callable[[str], bool] | None = None) -> None:
@@ -105,7 +106,7 @@ class ImportObserver:
             sys.meta_path.remove(self)
 
     def find_spec(self, fullname: str, path=None, target=None) -> ModuleSpec | None:
-        if "." in fullname or getattr(self._busy, "active", False) or fullname in sys.modules:
+        if getattr(self._busy, "active", False) or fullname in sys.modules:
             return None
         if self._skip is not None and self._skip(fullname):
             return None
@@ -132,8 +133,10 @@ class ImportObserver:
 
     def _wrap(self, spec: ModuleSpec, package: str) -> None:
         loader = spec.loader
-        if loader is None or isinstance(loader, type) or not hasattr(loader, "__dict__"):
-            return  # class-level loaders (builtins, frozen) are shared: never patch them
+        if loader is None or isinstance(loader, type) or not hasattr(loader, "__dict__") or loader in sys.meta_path:
+            # Shared loaders are never patched: class-level ones (builtins, frozen) and finders that are their own
+            # loader (pytest's assertion rewriter, which imports test modules and conftests — not the project).
+            return
         if "exec_module" in vars(loader) or not hasattr(loader, "exec_module"):
             return
         original = loader.exec_module

@@ -79,6 +79,7 @@ class LazyLoader:
     def __init__(self, monitor: MemoryMonitor | None = None, *, history_size: int = DEFAULT_HISTORY_SIZE,
                  leak_threshold: float = 0.1, rules: SuggestionRules | None = None, track_all: bool = False) -> None:
         self.track_all = track_all
+        self._ignored: set[str] = set()
         self.monitor = monitor or MemoryMonitor(leak_threshold=leak_threshold)
         self.history_size = history_size
         self.leak_threshold = leak_threshold
@@ -208,8 +209,12 @@ class LazyLoader:
             }
 
     # ------------------------------------------------------------------ observing ordinary imports
-    def observe_imports(self) -> None:
-        """Notice every top-level package imported from now on (and the ones already imported)."""
+    def observe_imports(self, ignore_present: bool = False) -> None:
+        """Notice every package imported from now on, and the ones already imported — unless
+        ``ignore_present``: the plugin starts observing before conftests load, when what is imported is pytest's
+        own start-up (its plugins and their dependencies), which is tooling, not the project (see ``track_all``)."""
+        if ignore_present and not self.track_all:
+            self._ignored.update(top_level(name) for name in list(sys.modules))
         with self._lock:
             if self._observer is None:
                 self._observer = ImportObserver(self._on_import, self._meter, skip=self._not_observed)
@@ -228,12 +233,14 @@ class LazyLoader:
             if self._observer is not None:
                 self._observer.uninstall()
 
-    def _not_observed(self, package: str) -> bool:
+    def _not_observed(self, module_name: str) -> bool:
         """Imports the observer leaves unmeasured: explicit loads (measured by ``load``) and untracked packages."""
-        info = self._packages.get(package)
-        if info is not None:
-            return info.status == "loading"
-        return not self._observable(package)
+        package = top_level(module_name)
+        for key in (module_name, package):
+            info = self._packages.get(key)
+            if info is not None and info.status == "loading":
+                return True
+        return package not in self._packages and not self._observable(package)
 
     def _is_loading(self, package: str) -> bool:
         info = self._packages.get(package)
@@ -241,22 +248,27 @@ class LazyLoader:
 
     def _observable(self, package: str) -> bool:
         """Whether an ordinarily imported top-level package is tracked (see ``OPTIONAL_TRACKING``)."""
-        if package.startswith("_") or package in NOT_TRACKED:
+        if package.startswith("_") or package in NOT_TRACKED or package in self._ignored:
             return False
         return self.track_all or package not in OPTIONAL_TRACKING
 
     def _on_import(self, measurement: ImportMeasurement, module: ModuleType | None) -> None:
-        if measurement.package not in self._packages and not self._observable(measurement.package):
+        """A module was imported the ordinary way: its footprint and time add to its top-level package's."""
+        package = top_level(measurement.package)
+        if package not in self._packages and not self._observable(package):
             return
-        info = self._info(measurement.package, observed=True)
+        info = self._info(package, observed=True)
         assert info is not None
         with info.lock:
-            info.load_time = measurement.duration
-            info.memory_metrics.memory_footprint = measurement.footprint
-            if module is None:
-                info.status, info.error = "failed", measurement.error
-            else:
-                info.status, info.module, info.loaded_at, info.error = "loaded", module, time.time(), None
+            metrics = info.memory_metrics
+            # Nested submodules finish first: every module's exclusive bytes add up to the package's footprint.
+            metrics.memory_footprint = (metrics.memory_footprint or 0.0) + measurement.footprint
+            if measurement.package == package:
+                info.load_time = measurement.duration  # wall time of the package's own import, nested ones included
+                if module is None:
+                    info.status, info.error = "failed", measurement.error
+                else:
+                    info.status, info.module, info.loaded_at, info.error = "loaded", module, time.time(), None
         with self._lock:
             self.import_measurements.append(measurement)
 

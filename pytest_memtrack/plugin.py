@@ -76,24 +76,27 @@ def pytest_addoption(parser: pytest.Parser) -> None:
         module.add_options(group, parser)
 
 
+def _early_flag(early_config: pytest.Config, name: str) -> bool:
+    """A boolean setting before ``pytest_configure``: the parsed command line, else the ini file."""
+    value = getattr(early_config.known_args_namespace, name, None)
+    if value is None:
+        try:
+            value = bool(early_config.getini(name))
+        except (ValueError, KeyError):
+            value = False
+    return bool(value)
+
+
 @pytest.hookimpl(tryfirst=True)
 def pytest_load_initial_conftests(early_config: pytest.Config, parser: pytest.Parser, args: list[str]) -> None:
     """Start observing imports before conftest files and test modules import their packages."""
-    enabled = getattr(early_config.known_args_namespace, "memtrack", None)
-    if enabled is None:
-        try:
-            enabled = bool(early_config.getini("memtrack"))
-        except (ValueError, KeyError):
-            enabled = False
-    if enabled:
-        from pytest_memtrack.loader import LazyLoader
-
-        from pytest_memtrack.loader import reset_lazy_loader
+    if _early_flag(early_config, "memtrack"):
+        from pytest_memtrack.loader import LazyLoader, reset_lazy_loader
 
         # Installed as the process's loader now, so application code imported by conftest files
         # (``loader = get_lazy_loader()`` at module level) shares the session's loader.
-        loader = LazyLoader()
-        loader.observe_imports()
+        loader = LazyLoader(track_all=_early_flag(early_config, "memtrack_measure_all"))
+        loader.observe_imports(ignore_present=True)
         early_config.stash[EARLY_LOADER] = loader
         early_config.stash[PREVIOUS_LOADER] = reset_lazy_loader(loader)
 

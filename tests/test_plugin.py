@@ -51,7 +51,9 @@ def test_a_leaking_test_fails_with_the_culprit_line_and_a_clean_one_passes(pytes
 
 
 def test_the_json_report_validates_and_carries_every_test(pytester):
-    pytester.makepyfile(test_app=LEAKY)
+    pytester.makepyfile(test_app="import mt_project_pkg\n" + LEAKY)
+    pytester.mkpydir("mt_project_pkg").joinpath("__init__.py").write_text("from . import sub\n")
+    (pytester.path / "mt_project_pkg" / "sub.py").write_text("TABLE = [bytes(1000) for _ in range(300)]\n")
     run(pytester, "--memtrack", "--memtrack-json=out/report.json")
     report = json.loads((pytester.path / "out" / "report.json").read_text())
     validate("report", report)
@@ -61,6 +63,10 @@ def test_the_json_report_validates_and_carries_every_test(pytester):
     assert tests["test_plain"]["leak_score"] is None and tests["test_plain"]["hunt"] is None
     assert tests["test_plain"]["rss_before"] > 0
     assert report["summary"]["total_packages"] == len(report["packages"]) > 0
+    project = report["packages"]["mt_project_pkg"]["memory_metrics"]
+    assert project["memory_footprint"] > 300_000  # the submodule's import counts for its package
+    assert project["current_memory_usage"] > 300_000
+    assert "pytest" not in report["packages"] and "json" not in report["packages"]
 
 
 def test_the_default_limit_hunts_every_test_without_a_marker(pytester):
