@@ -21,7 +21,8 @@ import os
 import sys
 import threading
 from collections.abc import Iterable
-from itertools import compress, repeat
+from collections import deque
+from itertools import compress
 from types import BuiltinFunctionType, FunctionType, MethodType, ModuleType
 
 _SPECIAL_KINDS = frozenset({ModuleType, FunctionType, BuiltinFunctionType, MethodType})
@@ -68,18 +69,21 @@ def _walk(package: str, seen: set[int], modules: list[ModuleType] | None = None)
             frontier.append(namespace)
     getsizeof = sys.getsizeof
     total = sum(map(getsizeof, frontier))
-    special_kinds = _SPECIAL_KINDS.__contains__
     while frontier:
         refs = gc.get_referents(*frontier)
-        by_id = dict(zip(map(id, refs), refs))
-        fresh = by_id.keys() - seen
-        seen.update(fresh)
-        objs = list(map(by_id.__getitem__, fresh))
-        mask = list(map(operator.or_, map(special_kinds, map(type, objs)), map(isinstance, objs, repeat(type))))
-        batch = list(compress(objs, map(operator.not_, mask)))
-        for obj in compress(objs, mask):
-            if type(obj) is not ModuleType and _belongs(obj, package, prefix):
-                batch.append(obj)
+        by_id = dict(zip(map(id, refs), refs))  # also drops duplicates within the batch
+        deque(map(by_id.__delitem__, by_id.keys() & seen), maxlen=0)
+        seen.update(by_id)
+        objs = list(by_id.values())
+        kinds = list(map(type, objs))
+        # Modules, classes and functions are checked in Python, once per distinct type present in the batch.
+        special = {k for k in set(kinds) if k in _SPECIAL_KINDS or issubclass(k, type)}
+        if special:
+            mask = list(map(special.__contains__, kinds))
+            batch = list(compress(objs, map(operator.not_, mask)))
+            batch += [o for o in compress(objs, mask) if type(o) is not ModuleType and _belongs(o, package, prefix)]
+        else:
+            batch = objs
         total += sum(map(getsizeof, batch))
         frontier = batch
     return total
