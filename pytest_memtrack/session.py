@@ -47,36 +47,60 @@ def marker_limit(args: tuple[Any, ...], kwargs: dict[str, Any]) -> float:
     return float(value)
 
 
-class PeakRss:
-    """Per-test peak RSS: Linux's ``VmHWM`` high-water mark, reset through ``/proc/self/clear_refs``."""
+class ProcessMemory:
+    """Per-test RSS and peak RSS, read cheaply: Linux's ``/proc/self/statm`` and ``VmHWM`` through file
+    descriptors kept open (a few microseconds a reading; psutil elsewhere). The peak is the high-water mark,
+    reset before each test through ``/proc/self/clear_refs``."""
 
     def __init__(self) -> None:
-        self.available = sys.platform.startswith("linux") and self._reset()
+        self._process = psutil.Process()
+        self._page = os.sysconf("SC_PAGE_SIZE") if hasattr(os, "sysconf") else 4096
+        self._statm = self._open("/proc/self/statm", os.O_RDONLY)
+        self._status = self._open("/proc/self/status", os.O_RDONLY)
+        self._clear = self._open("/proc/self/clear_refs", os.O_WRONLY)
+        self.peak_available = self._status is not None and self._clear is not None and self.reset_peak()
 
     @staticmethod
-    def _reset() -> bool:
+    def _open(path: str, flags: int) -> int | None:
+        if not sys.platform.startswith("linux"):
+            return None
         try:
-            with open("/proc/self/clear_refs", "w") as f:
-                f.write("5")
+            return os.open(path, flags)
+        except OSError:
+            return None
+
+    def rss(self) -> int:
+        if self._statm is not None:
+            try:
+                return int(os.pread(self._statm, 128, 0).split()[1]) * self._page
+            except (OSError, ValueError, IndexError):
+                pass
+        return self._process.memory_info().rss
+
+    def reset_peak(self) -> bool:
+        if self._clear is None:
+            return False
+        try:
+            os.write(self._clear, b"5")
             return True
         except OSError:
             return False
 
-    def reset(self) -> None:
-        if self.available:
-            self._reset()
-
-    def read(self) -> int | None:
-        if not self.available:
+    def peak(self) -> int | None:
+        if not self.peak_available or self._status is None:
             return None
         try:
-            with open("/proc/self/status", "rb") as f:
-                for line in f:
-                    if line.startswith(b"VmHWM:"):
-                        return int(line.split()[1]) * 1024
-        except (OSError, ValueError, IndexError):
-            pass
-        return None
+            text = os.pread(self._status, 4096, 0)
+            start = text.index(b"VmHWM:")
+            return int(text[start + 6:text.index(b"kB", start)]) * 1024
+        except (OSError, ValueError):
+            return None
+
+    def close(self) -> None:
+        for fd in (self._statm, self._status, self._clear):
+            if fd is not None:
+                os.close(fd)
+        self._statm = self._status = self._clear = None
 
 
 class MemtrackSession:
@@ -94,8 +118,7 @@ class MemtrackSession:
         self.loader.monitor.leak_threshold = settings.leak_threshold
         self.loader.track_all = settings.measure_all
         self.loader.observe_imports()
-        self._process = psutil.Process()
-        self._peak = PeakRss()
+        self._memory = ProcessMemory()
         self._current: dict[str, dict[str, Any]] = {}
         self._hunting = False
         self._pending_hunt: dict[str, Any] = {}
@@ -164,8 +187,8 @@ class MemtrackSession:
     def pytest_runtest_logstart(self, nodeid: str, location: Any) -> None:
         if self._hunting:
             return
-        self._peak.reset()
-        self._current[nodeid] = {"rss_before": self._process.memory_info().rss, "started": time.perf_counter()}
+        self._memory.reset_peak()
+        self._current[nodeid] = {"rss_before": self._memory.rss(), "started": time.perf_counter()}
 
     @pytest.hookimpl(wrapper=True)
     def pytest_runtest_makereport(self, item: pytest.Item, call: pytest.CallInfo[None]):
@@ -178,11 +201,11 @@ class MemtrackSession:
 
     def _attach(self, report: pytest.TestReport, state: dict[str, Any]) -> None:
         self._pending_hunt.pop(report.nodeid, None)
-        state.setdefault("rss_before", self._process.memory_info().rss)
-        rss_after = self._process.memory_info().rss
+        rss_after = self._memory.rss()
+        state.setdefault("rss_before", rss_after)
         entry: dict[str, Any] = {
             "rss_before": state["rss_before"], "rss_after": rss_after, "rss_delta": rss_after - state["rss_before"],
-            "rss_peak": self._peak.read(), "worker": self.worker_id,
+            "rss_peak": self._memory.peak(), "worker": self.worker_id,
             "leak_score": None, "limit": None, "leaking": False, "hunt": None, "message": None,
         }
         outcome = state.get("hunt")
@@ -329,6 +352,7 @@ class MemtrackSession:
 
     def pytest_unconfigure(self, config: pytest.Config) -> None:
         self.loader.stop_observing()
+        self._memory.close()
         reset_lazy_loader(self.previous_loader)
         if self._started_tracing and tracemalloc.is_tracing():
             tracemalloc.stop()
