@@ -138,7 +138,7 @@ class Settings:
     warmup_runs: int = 2
     history_size: int = 100
     check_interval: float | None = None
-    overhead_budget: float = 0.05
+    overhead_budget: float = 0.02
     leak_reference: int = 64 * 1024
     native_floor: int = 256 * 1024
     trace_all: bool = False

@@ -163,3 +163,16 @@ def test_junit_xml_carries_each_tests_memory_figures(pytester):
     run(pytester, "--memtrack", "--junitxml=junit.xml")
     xml = (pytester.path / "junit.xml").read_text()
     assert 'name="memtrack_rss_delta"' in xml and 'name="memtrack_leak_score"' in xml
+
+
+def test_a_crashed_xdist_worker_still_leaves_a_complete_report(pytester):
+    pytest.importorskip("xdist")
+    pytester.makepyfile(test_a="def test_ok():\n    pass\ndef test_ok2():\n    pass\n",
+                        test_b="import os\ndef test_crash():\n    os._exit(3)\n")
+    result = pytester.runpytest_subprocess(*NO_PLUGINS, "-n", "2", "--memtrack", "--memtrack-json=r.json")
+    assert result.ret == pytest.ExitCode.TESTS_FAILED
+    report = json.loads((pytester.path / "r.json").read_text())
+    validate("report", report)
+    assert report["run"]["interrupted"] is True and report["run"]["crashed_workers"]
+    outcomes = {t["nodeid"]: t["outcome"] for t in report["tests"]}
+    assert outcomes["test_a.py::test_ok"] == "passed" and outcomes["test_b.py::test_crash"] in ("failed", "error")
