@@ -36,7 +36,7 @@ def package_modules(package: str) -> list[ModuleType]:
     """The loaded modules of ``package`` (the package itself and its submodules)."""
     prefix = package + "."
     return [m for name, m in list(sys.modules.items())
-            if isinstance(m, ModuleType) and (name == package or name.startswith(prefix))]
+            if isinstance(m, ModuleType) and (name == package or name.startswith(prefix)) and not is_test_module(m)]
 
 
 def _belongs(obj: object, package: str, prefix: str) -> bool:
@@ -44,11 +44,18 @@ def _belongs(obj: object, package: str, prefix: str) -> bool:
     return isinstance(owner, str) and (owner == package or owner.startswith(prefix))
 
 
+def is_test_module(module: object) -> bool:
+    """Test modules and conftests: loaded by a finder that is its own loader (pytest's assertion rewriter). Their
+    state is the test suite's (fixture definitions, parametrize data), not the project's."""
+    loader = getattr(getattr(module, "__spec__", None), "loader", None)
+    return loader is not None and any(loader is finder for finder in sys.meta_path)
+
+
 def modules_by_package() -> dict[str, list[ModuleType]]:
-    """Loaded modules grouped by top-level package, in one scan of ``sys.modules``."""
+    """Loaded modules grouped by top-level package, in one scan of ``sys.modules`` (test modules left out)."""
     groups: dict[str, list[ModuleType]] = {}
     for name, module in list(sys.modules.items()):
-        if isinstance(module, ModuleType):
+        if isinstance(module, ModuleType) and not is_test_module(module):
             groups.setdefault(name.partition(".")[0], []).append(module)
     return groups
 

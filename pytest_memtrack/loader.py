@@ -23,7 +23,7 @@ from collections.abc import Iterable
 from types import ModuleType
 from typing import Any
 
-from pytest_memtrack.attribution import measure_packages, top_level
+from pytest_memtrack.attribution import is_test_module, measure_packages, top_level
 from pytest_memtrack.imports import FootprintMeter, ImportMeasurement, ImportObserver
 from pytest_memtrack.metrics import DEFAULT_HISTORY_SIZE, MemoryMetrics, PackageInfo
 from pytest_memtrack.monitor import PRESSURE_LEVELS, MemoryMonitor
@@ -221,7 +221,8 @@ class LazyLoader:
             self._observer.install()
         for module_name in list(sys.modules):
             package = top_level(module_name)
-            if package not in self._packages and self._observable(package):
+            if package not in self._packages and self._observable(package) \
+                    and not is_test_module(sys.modules.get(package)):
                 info = self._info(package, observed=True)
                 assert info is not None
                 if info.status == "registered" and package in sys.modules:
