@@ -13,7 +13,6 @@ from collections.abc import Sequence
 
 #: Modules that contribute sub-commands, in the order ``--help`` lists them.
 COMMAND_MODULES = (
-    "pytest_memtrack.demo",
     "pytest_memtrack.report.html",
     "pytest_memtrack.server",
     "pytest_memtrack.history",
@@ -25,7 +24,8 @@ class CliError(Exception):
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="pytest-memtrack", description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(prog="pytest-memtrack",
+                                     description="Offline commands over saved memtrack reports and the run history.")
     subparsers = parser.add_subparsers(dest="command", metavar="COMMAND")
     for name in COMMAND_MODULES:
         try:
