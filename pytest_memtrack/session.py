@@ -333,6 +333,7 @@ class MemtrackSession:
             hook.pytest_memtrack_enrich_report(session=session, report=report)
         except Exception as exc:
             self.problems.append(f"a report extension failed: {type(exc).__name__}: {exc}")
+        report["run"]["exitstatus"] = int(session.exitstatus)  # a regression gate may have failed the session
         if self.settings.json_path:
             from pytest_memtrack.report.json_writer import write_json
 
