@@ -52,13 +52,7 @@ _UNITS = {"b": 1, "kb": 1024, "kib": 1024, "k": 1024, "mb": 1024**2, "mib": 1024
           "gb": 1024**3, "gib": 1024**3, "g": 1024**3}
 _TOLERANCE = re.compile(r"(?P<number>[0-9]+(?:\.[0-9]*)?|\.[0-9]+)(?P<unit>%|[a-zA-Z]+)?")
 
-RULE_HELP = (
-    "fail the session when a figure grew beyond a tolerance against the baseline: [test:|package:]FIGURE:TOLERANCE, "
-    "FIGURE one of footprint, current, peak (per package), total (session), rss_delta (per test), "
-    "leak_score (per test and package), leaking (count of leaking tests); TOLERANCE a percentage (10%), "
-    "a size (5MB, 512KB, 100 bytes) or a plain number for scores and counts (0.1). Repeatable, e.g. "
-    "footprint:10% leak_score:0.1 leaking:0"
-)
+from pytest_memtrack.options import RULE_HELP  # noqa: E402  (declared with the options, re-exported)
 
 
 class RuleError(ValueError):

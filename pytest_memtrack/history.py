@@ -37,41 +37,11 @@ from pytest_memtrack.compare import RULE_HELP, Comparison, Rule, RuleError, comp
 from pytest_memtrack.settings import parse_writable_path, resolve
 from pytest_memtrack.store import MemtrackWarning, RunInfo, Store, StoreError, machine_key
 
-__all__ = ["MemtrackWarning", "HistoryPlugin", "add_options", "configure", "add_cli"]
+__all__ = ["MemtrackWarning", "HistoryPlugin", "configure", "add_cli"]
 
-DEFAULT_STORE = os.path.join(".memtrack", "history.sqlite")
-STORE_HELP = f"the run history store, an SQLite file (default: {DEFAULT_STORE} under the rootdir)"
-SAVE_HELP = "save this run in the history store, optionally under a name: --memtrack-save or --memtrack-save=NAME"
-COMPARE_HELP = ("compare this run with a stored run, by id or name (default: the last run of the same OS, Python "
-                "version and architecture): --memtrack-compare or --memtrack-compare=NAME|ID")
-COMPARE_FAIL_HELP = RULE_HELP + "; implies --memtrack-compare"
+from pytest_memtrack.options import DEFAULT_STORE, escape as _escape  # noqa: E402
 
 HISTORY_KEY = pytest.StashKey["HistoryPlugin"]()
-
-
-def _escape(help_text: str) -> str:
-    """argparse %-formats option help: ``10%`` must be written ``10%%`` there (ini help is shown as is)."""
-    return help_text.replace("%", "%%")
-
-
-def _rule_option(text: str) -> Rule:
-    """argparse ``type=`` of --memtrack-compare-fail: a bad rule is a usage error before any test runs."""
-    try:
-        return parse_rule(text)
-    except RuleError as exc:
-        raise pytest.UsageError(f"--memtrack-compare-fail: {exc}") from None
-
-
-def add_options(group: Any, parser: pytest.Parser) -> None:
-    group.addoption("--memtrack-store", dest="memtrack_store", default=None, metavar="PATH", help=STORE_HELP)
-    parser.addini("memtrack_store", STORE_HELP, default=None)
-    group.addoption("--memtrack-save", dest="memtrack_save", nargs="?", const="", default=None, metavar="NAME",
-                    help=SAVE_HELP)
-    group.addoption("--memtrack-compare", dest="memtrack_compare", nargs="?", const="", default=None,
-                    metavar="NAME|ID", help=COMPARE_HELP)
-    group.addoption("--memtrack-compare-fail", dest="memtrack_compare_fail", action="append", type=_rule_option,
-                    default=None, metavar="RULE", help=COMPARE_FAIL_HELP.replace("%", "%%"))
-    parser.addini("memtrack_compare_fail", COMPARE_FAIL_HELP + " (one rule a line)", type="linelist", default=None)
 
 
 def is_worker(config: pytest.Config) -> bool:

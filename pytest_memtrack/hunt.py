@@ -27,7 +27,6 @@ from __future__ import annotations
 
 import ctypes
 import gc
-import math
 import os
 import sys
 import sysconfig

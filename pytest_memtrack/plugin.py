@@ -9,12 +9,14 @@ from typing import TYPE_CHECKING
 import pytest
 
 from pytest_memtrack import hooks
+from pytest_memtrack.options import add_feature_options
 
 if TYPE_CHECKING:
     from pytest_memtrack.loader import LazyLoader
 from pytest_memtrack.settings import resolve_settings
 
-#: Feature modules: each offers ``add_options(group, parser)`` and ``configure(config)``; ``configure`` runs only
+#: Feature modules: each offers ``configure(config)`` (their options are declared in ``options``, so they are
+#: imported only when tracking is on); ``configure`` runs only
 #: when ``--memtrack`` is on, validates the feature's settings (``pytest.UsageError``) and registers its hooks.
 FEATURE_MODULES = (
     "pytest_memtrack.report.html",
@@ -72,8 +74,7 @@ def pytest_addoption(parser: pytest.Parser) -> None:
             group.addoption(flag, action="store", default=None, dest=name, metavar=name.split("_")[-1].upper(),
                             help=help_text)
             parser.addini(name, help_text.replace("%%", "%"), default=None)
-    for module in _features():
-        module.add_options(group, parser)
+    add_feature_options(group, parser)
 
 
 def _early_flag(early_config: pytest.Config, name: str) -> bool:

@@ -54,7 +54,6 @@ __all__ = [
     "LiveSource",
     "RunningServer",
     "add_cli",
-    "add_options",
     "configure",
     "parse_address",
     "render_dashboard",
@@ -65,13 +64,8 @@ __all__ = [
 #: Environment variable holding the live server's URL while the session runs (read it from a test).
 URL_ENV = "MEMTRACK_SERVER_URL"
 #: Environment variable holding the token when none is given on the command line.
-TOKEN_ENV = "MEMTRACK_TOKEN"
+from pytest_memtrack.options import TOKEN_ENV  # noqa: E402
 DEFAULT_HOST = "127.0.0.1"
-
-SERVE_HELP = ("serve the memory API and a live dashboard while the tests run, on [HOST:]PORT (port 0 picks a free "
-              "port; host defaults to 127.0.0.1; another host needs a token)")
-TOKEN_HELP = (f"token the POST endpoints require as 'Authorization: Bearer TOKEN' (default: env {TOKEN_ENV}); "
-              "required when serving on a non-loopback host")
 
 _SERVER_KEY: pytest.StashKey[RunningServer] = pytest.StashKey()
 
@@ -285,15 +279,6 @@ def _parse_token(raw: str, label: str) -> str:
     if not token or any(ch.isspace() for ch in token):
         raise pytest.UsageError(f"{label} must be a non-empty token without spaces.")
     return token
-
-
-def add_options(group: Any, parser: pytest.Parser) -> None:
-    group.addoption("--memtrack-serve", action="store", default=None, dest="memtrack_serve",
-                    metavar="[HOST:]PORT", help=SERVE_HELP)
-    parser.addini("memtrack_serve", SERVE_HELP, default=None)
-    # No ini twin for the token on purpose: a secret does not belong in a committed config file.
-    group.addoption("--memtrack-serve-token", action="store", default=None, dest="memtrack_serve_token",
-                    metavar="TOKEN", help=TOKEN_HELP)
 
 
 def configure(config: pytest.Config) -> None:

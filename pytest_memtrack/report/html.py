@@ -20,7 +20,6 @@ from typing import Any
 
 import pytest
 
-HTML_HELP = "write a self-contained HTML report (inline CSS and SVG charts, no network) to this path"
 
 #: Leak kinds in display order, with the unit of their per-run figure.
 KINDS = (("memory", "bytes"), ("native", "bytes"), ("fds", "count"), ("threads", "count"))
@@ -467,12 +466,6 @@ def write_html(report: dict[str, Any], path: str) -> None:
 
 
 # ---------------------------------------------------------------------------------------------- pytest wiring
-
-
-def add_options(group: pytest.OptionGroup, parser: pytest.Parser) -> None:
-    group.addoption("--memtrack-html", action="store", default=None, dest="memtrack_html", metavar="PATH",
-                    help=HTML_HELP)
-    parser.addini("memtrack_html", HTML_HELP, default=None)
 
 
 class HtmlReportWriter:
