@@ -31,6 +31,8 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from pytest_memtrack import units
+
 #: figure -> the kinds of rows it exists for, and whether its values are bytes.
 FIGURES: dict[str, tuple[tuple[str, ...], bool]] = {
     "footprint": (("package",), True),
@@ -52,7 +54,7 @@ _UNITS = {"b": 1, "kb": 1024, "kib": 1024, "k": 1024, "mb": 1024**2, "mib": 1024
           "gb": 1024**3, "gib": 1024**3, "g": 1024**3}
 _TOLERANCE = re.compile(r"(?P<number>[0-9]+(?:\.[0-9]*)?|\.[0-9]+)(?P<unit>%|[a-zA-Z]+)?")
 
-from pytest_memtrack.options import RULE_HELP  # noqa: E402  (declared with the options, re-exported)
+from pytest_memtrack.options import RULE_HELP  # noqa: E402, F401  (declared with the options, re-exported)
 
 
 class RuleError(ValueError):
@@ -277,14 +279,7 @@ def compare_reports(baseline: Mapping[str, Any], current: Mapping[str, Any], rul
 # -- rendering ------------------------------------------------------------------------------------------------------
 
 def format_bytes(value: float, signed: bool = False) -> str:
-    sign = ("+" if value > 0 else "-" if value < 0 else "") if signed else ("-" if value < 0 else "")
-    size = abs(value)
-    for unit in ("B", "KiB", "MiB", "GiB"):
-        if size < 1024 or unit == "GiB":
-            text = f"{size:.0f} {unit}" if unit == "B" else f"{size:.2f} {unit}"
-            return sign + text
-        size /= 1024
-    return sign + f"{size:.1f} TiB"  # pragma: no cover
+    return units.format_bytes(value, signed=signed, decimals=2)
 
 
 def format_value(figure: str, value: float | None, signed: bool = False) -> str:

@@ -41,6 +41,7 @@ import psutil
 
 from pytest_memtrack.analysis import leak_score
 from pytest_memtrack.attribution import file_index
+from pytest_memtrack.units import format_bytes
 
 KINDS = ("memory", "native", "fds", "threads")
 _process = psutil.Process()
@@ -402,14 +403,6 @@ def _inconclusive(runs: int, params: HuntParameters, error: str) -> HuntResult:
     return HuntResult(runs, params.warmup_runs, [], {k: KindVerdict(False, 0.0, 0.0) for k in KINDS}, error=error)
 
 
-def _size(value: float) -> str:
-    for unit in ("B", "KiB", "MiB", "GiB"):
-        if abs(value) < 1024 or unit == "GiB":
-            return f"{value:.0f} {unit}" if unit == "B" else f"{value:.1f} {unit}"
-        value /= 1024
-    return f"{value:.1f} GiB"
-
-
 def describe(result: HuntResult, limit: float) -> str:
     """The failure message: what leaked, how fast, and where."""
     measured = max(0, len(result.readings) - 1)
@@ -421,16 +414,16 @@ def describe(result: HuntResult, limit: float) -> str:
         verdict = result.kinds[kind]
         if verdict.score <= 0 and not verdict.leaking:
             continue
-        amount = _size(verdict.per_run) if kind in ("memory", "native") else f"{verdict.per_run:g}"
+        amount = format_bytes(verdict.per_run) if kind in ("memory", "native") else f"{verdict.per_run:g}"
         mark = "LEAK" if verdict.leaking else "grew"
         lines.append(f"  {mark} {labels[kind]}: {amount} per run (score {verdict.score:.2f})")
     ev = result.evidence
     if ev.get("allocation_sites"):
         lines.append("  top allocation sites (growth per run):")
-        lines += [f"    {s['file']}:{s['line']}: {_size(s['bytes_per_run'])} in {s['count_per_run']:.1f} blocks"
+        lines += [f"    {s['file']}:{s['line']}: {format_bytes(s['bytes_per_run'])} in {s['count_per_run']:.1f} blocks"
                   for s in ev["allocation_sites"][:5]]
     if ev.get("packages"):
-        lines.append("  held by: " + ", ".join(f"{p['package']} ({_size(p['bytes_per_run'])}/run)"
+        lines.append("  held by: " + ", ".join(f"{p['package']} ({format_bytes(p['bytes_per_run'])}/run)"
                                               for p in ev["packages"][:5]))
     if ev.get("object_types"):
         lines.append("  object types that grew: " + ", ".join(f"{t['type']} (+{t['count_per_run']:.1f}/run)"

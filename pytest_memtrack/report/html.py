@@ -20,6 +20,8 @@ from typing import Any
 
 import pytest
 
+from pytest_memtrack import units
+
 
 #: Leak kinds in display order, with the unit of their per-run figure.
 KINDS = (("memory", "bytes"), ("native", "bytes"), ("fds", "count"), ("threads", "count"))
@@ -35,16 +37,7 @@ OPEN_LEAKS = 10
 
 def format_bytes(value: Any) -> str:
     """``1536`` -> ``'1.5 KiB'``; negative sizes keep their sign; ``None``/non-numbers -> ``'—'``."""
-    number = _number(value)
-    if number is None:
-        return "—"
-    sign = "-" if number < 0 else ""
-    size = abs(number)
-    for unit in ("B", "KiB", "MiB", "GiB", "TiB"):
-        if size < 1024 or unit == "TiB":
-            return f"{sign}{size:.0f} {unit}" if unit == "B" else f"{sign}{size:.1f} {unit}"
-        size /= 1024
-    raise AssertionError("unreachable")
+    return units.format_bytes(_number(value), missing="—")
 
 
 def format_signed_bytes(value: Any) -> str:

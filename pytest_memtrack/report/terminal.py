@@ -5,19 +5,8 @@ from __future__ import annotations
 from typing import Any
 
 from pytest_memtrack.report.model import leaking_tests
+from pytest_memtrack.units import format_bytes
 from pytest_memtrack.settings import Settings
-
-
-def human_bytes(value: float | None) -> str:
-    if value is None:
-        return "-"
-    sign = "-" if value < 0 else ""
-    value = abs(float(value))
-    for unit in ("B", "KiB", "MiB", "GiB", "TiB"):
-        if value < 1024 or unit == "TiB":
-            return f"{sign}{value:.0f} {unit}" if unit == "B" else f"{sign}{value:.1f} {unit}"
-        value /= 1024
-    return f"{sign}{value:.1f} TiB"
 
 
 def summary_lines(report: dict[str, Any], verbose: int, top: int = 5) -> list[str]:
@@ -29,12 +18,12 @@ def summary_lines(report: dict[str, Any], verbose: int, top: int = 5) -> list[st
     for test in leaking:
         per_run = (test.get("hunt") or {}).get("kinds", {})
         kinds = ", ".join(
-            f"{k} {human_bytes(v['per_run']) if k in ('memory', 'native') else format(v['per_run'], 'g')}/run"
+            f"{k} {format_bytes(v['per_run']) if k in ('memory', 'native') else format(v['per_run'], 'g')}/run"
             for k, v in per_run.items() if v.get("leaking"))
         lines.append(f"LEAK {test['nodeid']}: score {test['leak_score']:.2f} > {test['limit']:g} ({kinds})")
     for leak in report["leaks"]["leaks"]:
         lines.append(f"package {leak['package_name']}: leak score {leak['leak_score']:.2f}, "
-                     f"trend {leak['memory_trend']}, {human_bytes(leak['memory_growth_rate'])}/s")
+                     f"trend {leak['memory_trend']}, {format_bytes(leak['memory_growth_rate'])}/s")
     if verbose > 0 or leaking or report["leaks"]["leaks"]:
         packages = sorted(report["packages"].values(),
                           key=lambda p: -(p["memory_metrics"]["current_memory_usage"] or 0))[:top]
@@ -42,12 +31,12 @@ def summary_lines(report: dict[str, Any], verbose: int, top: int = 5) -> list[st
             lines.append(f"{'package':<24} {'current':>10} {'peak':>10} {'footprint':>10} {'trend':>10} {'score':>6}")
             for p in packages:
                 m = p["memory_metrics"]
-                lines.append(f"{p['package_name'][:24]:<24} {human_bytes(m['current_memory_usage']):>10} "
-                             f"{human_bytes(m['peak_memory_usage']):>10} {human_bytes(m['memory_footprint']):>10} "
+                lines.append(f"{p['package_name'][:24]:<24} {format_bytes(m['current_memory_usage']):>10} "
+                             f"{format_bytes(m['peak_memory_usage']):>10} {format_bytes(m['memory_footprint']):>10} "
                              f"{m['memory_trend']:>10} {m['memory_leak_score']:>6.2f}")
     verdict = (f"{len(leaking)} leaking test(s)" if leaking else "no leaking tests") + \
         f" ({hunted} hunted), {summary['total_packages']} packages, " \
-        f"{human_bytes(summary['total_current_memory'])} module state, system pressure " \
+        f"{format_bytes(summary['total_current_memory'])} module state, system pressure " \
         f"{summary['system_memory_pressure']}"
     lines.append(verdict)
     return lines
