@@ -176,3 +176,35 @@ def test_a_crashed_xdist_worker_still_leaves_a_complete_report(pytester):
     assert report["run"]["interrupted"] is True and report["run"]["crashed_workers"]
     outcomes = {t["nodeid"]: t["outcome"] for t in report["tests"]}
     assert outcomes["test_a.py::test_ok"] == "passed" and outcomes["test_b.py::test_crash"] in ("failed", "error")
+
+
+def test_ctrl_c_during_a_run_still_writes_a_complete_report(pytester):
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    started = pytester.path / "started"
+    pytester.makepyfile(f"""
+        import pathlib, time
+        def test_first():
+            pass
+        def test_waits_for_ctrl_c():
+            pathlib.Path({str(started)!r}).write_text("yes")
+            time.sleep(60)
+        def test_never_reached():
+            pass
+    """)
+    process = subprocess.Popen(
+        [sys.executable, "-m", "pytest", *NO_PLUGINS, "--memtrack", "--memtrack-json=r.json", "-q"],
+        cwd=pytester.path, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    deadline = time.monotonic() + 60
+    while not started.exists() and time.monotonic() < deadline and process.poll() is None:
+        time.sleep(0.05)
+    process.send_signal(signal.SIGINT)
+    output, _ = process.communicate(timeout=60)
+    assert process.returncode == pytest.ExitCode.INTERRUPTED, output
+    report = json.loads((pytester.path / "r.json").read_text())
+    validate("report", report)
+    assert report["run"]["interrupted"] is True
+    assert report["tests"][0]["nodeid"].endswith("::test_first") and report["tests"][0]["outcome"] == "passed"
