@@ -269,7 +269,9 @@ def should_stop(readings: Sequence[Reading], params: HuntParameters) -> bool:
     native = _deltas([r.rss - r.traced for r in readings])
     grew_every_run = {"memory": all(d > 0 for d in traced), "fds": all(d > 0 for d in fds),
                       "threads": all(d > 0 for d in threads), "native": all(d >= params.native_floor for d in native)}
-    return any(grew_every_run[k] and verdicts[k].leaking for k in KINDS)
+    # Clearly leaking only with a score of twice the limit: a bounded cache that takes more runs to fill than the
+    # warm-ups gave it grows steadily for a while, and more runs let its plateau show (toolz's suite has such tests).
+    return any(grew_every_run[k] and verdicts[k].score > 2 * params.limit for k in KINDS)
 
 
 def _thread_names() -> dict[int, str]:
