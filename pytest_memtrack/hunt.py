@@ -25,7 +25,6 @@ more, up to ``max_runs`` executions in all.
 
 from __future__ import annotations
 
-import ctypes
 import gc
 import os
 import sys
@@ -57,38 +56,12 @@ class Reading:
     fds: int
     threads: int
     objects: int
-    heap: int = 0  # glibc mallinfo2 in-use bytes (arena + mmap); 0 where unavailable
 
     def to_dict(self) -> dict[str, int]:
         return {"traced": self.traced, "blocks": self.blocks, "rss": self.rss, "fds": self.fds,
-                "threads": self.threads, "objects": self.objects, "heap": self.heap}
+                "threads": self.threads, "objects": self.objects}
 
 
-class _MallInfo2(ctypes.Structure):
-    _fields_ = [(name, ctypes.c_size_t) for name in (
-        "arena", "ordblks", "smblks", "hblks", "hblkhd", "usmblks", "fsmblks", "uordblks", "fordblks", "keepcost")]
-
-
-def _heap_reader() -> Callable[[], int] | None:
-    """malloc's in-use bytes (glibc >= 2.33): exact for large buffers, blind to tracemalloc's start time."""
-    if not sys.platform.startswith("linux"):
-        return None
-    try:
-        libc = ctypes.CDLL(None)
-        mallinfo2 = libc.mallinfo2
-    except (OSError, AttributeError):
-        return None
-    mallinfo2.restype = _MallInfo2
-    mallinfo2.argtypes = []
-
-    def read() -> int:
-        info = mallinfo2()
-        return int(info.uordblks + info.hblkhd)
-
-    return read
-
-
-_read_heap = _heap_reader()
 
 
 @dataclass(frozen=True)
@@ -221,8 +194,7 @@ def take_reading() -> Reading:
     gc.collect()
     traced = traced_bytes()
     return Reading(traced=traced, blocks=sys.getallocatedblocks(), rss=_process.memory_info().rss,
-                   fds=_fd_count(), threads=_process.num_threads(), objects=len(gc.get_objects()),
-                   heap=_read_heap() if _read_heap else 0)
+                   fds=_fd_count(), threads=_process.num_threads(), objects=len(gc.get_objects()))
 
 
 def _series_score(values: Sequence[float], reference: float, noise: float) -> tuple[float, float]:

@@ -88,7 +88,6 @@ class LazyLoader:
         self._packages: dict[str, PackageInfo] = {}
         self._meter = FootprintMeter()
         self._observer: ImportObserver | None = None
-        self.import_measurements: list[ImportMeasurement] = []
 
     # ------------------------------------------------------------------ registry
     def _info(self, name: str, *, create: bool = True, observed: bool = False) -> PackageInfo | None:
@@ -163,7 +162,6 @@ class LazyLoader:
             info.load_time = measurement.duration
             info.loaded_at = time.time()
             info.memory_metrics.memory_footprint = measurement.footprint
-            self.import_measurements.append(measurement)
             info.update_memory_metrics()
             return module
 
@@ -270,8 +268,6 @@ class LazyLoader:
                     info.status, info.error = "failed", measurement.error
                 else:
                     info.status, info.module, info.loaded_at, info.error = "loaded", module, time.time(), None
-        with self._lock:
-            self.import_measurements.append(measurement)
 
     # ------------------------------------------------------------------ readings
     def _record_now(self, info: PackageInfo, reading: float) -> None:

@@ -121,7 +121,7 @@ class MemtrackSession:
         self._memory = ProcessMemory()
         self._current: dict[str, dict[str, Any]] = {}
         self._hunting = False
-        self._pending_hunt: dict[str, Any] = {}
+        self._pending_hunt: set[str] = set()  # hunted tests whose reported teardown gets the hunt's data
         self._last_pass = 0.0
         self._pass_cost = 0.0
         self.passes = 0
@@ -200,7 +200,7 @@ class MemtrackSession:
         return report
 
     def _attach(self, report: pytest.TestReport, state: dict[str, Any]) -> None:
-        self._pending_hunt.pop(report.nodeid, None)
+        self._pending_hunt.discard(report.nodeid)
         rss_after = self._memory.rss()
         state.setdefault("rss_before", rss_after)
         entry: dict[str, Any] = {
@@ -263,7 +263,7 @@ class MemtrackSession:
         if result is not None:
             result.runs += 1  # the reported run
             message = hunting.describe(result, limit) if result.score > limit else None
-            self._pending_hunt[item.nodeid] = (result, limit, message)
+            self._pending_hunt.add(item.nodeid)
             for report in reports:
                 if report.when == "teardown":
                     self._attach(report, {**self._current.pop(item.nodeid, {}), "hunt": (result, limit, message)})
