@@ -8,8 +8,10 @@ passes; the table gives the median pass in milliseconds and the objects walked p
     python benchmarks/bench_attribution.py                    # 100k and 1M objects, 5 passes each
     python benchmarks/bench_attribution.py --sizes 100000 --passes 9
 
-Target: a pass over 100k objects in at most 50 ms (the plugin runs passes between tests, within its overhead
-budget). Exit status 1 when the 100k median misses the target (``--no-check`` to report only).
+Both walkers are timed (the C extension, when built, and the pure-Python fallback; they report the same bytes).
+Target: a pass over 100k objects in at most 50 ms with the walker the plugin uses (the plugin runs passes between
+tests, within its overhead budget). Exit status 1 when its 100k median misses the target (``--no-check`` to
+report only).
 """
 
 from __future__ import annotations
@@ -24,6 +26,7 @@ import tempfile
 import time
 from types import ModuleType
 
+from pytest_memtrack import attribution
 from pytest_memtrack.attribution import measure_packages
 
 PACKAGE = "memtrack_bench_synthetic"
@@ -89,11 +92,11 @@ def reachable(module: ModuleType) -> int:
     return count
 
 
-def time_passes(passes: int) -> list[float]:
+def time_passes(passes: int, walker_type: type) -> list[float]:
     times = []
     for _ in range(passes):
         started = time.perf_counter()
-        measure_packages([PACKAGE])
+        measure_packages([PACKAGE], walker_type)
         times.append(time.perf_counter() - started)
     return times
 
@@ -108,9 +111,14 @@ def main(argv: list[str] | None = None) -> int:
     if args.passes < 1 or any(size < 1 for size in args.sizes):
         parser.error("--passes and --sizes must be positive")
 
+    walkers = {"python": attribution.PyWalker}
+    if attribution.WALKER_IMPLEMENTATION == "c":
+        walkers = {"c": attribution.Walker, **walkers}
     print(f"Python {sys.version.split()[0]} on {sys.platform}, {os.cpu_count()} CPUs; "
-          f"median of {args.passes} passes of measure_packages([{PACKAGE!r}])")
-    print(f"{'objects':>10} {'reachable':>10} {'MiB':>8} {'median ms':>10} {'min ms':>8} {'max ms':>8} {'objects/s':>12}")
+          f"median of {args.passes} passes of measure_packages([{PACKAGE!r}]); "
+          f"the plugin uses the {attribution.WALKER_IMPLEMENTATION} walker")
+    print(f"{'walker':>7} {'objects':>10} {'reachable':>10} {'MiB':>8} {'median ms':>10} {'min ms':>8} "
+          f"{'max ms':>8} {'objects/s':>12}")
     medians: dict[int, float] = {}
     with tempfile.TemporaryDirectory(prefix="memtrack-bench-") as root:
         module = make_package(root)
@@ -118,12 +126,19 @@ def main(argv: list[str] | None = None) -> int:
             for size in args.sizes:
                 fill(module, size)
                 walked = reachable(module)
-                nbytes = measure_packages([PACKAGE])[PACKAGE]  # warm-up pass, and the figure it reports
-                times = time_passes(args.passes)
-                median = statistics.median(times)
-                medians[size] = median * 1000
-                print(f"{size:>10,} {walked:>10,} {nbytes / 2**20:>8.1f} {median * 1000:>10.1f} "
-                      f"{min(times) * 1000:>8.1f} {max(times) * 1000:>8.1f} {walked / median:>12,.0f}")
+                figures = set()
+                for name, walker_type in walkers.items():
+                    nbytes = measure_packages([PACKAGE], walker_type)[PACKAGE]  # warm-up, and the figure
+                    figures.add(nbytes)
+                    times = time_passes(args.passes, walker_type)
+                    median = statistics.median(times)
+                    if name == attribution.WALKER_IMPLEMENTATION:
+                        medians[size] = median * 1000
+                    print(f"{name:>7} {size:>10,} {walked:>10,} {nbytes / 2**20:>8.1f} {median * 1000:>10.1f} "
+                          f"{min(times) * 1000:>8.1f} {max(times) * 1000:>8.1f} {walked / median:>12,.0f}")
+                if len(figures) != 1:
+                    print(f"ERROR: the walkers disagree on {size:,} objects: {sorted(figures)} bytes")
+                    return 1
         finally:
             module.STATE.clear()
             sys.path.remove(root)

@@ -3,12 +3,16 @@
 Two readings, chosen for cost (the plugin runs around every test of a user's suite):
 
 * **Module state** (`package_state_bytes`, `measure_packages`): the ``sys.getsizeof`` total of every object
-  reachable from a package's modules' globals, walking ``gc.get_referents`` breadth-first in batches. The walk
+  reachable from a package's modules' globals through what gc reports as referents (``tp_traverse``). The walk
   stops at module objects and at classes and functions that belong to another package, and counts each object
   once per pass (an object reachable from two packages is counted for the first one walked). It sees what a
   package *keeps* — module-level caches, registries, class attributes — which is where leaks that outlive a test
-  live. It cannot see memory held only by native code (use RSS) or objects the package allocates but hands to
-  somebody else to keep. Cost: about a microsecond per reachable object (see ``benchmarks/bench_attribution.py``).
+  live. It cannot see memory held only by native code (use RSS), objects the package allocates but hands to
+  somebody else to keep, or what gc does not report (the string keys of a dict whose keys are all strings; the
+  dict's own size, which grows with its entries, is counted).
+  Two walkers give identical figures: the C extension ``_reach.Walker`` (about 0.1 µs per object; built at install
+  when a compiler is present) and the pure-Python ``PyWalker`` (about 0.7 µs per object), used when the extension
+  is missing or ``PYTEST_MEMTRACK_NO_C=1`` is set. See ``benchmarks/bench_attribution.py``.
 * **Allocation site** (`file_to_package`): while tracemalloc traces, an allocation's file is mapped back to the
   top-level package that owns it, for leak evidence and import footprints.
 """
@@ -20,12 +24,13 @@ import operator
 import os
 import sys
 import threading
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from collections import deque
 from itertools import compress
 from types import BuiltinFunctionType, FunctionType, MethodType, ModuleType
 
-_SPECIAL_KINDS = frozenset({ModuleType, FunctionType, BuiltinFunctionType, MethodType})
+_BOUNDARY_SUBCLASSES = (ModuleType, type, BuiltinFunctionType)
+_BOUNDARY_EXACT = frozenset({FunctionType, MethodType})
 
 
 def top_level(module_name: str) -> str:
@@ -60,54 +65,103 @@ def modules_by_package() -> dict[str, list[ModuleType]]:
     return groups
 
 
-def _walk(package: str, seen: set[int], modules: list[ModuleType] | None = None) -> int:
-    """Bytes reachable from ``package``'s module globals that no earlier walk in this pass has counted.
+def _is_boundary_type(kind: type) -> bool:
+    """Modules, classes, functions and methods: where one package's state ends and another's may begin."""
+    return issubclass(kind, _BOUNDARY_SUBCLASSES) or kind in _BOUNDARY_EXACT
+
+
+def _safe_getsizeof(obj: object) -> int:
+    try:
+        return sys.getsizeof(obj)
+    except Exception:  # a broken __sizeof__: count the type's basic size, as the C walker does
+        return type(obj).__basicsize__
+
+
+class PyWalker:
+    """One attribution pass in pure Python: counts each object once across its walks.
 
     Breadth-first in batches, with the per-object work done by C-level ``map``/``compress`` so the cost stays
-    near a few hundred nanoseconds per object; only modules, classes and functions get a Python-level check.
+    near a microsecond per object; only boundary objects (modules, classes, functions) get a Python-level check.
+    ``_reach.Walker`` is the same reading in C, used when the extension is built.
     """
+
+    def __init__(self) -> None:
+        self._seen: set[int] = set()
+        self._seen.add(id(self._seen))  # the pass's own bookkeeping is never counted
+
+    def mark(self, objects: Iterable[object]) -> None:
+        """Treat ``objects`` as already counted (and never enter them)."""
+        self._seen.update(map(id, objects))
+
+    def walk(self, roots: Iterable[object], keep: Callable[[object], bool]) -> int:
+        """``sys.getsizeof`` bytes of what ``roots`` reach and no earlier walk counted. Modules are never entered;
+        classes, functions and methods only when ``keep(obj)`` is true."""
+        seen = self._seen
+        total = 0
+        refs = list(roots)
+        while refs:
+            by_id = dict(zip(map(id, refs), refs))  # also drops duplicates within the batch
+            deque(map(by_id.__delitem__, by_id.keys() & seen), maxlen=0)
+            seen.update(by_id)
+            objs = list(by_id.values())
+            kinds = list(map(type, objs))
+            boundary = {kind for kind in set(kinds) if _is_boundary_type(kind)}
+            if boundary:
+                mask = list(map(boundary.__contains__, kinds))
+                batch = list(compress(objs, map(operator.not_, mask)))
+                batch += [o for o in compress(objs, mask) if not isinstance(o, ModuleType) and keep(o)]
+            else:
+                batch = objs
+            try:
+                total += sum(map(sys.getsizeof, batch))
+            except Exception:
+                total += sum(map(_safe_getsizeof, batch))
+            refs = gc.get_referents(*batch)
+        return total
+
+
+def _c_walker() -> type | None:
+    if os.environ.get("PYTEST_MEMTRACK_NO_C"):
+        return None
+    try:
+        from pytest_memtrack._reach import Walker
+    except ImportError:  # not built (no compiler at install time): the Python walker gives the same figures
+        return None
+    return Walker
+
+
+Walker = _c_walker() or PyWalker
+"""The walker attribution passes use: the C extension when it is built, else ``PyWalker``."""
+
+WALKER_IMPLEMENTATION = "python" if Walker is PyWalker else "c"
+
+
+def _walk(package: str, walker, modules: list[ModuleType] | None = None) -> int:
+    """Bytes reachable from ``package``'s module globals that the walker has not counted yet."""
     prefix = package + "."
-    frontier: list[object] = []
-    for module in package_modules(package) if modules is None else modules:
-        seen.add(id(module))
-        namespace = getattr(module, "__dict__", None)
-        if namespace is not None and id(namespace) not in seen:
-            seen.add(id(namespace))
-            frontier.append(namespace)
-    getsizeof = sys.getsizeof
-    total = sum(map(getsizeof, frontier))
-    while frontier:
-        refs = gc.get_referents(*frontier)
-        by_id = dict(zip(map(id, refs), refs))  # also drops duplicates within the batch
-        deque(map(by_id.__delitem__, by_id.keys() & seen), maxlen=0)
-        seen.update(by_id)
-        objs = list(by_id.values())
-        kinds = list(map(type, objs))
-        # Modules, classes and functions are checked in Python, once per distinct type present in the batch.
-        special = {k for k in set(kinds) if k in _SPECIAL_KINDS or issubclass(k, type)}
-        if special:
-            mask = list(map(special.__contains__, kinds))
-            batch = list(compress(objs, map(operator.not_, mask)))
-            batch += [o for o in compress(objs, mask) if type(o) is not ModuleType and _belongs(o, package, prefix)]
-        else:
-            batch = objs
-        total += sum(map(getsizeof, batch))
-        frontier = batch
-    return total
+    if modules is None:
+        modules = package_modules(package)
+    walker.mark(modules)
+    namespaces = [namespace for namespace in map(_namespace, modules) if namespace is not None]
+    return walker.walk(namespaces, lambda obj: _belongs(obj, package, prefix))
+
+
+def _namespace(module: ModuleType) -> dict | None:
+    return getattr(module, "__dict__", None)
 
 
 def package_state_bytes(package: str) -> int:
     """Bytes reachable from one package's module state (0 when it is not imported)."""
-    return _walk(top_level(package), set())
+    return _walk(top_level(package), Walker())
 
 
-def measure_packages(packages: Iterable[str]) -> dict[str, int]:
-    """One attribution pass: module-state bytes per package, each object counted once across the pass."""
-    seen: set[int] = set()
-    # The objects of this pass itself must not be counted.
-    seen.add(id(seen))
+def measure_packages(packages: Iterable[str], walker_type: type | None = None) -> dict[str, int]:
+    """One attribution pass: module-state bytes per package, each object counted once across the pass.
+
+    ``walker_type`` picks an implementation (``PyWalker`` or the C ``Walker``); both give the same figures."""
+    walker = (walker_type or Walker)()
     groups = modules_by_package()
-    return {name: _walk(name, seen, package_modules(name) if "." in name else groups.get(name, []))
+    return {name: _walk(name, walker, package_modules(name) if "." in name else groups.get(name, []))
             for name in packages}
 
 
