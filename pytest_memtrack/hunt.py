@@ -8,7 +8,10 @@ not repeated at all. The garbage collector runs before every reading.
 Readings after each run: tracemalloc's traced bytes (Python allocations; tracing is on only while hunting),
 ``sys.getallocatedblocks()`` (what CPython's refleak hunter counts), RSS (psutil), open file descriptors
 (psutil ``num_fds``, or ``num_handles`` on Windows), OS threads (psutil ``num_threads``) and gc-tracked objects.
-Works on release builds: nothing here needs ``sys.gettotalrefcount``.
+Works on release builds: nothing here needs ``sys.gettotalrefcount``. Before each reading the interpreter's type
+attribute cache and the standard library's bounded memoization caches are emptied, as CPython's refleak hunter does
+(``clear_interpreter_caches``), and each run's warnings stay with that run, as each test's do under pytest: what is
+left is what the test's code keeps.
 
 Verdict per kind, each scored with ``analysis.leak_score`` over the per-run readings (warm-ups already dropped):
 
@@ -31,6 +34,7 @@ import sys
 import sysconfig
 import threading
 import tracemalloc
+import warnings
 from collections import Counter
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -190,7 +194,58 @@ def traced_bytes() -> int:
     return sum(trace.size for trace in test_snapshot().traces)
 
 
+def _type_cache_clearer() -> Callable[[], Any] | None:
+    """CPython's function that empties its type attribute cache (None where there is none)."""
+    return getattr(sys, "_clear_internal_caches", None) or getattr(sys, "_clear_type_cache", None)
+
+
+_clear_type_cache = _type_cache_clearer()
+
+
+def _typing_cleanups() -> None:
+    for cleanup in getattr(sys.modules["typing"], "_cleanups", ()):
+        cleanup()
+
+
+#: Bounded memoization caches of the standard library, emptied before every reading as CPython's own refleak hunter
+#: does (``Lib/test/libregrtest/utils.py: clear_caches``), by module: each keeps what a test computed from its
+#: arguments (compiled patterns, ``Optional[C]`` for a class ``C`` defined per call, ...) until evicted hundreds
+#: of calls later, so it grows for the whole hunt when every run brings new arguments, then stops. Only modules
+#: already imported are touched; emptying them costs the next calls a recomputation, never a behaviour change.
+_STDLIB_CACHES: dict[str, Callable[[], Any]] = {
+    "re": lambda: sys.modules["re"].purge(),
+    "typing": _typing_cleanups,
+    "fnmatch": lambda: sys.modules["fnmatch"]._compile_pattern.cache_clear(),
+    "struct": lambda: sys.modules["struct"]._clearcache(),
+    "urllib.parse": lambda: sys.modules["urllib.parse"].clear_cache(),
+    "_strptime": lambda: sys.modules["_strptime"]._regex_cache.clear(),
+}
+
+
+def clear_interpreter_caches() -> None:
+    """Empty the interpreter's and the standard library's caches that keep objects the test allocated, before a
+    reading, so that what a reading counts is what the test's own code keeps.
+
+    CPython's type attribute cache (4096 slots, ``_PyType_Lookup``) keeps a strong reference to the *name* of each
+    attribute looked up on a type. A name built at run time (``getattr(obj, f"spec_for_{name}")``, a qualname or
+    global name read back by ``pickle.loads``, ``"{inst.func.__name__}".format(inst=...)``) is a new string every
+    run, so the cache holds one more ~50-byte string per lookup until its slots are all taken (hundreds of runs),
+    traced at the test's line: growth that looks steady over a hunt and is bounded. Emptying the cache only costs
+    the next lookups a refill.
+    """
+    modules = sys.modules
+    for name, clear in _STDLIB_CACHES.items():
+        if name in modules:
+            try:
+                clear()
+            except Exception:  # a private helper that moved in this Python version: that cache stays as it is
+                pass
+    if _clear_type_cache is not None:  # last: the clearing above looks attributes up too
+        _clear_type_cache()
+
+
 def take_reading() -> Reading:
+    clear_interpreter_caches()
     gc.collect()
     traced = traced_bytes()
     return Reading(traced=traced, blocks=sys.getallocatedblocks(), rss=_process.memory_info().rss,
@@ -321,6 +376,22 @@ def gather_evidence(before: _Baseline, after: tracemalloc.Snapshot | None, grown
     return evidence
 
 
+def _warnings_isolated(run_once: Callable[[], bool]) -> Callable[[], bool]:
+    """``run_once`` with its warnings kept to itself, as pytest keeps each test's.
+
+    pytest records a test's warnings in a list for the whole of its protocol, which for a hunted test spans every
+    run: each run's warnings would pile up there (one ``WarningMessage`` per warning, held by pytest until the
+    test ends; and reported once per run), and the modules' ``__warningregistry__``, which pytest's reset of the
+    filters around each test empties, would keep one entry per run for a message whose text differs per run
+    ("object 0x7f... is deprecated"). The filters in force (ini, ``-W``, ``filterwarnings`` marks) are kept, so a
+    warning turned into an error still fails the run.
+    """
+    def isolated() -> bool:
+        with warnings.catch_warnings(record=True):
+            return run_once()
+    return isolated
+
+
 def hunt(run_once: Callable[[], bool], params: HuntParameters, *, runs_done: int = 0,
          root: str | None = None) -> HuntResult:
     """Repeat ``run_once`` (which returns whether the run passed) and decide whether it leaks.
@@ -331,6 +402,7 @@ def hunt(run_once: Callable[[], bool], params: HuntParameters, *, runs_done: int
     under tracing.
     """
     runs = runs_done
+    run_once = _warnings_isolated(run_once)
     # Freezing moves every object that exists now to the permanent generation: each gc.collect() during the hunt
     # then only examines what the test's runs created (25 ms -> well under 1 ms a reading on a 150k-object heap),
     # and still frees the cycles those runs leave, which are made of new objects only. Earlier garbage is frozen
@@ -362,8 +434,9 @@ def hunt(run_once: Callable[[], bool], params: HuntParameters, *, runs_done: int
         result = HuntResult(runs, params.warmup_runs, readings, kinds, error=error, verdict_runs=runs)
         grown: Counter[type] = Counter()
         if result.score > 0:
-            after = test_snapshot()
+            # Types first: the snapshot's own trace tuples (one per traced block) must not count as the test's.
             grown = _type_counts() - baseline.types
+            after = test_snapshot()
     finally:
         if started_tracing:
             tracemalloc.stop()

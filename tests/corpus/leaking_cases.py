@@ -26,6 +26,13 @@ def unbounded(key):
     return bytes(10_000) + str(key).encode()
 
 
+SIGNATURES = {}
+
+
+class Settings:
+    pass
+
+
 HOLD_FDS = []
 STOP = threading.Event()
 _libc = ctypes.CDLL(None)
@@ -89,3 +96,24 @@ def test_leak_small_but_steady():
 def test_leak_string_grown_in_module_state():
     global GROWING
     GROWING = globals().get("GROWING", "") + "y" * 20_000
+
+
+@pytest.mark.max_leak_score(0.1)
+def test_leak_class_defined_per_call_kept_in_a_registry():
+    class Wrapped:  # as toolz's test_inspect_wrapped_property does with toolz._signatures.signatures
+        def __init__(self, func):
+            self.func = func
+
+        def __call__(self, *args):
+            return self.func(*args)
+
+        @property
+        def __wrapped__(self):
+            return self.func
+
+    SIGNATURES[Wrapped] = (lambda x: None,)
+
+
+@pytest.mark.max_leak_score(0.1)
+def test_leak_attribute_added_per_call_under_a_run_time_name():
+    setattr(Settings, f"option_{next(_request_counter)}", bytes(2000))
