@@ -24,6 +24,7 @@ from types import ModuleType
 from typing import Any
 
 from pytest_memtrack.attribution import is_test_module, measure_packages, top_level
+from pytest_memtrack.background import DEFAULT_CHECK_INTERVAL, MonitoringStatus, PeriodicCheck
 from pytest_memtrack.imports import FootprintMeter, ImportMeasurement, ImportObserver
 from pytest_memtrack.metrics import DEFAULT_HISTORY_SIZE, MemoryMetrics, PackageInfo
 from pytest_memtrack.monitor import PRESSURE_LEVELS, MemoryMonitor
@@ -88,6 +89,7 @@ class LazyLoader:
         self._packages: dict[str, PackageInfo] = {}
         self._meter = FootprintMeter()
         self._observer: ImportObserver | None = None
+        self._periodic: PeriodicCheck | None = None
 
     # ------------------------------------------------------------------ registry
     def _info(self, name: str, *, create: bool = True, observed: bool = False) -> PackageInfo | None:
@@ -295,6 +297,32 @@ class LazyLoader:
         readings = self.measure_loaded()
         self.record_readings(readings)
         return {"message": "Memory metrics updated for all packages", "update_time": time.time()}
+
+    # ------------------------------------------------------------------ background checks
+    def start_monitoring(self, interval: float = DEFAULT_CHECK_INTERVAL) -> MonitoringStatus:
+        """Take a reading of every loaded package every ``interval`` seconds on a daemon thread (restarting with
+        the new interval if already running). Each check costs one attribution pass (see ``attribution``)."""
+        check = PeriodicCheck(self.update_all_memory_metrics, interval)
+        with self._lock:
+            previous, self._periodic = self._periodic, check
+        if previous is not None:
+            previous.stop()
+        check.start()
+        return check.status()
+
+    def stop_monitoring(self) -> MonitoringStatus | None:
+        """Stop the background checks (a check in progress finishes first); None when none were running."""
+        with self._lock:
+            periodic, self._periodic = self._periodic, None
+        if periodic is None:
+            return None
+        periodic.stop()
+        return periodic.status()
+
+    def monitoring_status(self) -> MonitoringStatus | None:
+        with self._lock:
+            periodic = self._periodic
+        return periodic.status() if periodic is not None else None
 
     # ------------------------------------------------------------------ payloads
     def get_package_memory_info(self, name: str) -> dict[str, Any] | None:

@@ -162,3 +162,64 @@ def test_the_monitor_reads_real_process_memory():
     assert monitor.get_memory_pressure_level() in ("low", "medium", "high", "critical")
     assert monitor.get_memory_footprint("json") > 0
     assert monitor.detect_memory_leak([(float(i), 1000.0) for i in range(10)]) == (False, 0.0)
+
+
+def wait_for(condition, timeout: float = 10.0) -> bool:
+    import time
+
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if condition():
+            return True
+        time.sleep(0.01)
+    return False
+
+
+def test_background_monitoring_builds_history_and_finds_a_leak(make_package):
+    name = make_package("mt_bg_leaky_pkg", "KEPT = []\ndef handle():\n    KEPT.append(bytes(50 * 1024))\n")
+    loader = LazyLoader()
+    module = loader.lazy(name)
+    module.handle()
+    status = loader.start_monitoring(interval=0.02)
+    assert status.running and status.interval == 0.02
+    try:
+        checks_seen = 0
+        for _ in range(8):  # one call per check: the package keeps 50 KB more at every reading
+            assert wait_for(lambda: loader.monitoring_status().checks > checks_seen)
+            checks_seen = loader.monitoring_status().checks
+            module.handle()
+    finally:
+        final = loader.stop_monitoring()
+    assert final is not None and not final.running and final.last_error is None
+    assert loader.monitoring_status() is None and loader.stop_monitoring() is None
+    metrics = loader.get_package_info(name).memory_metrics
+    assert metrics.memory_check_count >= 8
+    assert metrics.memory_trend == "increasing"
+    assert metrics.memory_leak_score > 0.3
+
+
+def test_background_monitoring_survives_a_failing_check_and_restarts_with_a_new_interval():
+    from pytest_memtrack.background import PeriodicCheck
+
+    def failing():
+        raise RuntimeError("reading failed")
+
+    check = PeriodicCheck(failing, 0.01)
+    check.start()
+    assert wait_for(lambda: check.status().checks >= 3)  # it goes on after a failure
+    check.stop()
+    assert check.status().last_error == "RuntimeError: reading failed"
+    assert not check.status().running
+
+    loader = LazyLoader()
+    first = loader.start_monitoring(interval=60)
+    second = loader.start_monitoring(interval=0.01)
+    assert (first.interval, second.interval) == (60.0, 0.01)
+    assert wait_for(lambda: loader.monitoring_status().checks >= 1)
+    loader.stop_monitoring()
+
+
+@pytest.mark.parametrize("interval", [0, -1, "30", None])
+def test_background_monitoring_rejects_a_bad_interval(interval):
+    with pytest.raises(ValueError, match="positive number of seconds"):
+        LazyLoader().start_monitoring(interval=interval)
