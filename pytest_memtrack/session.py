@@ -353,6 +353,7 @@ class MemtrackSession:
 
     def pytest_unconfigure(self, config: pytest.Config) -> None:
         self.loader.stop_observing()
+        self.loader.stop_monitoring()  # background checks the code under test started on the session's loader
         self._memory.close()
         reset_lazy_loader(self.previous_loader)
         if self._started_tracing and tracemalloc.is_tracing():
