@@ -121,6 +121,7 @@ typedef struct {
 static PyObject *sys_getsizeof;   /* sys.getsizeof */
 static PyObject *object_sizeof;   /* object.__sizeof__, the descriptor types inherit when they do not override it */
 static PyObject *sizeof_name;     /* "__sizeof__" */
+static PyObject *module_name;     /* "__module__" */
 
 static int visit(PyObject *obj, void *arg) {
     Walker *self = (Walker *)arg;
@@ -220,6 +221,27 @@ static int is_boundary(PyObject *obj) {
     return PyType_Check(obj) || PyFunction_Check(obj) || PyCFunction_Check(obj) || PyMethod_Check(obj);
 }
 
+/* keep() for a package name: the object's __module__ is the package or one of its submodules (1), or not (0);
+ * -1 with an exception set when reading __module__ fails with anything but AttributeError, as getattr(obj,
+ * "__module__", None) would. */
+static int belongs(PyObject *obj, PyObject *package, PyObject *prefix) {
+    PyObject *owner = PyObject_GetAttr(obj, module_name);
+    if (owner == NULL) {
+        if (PyErr_ExceptionMatches(PyExc_AttributeError)) {
+            PyErr_Clear();
+            return 0;
+        }
+        return -1;
+    }
+    int result = 0;
+    if (PyUnicode_Check(owner)) {
+        result = PyUnicode_Compare(owner, package) == 0
+                 || PyUnicode_Tailmatch(owner, prefix, 0, PY_SSIZE_T_MAX, -1) == 1;
+    }
+    Py_DECREF(owner);
+    return result;
+}
+
 static PyObject *Walker_new(PyTypeObject *type, PyObject *args, PyObject *kwargs) {
     if (PyTuple_GET_SIZE(args) > 0 || (kwargs != NULL && PyDict_GET_SIZE(kwargs) > 0)) {
         PyErr_SetString(PyExc_TypeError, "Walker() takes no arguments");
@@ -271,12 +293,19 @@ static PyObject *Walker_walk(Walker *self, PyObject *args) {
     if (!PyArg_ParseTuple(args, "OO:walk", &roots, &keep)) {
         return NULL;
     }
-    if (!PyCallable_Check(keep)) {
-        PyErr_SetString(PyExc_TypeError, "walk(): keep must be callable");
+    PyObject *prefix = NULL;  /* set when keep is a package name */
+    if (PyUnicode_Check(keep)) {
+        prefix = PyUnicode_FromFormat("%U.", keep);
+        if (prefix == NULL) {
+            return NULL;
+        }
+    } else if (!PyCallable_Check(keep)) {
+        PyErr_SetString(PyExc_TypeError, "walk(): keep must be a package name or a callable");
         return NULL;
     }
     PyObject *sequence = PySequence_Fast(roots, "walk(): roots must be iterable");
     if (sequence == NULL) {
+        Py_XDECREF(prefix);
         return NULL;
     }
     Py_ssize_t base = self->stack.size;
@@ -296,9 +325,14 @@ static PyObject *Walker_walk(Walker *self, PyObject *args) {
             continue;
         }
         if (is_boundary(obj)) {
-            PyObject *verdict = PyObject_CallOneArg(keep, obj);
-            int kept = verdict ? PyObject_IsTrue(verdict) : -1;
-            Py_XDECREF(verdict);
+            int kept;
+            if (prefix != NULL) {
+                kept = belongs(obj, keep, prefix);
+            } else {
+                PyObject *verdict = PyObject_CallOneArg(keep, obj);
+                kept = verdict ? PyObject_IsTrue(verdict) : -1;
+                Py_XDECREF(verdict);
+            }
             if (kept <= 0) {
                 Py_DECREF(obj);
                 if (kept < 0) {
@@ -320,6 +354,7 @@ static PyObject *Walker_walk(Walker *self, PyObject *args) {
         PyErr_NoMemory();
         goto error;
     }
+    Py_XDECREF(prefix);
     return PyLong_FromLongLong(total);
 
 error:
@@ -327,6 +362,7 @@ error:
         PyObject *obj = self->stack.items[--self->stack.size];
         Py_DECREF(obj);
     }
+    Py_XDECREF(prefix);
     return NULL;
 }
 
@@ -334,7 +370,8 @@ static PyMethodDef Walker_methods[] = {
     {"mark", (PyCFunction)Walker_mark, METH_O, "mark(objects): treat these objects as already counted."},
     {"walk", (PyCFunction)Walker_walk, METH_VARARGS,
      "walk(roots, keep) -> int: sys.getsizeof bytes of what roots reach and no earlier walk counted; modules are\n"
-     "never entered, and classes, functions and methods only when keep(obj) is true."},
+     "never entered, and classes, functions and methods only when keep(obj) is true, or, when keep is a package\n"
+     "name, when their __module__ is that package or one of its submodules."},
     {NULL, NULL, 0, NULL},
 };
 
@@ -368,7 +405,8 @@ PyMODINIT_FUNC PyInit__reach(void) {
     Py_DECREF(sys);
     object_sizeof = PyObject_GetAttrString((PyObject *)&PyBaseObject_Type, "__sizeof__");
     sizeof_name = PyUnicode_InternFromString("__sizeof__");
-    if (sys_getsizeof == NULL || object_sizeof == NULL || sizeof_name == NULL) {
+    module_name = PyUnicode_InternFromString("__module__");
+    if (sys_getsizeof == NULL || object_sizeof == NULL || sizeof_name == NULL || module_name == NULL) {
         return NULL;
     }
     PyObject *module = PyModule_Create(&reach_module);

@@ -93,9 +93,13 @@ class PyWalker:
         """Treat ``objects`` as already counted (and never enter them)."""
         self._seen.update(map(id, objects))
 
-    def walk(self, roots: Iterable[object], keep: Callable[[object], bool]) -> int:
+    def walk(self, roots: Iterable[object], keep: Callable[[object], bool] | str) -> int:
         """``sys.getsizeof`` bytes of what ``roots`` reach and no earlier walk counted. Modules are never entered;
-        classes, functions and methods only when ``keep(obj)`` is true."""
+        classes, functions and methods only when ``keep(obj)`` is true, or, when ``keep`` is a package name, when
+        their ``__module__`` is that package or one of its submodules."""
+        if isinstance(keep, str):
+            package, prefix = keep, keep + "."
+            keep = lambda obj: _belongs(obj, package, prefix)  # noqa: E731
         seen = self._seen
         total = 0
         refs = list(roots)
@@ -138,12 +142,11 @@ WALKER_IMPLEMENTATION = "python" if Walker is PyWalker else "c"
 
 def _walk(package: str, walker, modules: list[ModuleType] | None = None) -> int:
     """Bytes reachable from ``package``'s module globals that the walker has not counted yet."""
-    prefix = package + "."
     if modules is None:
         modules = package_modules(package)
     walker.mark(modules)
     namespaces = [namespace for namespace in map(_namespace, modules) if namespace is not None]
-    return walker.walk(namespaces, lambda obj: _belongs(obj, package, prefix))
+    return walker.walk(namespaces, package)
 
 
 def _namespace(module: ModuleType) -> dict | None:

@@ -176,7 +176,7 @@ def test_keep_errors_propagate_and_the_walker_stays_usable(walker_type):
 def test_c_walker_argument_errors():
     with pytest.raises(TypeError):
         CWalker(1)
-    with pytest.raises(TypeError, match="keep must be callable"):
+    with pytest.raises(TypeError, match="keep must be a package name or a callable"):
         CWalker().walk([[]], None)
     with pytest.raises(TypeError):
         CWalker().walk(5, keep_own)
@@ -212,9 +212,37 @@ def object_graphs(draw):
 def test_walkers_agree_with_the_reference_on_random_graphs(graph):
     roots, _nodes = graph
     expected = reference_bytes(roots, keep_own)
-    assert PyWalker().walk(roots, keep_own) == expected
-    if CWalker is not None:
-        assert CWalker().walk(roots, keep_own) == expected
+    for walker_type in [PyWalker] + ([CWalker] if CWalker is not None else []):
+        assert walker_type().walk(roots, keep_own) == expected
+        assert walker_type().walk(roots, PACKAGE) == expected  # a package name: the same rule, checked in C
+
+
+class ModuleAttributeRaises(type):
+    @property
+    def __module__(cls):
+        raise RuntimeError("no module for you")
+
+
+class WithoutModule(type):
+    @property
+    def __module__(cls):
+        raise AttributeError("__module__")
+
+
+@pytest.mark.parametrize("walker_type", WALKERS)
+def test_a_package_name_keep_reads_module_like_getattr_with_default(walker_type):
+    submodule_class = type("Sub", (), {"__module__": PACKAGE + ".sub", "data": [bytes(300)]})
+    lookalike_class = type("Look", (), {"__module__": PACKAGE + "_other", "data": [bytes(300)]})
+    nameless = WithoutModule("Nameless", (), {})
+    state = [submodule_class, lookalike_class, nameless]
+    assert walker_type().walk([state], PACKAGE) == reference_bytes([state], keep_own_or_submodule)
+    with pytest.raises(RuntimeError, match="no module for you"):
+        walker_type().walk([[ModuleAttributeRaises("Bad", (), {})]], PACKAGE)
+
+
+def keep_own_or_submodule(obj: object) -> bool:
+    owner = getattr(obj, "__module__", None)
+    return isinstance(owner, str) and (owner == PACKAGE or owner.startswith(PACKAGE + "."))
 
 
 def test_measure_packages_walks_a_real_module(monkeypatch):
