@@ -86,6 +86,35 @@ class FootprintMeter:
                                  rss_before, rss_after, error)
 
 
+#: The wrapper around a loader's ``exec_module`` runs between the import system's frames and the module's body,
+#: so its code must pass for one of the import system's own frames: the warnings machinery skips frames whose file
+#: name contains both "importlib" and "_bootstrap" when it counts ``stacklevel`` (CPython's ``_is_internal_frame``),
+#: and so do pytest's traceback filter and libraries that compute a stacklevel themselves. A module that warns at
+#: import with ``stacklevel=2`` ("this module is deprecated") must name its importer, not this file: the warning's
+#: location decides which ``filterwarnings`` entries match it, and ``pytest.warns`` checks on it.
+_SHIM_FILENAME = "<frozen importlib._bootstrap (pytest_memtrack import observer)>"
+_SHIM_SOURCE = """
+def make(loader, original, observer, package):
+    def exec_module(module):
+        try:
+            del loader.exec_module  # one-shot: later reloads run the loader untouched
+        except AttributeError:
+            pass
+        token = observer.meter.begin()
+        try:
+            original(module)
+        except BaseException as exc:
+            observer._report(observer.meter.end(package, token, f"{type(exc).__name__}: {exc}"), None)
+            raise
+        observer._report(observer.meter.end(package, token), module)
+    return exec_module
+"""
+_shim_namespace: dict[str, object] = {"__name__": __name__}
+exec(compile(_SHIM_SOURCE, _SHIM_FILENAME, "exec"), _shim_namespace)
+_make_exec_module: Callable[[object, Callable[[ModuleType], None], ImportObserver, str], Callable[[ModuleType], None]] \
+    = _shim_namespace["make"]  # type: ignore[assignment]
+
+
 class ImportObserver:
     """A meta-path finder that reports every module imported while it is installed (``skip`` filters them), each
     measured exclusively of the imports nested in it, so a package's footprint is the sum over its modules."""
@@ -139,23 +168,7 @@ class ImportObserver:
             return
         if "exec_module" in vars(loader) or not hasattr(loader, "exec_module"):
             return
-        original = loader.exec_module
-        observer = self
-
-        def exec_module(module: ModuleType) -> None:
-            try:
-                del loader.exec_module  # one-shot: later reloads run the loader untouched
-            except AttributeError:
-                pass
-            token = observer.meter.begin()
-            try:
-                original(module)
-            except BaseException as exc:
-                observer._report(observer.meter.end(package, token, f"{type(exc).__name__}: {exc}"), None)
-                raise
-            observer._report(observer.meter.end(package, token), module)
-
-        loader.exec_module = exec_module
+        loader.exec_module = _make_exec_module(loader, loader.exec_module, self, package)
 
     def _report(self, measurement: ImportMeasurement, module: ModuleType | None) -> None:
         try:
