@@ -221,17 +221,13 @@ static int is_boundary(PyObject *obj) {
     return PyType_Check(obj) || PyFunction_Check(obj) || PyCFunction_Check(obj) || PyMethod_Check(obj);
 }
 
-/* keep() for a package name: the object's __module__ is the package or one of its submodules (1), or not (0);
- * -1 with an exception set when reading __module__ fails with anything but AttributeError, as getattr(obj,
- * "__module__", None) would. */
+/* keep() for a package name, as attribution._belongs: the object's __module__ is the package or one of its
+ * submodules (1), or not (0), also when __module__ cannot be read (the pass goes on). */
 static int belongs(PyObject *obj, PyObject *package, PyObject *prefix) {
     PyObject *owner = PyObject_GetAttr(obj, module_name);
     if (owner == NULL) {
-        if (PyErr_ExceptionMatches(PyExc_AttributeError)) {
-            PyErr_Clear();
-            return 0;
-        }
-        return -1;
+        PyErr_Clear();
+        return 0;
     }
     int result = 0;
     if (PyUnicode_Check(owner)) {

@@ -45,7 +45,12 @@ def package_modules(package: str) -> list[ModuleType]:
 
 
 def _belongs(obj: object, package: str, prefix: str) -> bool:
-    owner = getattr(obj, "__module__", None)
+    """Whether a class, function or method is the package's own: its ``__module__`` names the package or one of
+    its submodules. An object whose ``__module__`` cannot be read is not the package's (the pass goes on)."""
+    try:
+        owner = obj.__module__  # type: ignore[attr-defined]
+    except Exception:
+        return False
     return isinstance(owner, str) and (owner == package or owner.startswith(prefix))
 
 

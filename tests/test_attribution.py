@@ -230,18 +230,20 @@ class WithoutModule(type):
 
 
 @pytest.mark.parametrize("walker_type", WALKERS)
-def test_a_package_name_keep_reads_module_like_getattr_with_default(walker_type):
+def test_a_package_name_keeps_its_submodules_and_survives_unreadable_module_names(walker_type):
     submodule_class = type("Sub", (), {"__module__": PACKAGE + ".sub", "data": [bytes(300)]})
     lookalike_class = type("Look", (), {"__module__": PACKAGE + "_other", "data": [bytes(300)]})
     nameless = WithoutModule("Nameless", (), {})
-    state = [submodule_class, lookalike_class, nameless]
+    unreadable = ModuleAttributeRaises("Bad", (), {})
+    state = [submodule_class, lookalike_class, nameless, unreadable]
     assert walker_type().walk([state], PACKAGE) == reference_bytes([state], keep_own_or_submodule)
-    with pytest.raises(RuntimeError, match="no module for you"):
-        walker_type().walk([[ModuleAttributeRaises("Bad", (), {})]], PACKAGE)
 
 
 def keep_own_or_submodule(obj: object) -> bool:
-    owner = getattr(obj, "__module__", None)
+    try:
+        owner = obj.__module__
+    except Exception:
+        return False
     return isinstance(owner, str) and (owner == PACKAGE or owner.startswith(PACKAGE + "."))
 
 
@@ -259,4 +261,5 @@ def test_the_pure_python_walker_can_be_forced():
     forced = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True,
                             env={**__import__("os").environ, "PYTEST_MEMTRACK_NO_C": "1"})
     assert forced.stdout.strip() == "python"
-    assert attribution.WALKER_IMPLEMENTATION == ("c" if CWalker is not None else "python")
+    c_expected = CWalker is not None and not __import__("os").environ.get("PYTEST_MEMTRACK_NO_C")
+    assert attribution.WALKER_IMPLEMENTATION == ("c" if c_expected else "python")
