@@ -103,6 +103,11 @@ class ProcessMemory:
         self._statm = self._status = self._clear = None
 
 
+def _clean_pass(reports: list[pytest.TestReport]) -> bool:
+    """Every phase ran and passed (not skipped, not an expected failure): a run the hunt can repeat."""
+    return len(reports) == 3 and all(r.passed for r in reports) and not any(hasattr(r, "wasxfail") for r in reports)
+
+
 class MemtrackSession:
     def __init__(self, config: pytest.Config, settings: Settings, loader: LazyLoader | None = None) -> None:
         self.config = config
@@ -201,11 +206,11 @@ class MemtrackSession:
 
     def _attach(self, report: pytest.TestReport, state: dict[str, Any]) -> None:
         self._pending_hunt.discard(report.nodeid)
-        rss_after = self._memory.rss()
+        rss_after = state["rss_after"] if "rss_after" in state else self._memory.rss()
         state.setdefault("rss_before", rss_after)
         entry: dict[str, Any] = {
             "rss_before": state["rss_before"], "rss_after": rss_after, "rss_delta": rss_after - state["rss_before"],
-            "rss_peak": self._memory.peak(), "worker": self.worker_id,
+            "rss_peak": state["rss_peak"] if "rss_peak" in state else self._memory.peak(), "worker": self.worker_id,
             "leak_score": None, "limit": None, "leaking": False, "hunt": None, "message": None,
         }
         outcome = state.get("hunt")
@@ -223,10 +228,13 @@ class MemtrackSession:
 
     @pytest.hookimpl(tryfirst=True)
     def pytest_runtest_protocol(self, item: pytest.Item, nextitem: pytest.Item | None) -> bool | None:
-        """Hunted tests: repeat the protocol unreported (wider fixtures kept up), then run it once more for real.
+        """Hunted tests: run the protocol once for real, then repeat it unreported (wider fixtures kept up).
 
-        The reported run comes last so its teardown reaches ``nextitem`` like any ordinary run; a test that fails
-        while hunted simply ends the hunt and the reported run shows its failure as usual.
+        The reported run comes first, so the test's outcome is that of its first execution, as without the
+        plugin: a test that is not idempotent (it pops from a module-level dict, a library caches what it warned
+        about) fails when repeated, which ends the hunt and changes nothing else. Its teardown stops at the
+        test's parent; the rest of the teardown towards ``nextitem`` (module- or class-scoped fixtures the next
+        test does not share) runs after the hunt and is folded into the reported teardown.
         """
         if self._hunting or not isinstance(item, pytest.Function):
             return None
@@ -248,32 +256,92 @@ class MemtrackSession:
 
         def run_once() -> bool:
             reports = runtestprotocol(item, nextitem=keep_up, log=False)  # type: ignore[arg-type]
-            return all(r.passed for r in reports) and not any(hasattr(r, "wasxfail") for r in reports)
+            return _clean_pass(reports)
 
-        result = None
-        self._hunting = True
-        try:
-            result = hunting.hunt(run_once, params, root=str(self.config.rootpath))
-        except Exception as exc:  # our own failure must not fail the user's test
-            self.problems.append(f"leak hunt of {item.nodeid} failed: {type(exc).__name__}: {exc}")
-        finally:
-            self._hunting = False
         item.ihook.pytest_runtest_logstart(nodeid=item.nodeid, location=item.location)
-        reports = runtestprotocol(item, nextitem=nextitem, log=False)
+        self._pending_hunt.add(item.nodeid)  # its teardown reports get their figures below
+        # Traced from the reported run on, as the hunt traces its warm-ups: what the first run puts in a bounded
+        # cache is then traced too, and its eviction during the hunt shows as a free instead of hiding one.
+        started_tracing = not tracemalloc.is_tracing()
+        if started_tracing:
+            tracemalloc.start(hunting.TRACE_FRAMES)
+        try:
+            reports = runtestprotocol(item, nextitem=keep_up, log=False)  # type: ignore[arg-type]
+            state = {**self._current.pop(item.nodeid, {}), "rss_after": self._memory.rss(),
+                     "rss_peak": self._memory.peak()}
+            result = None
+            if _clean_pass(reports) and not (item.session.shouldfail or item.session.shouldstop):
+                # What the repeats add to the item (captured output sections, record_property entries) is
+                # theirs: the reported teardown and the JUnit XML show the reported run's only.
+                sections, properties = list(item._report_sections), list(item.user_properties)
+                self._hunting = True
+                try:
+                    result = hunting.hunt(run_once, params, root=str(self.config.rootpath))
+                except Exception as exc:  # our own failure must not fail the user's test
+                    self.problems.append(f"leak hunt of {item.nodeid} failed: {type(exc).__name__}: {exc}")
+                finally:
+                    self._hunting = False
+                    item._report_sections[:] = sections
+                    item.user_properties[:] = properties
+            if started_tracing and tracemalloc.is_tracing():
+                tracemalloc.stop()
+                started_tracing = False
+            if item.session.shouldfail or item.session.shouldstop:
+                nextitem = None
+            reports[-1] = self._finish_teardown(item, reports[-1], nextitem)
+        finally:
+            self._pending_hunt.discard(item.nodeid)
+            if started_tracing and tracemalloc.is_tracing():
+                tracemalloc.stop()
+        message = None
         if result is not None:
             result.runs += 1  # the reported run
             message = hunting.describe(result, limit) if result.score > limit else None
-            self._pending_hunt.add(item.nodeid)
-            for report in reports:
-                if report.when == "teardown":
-                    self._attach(report, {**self._current.pop(item.nodeid, {}), "hunt": (result, limit, message)})
-                if message is not None and report.when == "call" and report.passed:
-                    report.outcome = "failed"
-                    report.longrepr = message
+            state["hunt"] = (result, limit, message)
+        for report in reports:
+            if report.when == "teardown":
+                self._attach(report, state)
+            if message is not None and report.when == "call" and report.passed:
+                report.outcome = "failed"
+                report.longrepr = message
         for report in reports:
             item.ihook.pytest_runtest_logreport(report=report)
         item.ihook.pytest_runtest_logfinish(nodeid=item.nodeid, location=item.location)
         return True
+
+    def _finish_teardown(self, item: pytest.Item, report: pytest.TestReport,
+                         nextitem: pytest.Item | None) -> pytest.TestReport:
+        """Tear down what ``nextitem`` does not share (the hunt kept the test's wider fixtures up) and fold the
+        outcome into the reported teardown ``report``, as pytest's own teardown towards ``nextitem`` would have.
+
+        Only the setup state is torn down here, not the ``pytest_runtest_teardown`` hooks again: plugins pair
+        those with one setup (the logging plugin deletes what its setup stored).
+        """
+        from _pytest.runner import CallInfo, get_reraise_exceptions
+
+        capman = self.config.pluginmanager.getplugin("capturemanager")
+        capture = getattr(capman, "item_capture", None)
+        known = len(item._report_sections)
+
+        def teardown() -> None:
+            if capture is None:
+                item.session._setupstate.teardown_exact(nextitem)
+                return
+            with capture("teardown", item):
+                item.session._setupstate.teardown_exact(nextitem)
+
+        call = CallInfo.from_call(teardown, when="teardown", reraise=get_reraise_exceptions(item.config))
+        if call.excinfo is None:
+            report.duration += call.duration
+            report.sections.extend((f"Captured {key} {when}", content)
+                                   for when, key, content in item._report_sections[known:] if content)
+            return report
+        failed: pytest.TestReport = item.ihook.pytest_runtest_makereport(item=item, call=call)
+        if not report.passed:
+            return report  # the function-scoped teardown failed first: pytest would report that one
+        failed.duration += report.duration
+        failed.start = report.start
+        return failed
 
     def pytest_runtest_logreport(self, report: pytest.TestReport) -> None:
         if not self.is_worker:

@@ -63,3 +63,64 @@ def test_a_warning_at_import_is_attributed_to_the_importer_not_to_the_import_obs
     for args in ((), ("--memtrack",)):
         result = run(pytester, *args)
         result.assert_outcomes(passed=2)
+
+
+def test_a_hunted_test_that_cannot_run_twice_keeps_the_outcome_of_its_first_run(pytester):
+    # python-dateutil: test_import_star pops from a module-level dict, test_tzstr_internal_timedeltas expects a
+    # warning that tzstr's instance cache gives only once. Hunted, their reported run came last and failed.
+    pytester.makepyfile(test_app="""
+        import pytest, warnings
+        NAMES = {"a": 1}
+        SEEN = set()
+        def test_pops():
+            assert NAMES.pop("a") == 1
+        def test_warns_once():
+            with pytest.warns(UserWarning):
+                if "x" not in SEEN:
+                    SEEN.add("x")
+                    warnings.warn("first time", UserWarning)
+        @pytest.fixture
+        def printer():
+            print("setup output")
+            yield
+        def test_output(printer, record_property):
+            record_property("answer", 42)
+            print("call output")
+    """)
+    result = run(pytester, "--memtrack", "--memtrack-max-leak-score=1.0", "--junitxml=junit.xml", "-o", "junit_family=legacy", "-rP",
+                 "--memtrack-json=r.json")
+    result.assert_outcomes(passed=3)
+    assert result.stdout.str().count("call output") == 1  # the hunt's repeats are not reported
+    assert (pytester.path / "junit.xml").read_text().count('name="answer"') == 1
+    report = json.loads((pytester.path / "r.json").read_text())
+    validate("report", report)
+    assert all(t["hunt"] is not None for t in report["tests"]), report["tests"]
+
+
+def test_wider_fixtures_are_torn_down_once_after_the_hunt_and_their_teardown_error_is_reported(pytester):
+    pytester.makepyfile(test_app="""
+        import pytest
+        EVENTS = []
+        @pytest.fixture(scope="module")
+        def resource():
+            EVENTS.append("setup")
+            yield
+            EVENTS.append("teardown")
+            raise RuntimeError("module teardown failed")
+        def test_one(resource):
+            pass
+        def test_two(resource):
+            pass
+        def test_after_module():
+            pass
+    """, test_z="""
+        import test_app
+        def test_events():
+            assert test_app.EVENTS == ["setup", "teardown"]
+    """)
+    plain = run(pytester)
+    plain.assert_outcomes(passed=4, errors=1)
+    plain.stdout.fnmatch_lines(["*ERROR at teardown of test_after_module*"])
+    hunted = run(pytester, "--memtrack", "--memtrack-max-leak-score=1.0")
+    hunted.assert_outcomes(passed=4, errors=1)
+    hunted.stdout.fnmatch_lines(["*ERROR at teardown of test_after_module*", "*RuntimeError: module teardown failed*"])
