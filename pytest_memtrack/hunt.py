@@ -42,6 +42,7 @@ from typing import Any
 
 import psutil
 
+from pytest_memtrack import native
 from pytest_memtrack.analysis import leak_score
 from pytest_memtrack.attribution import file_index
 from pytest_memtrack.units import format_bytes
@@ -63,10 +64,12 @@ class Reading:
     #: Everything tracemalloc accounts for, whoever allocated it (the test, pytest, the hunt), plus tracemalloc's
     #: own bookkeeping: RSS growth beyond this is what nothing traced, i.e. native memory.
     accounted: int = 0
+    #: Malloc's bytes in use beyond what tracemalloc accounts for (``native.native_bytes``); None off glibc.
+    native: int | None = None
 
     def to_dict(self) -> dict[str, int]:
         return {"traced": self.traced, "blocks": self.blocks, "rss": self.rss, "fds": self.fds,
-                "threads": self.threads, "objects": self.objects}
+                "threads": self.threads, "objects": self.objects, "native": untraced(self)}
 
 
 
@@ -88,7 +91,11 @@ class HuntParameters:
     max_runs: int = 10
     min_measured: int = 3
     leak_reference: float = 64 * 1024
-    native_floor: float = 256 * 1024
+    native_floor: float | None = None  # None: the floor of this platform's native reading
+
+    def __post_init__(self) -> None:
+        if self.native_floor is None:
+            object.__setattr__(self, "native_floor", float(native.DEFAULT_FLOOR))
 
 
 EMPTY_EVIDENCE: dict[str, list[Any]] = {"allocation_sites": [], "packages": [], "object_types": [],
@@ -176,6 +183,10 @@ def _owned_by_test(frames: Sequence[tuple[str, int]], total_frames: int | None =
     return decided
 
 
+def _test_traces(raw: list[tuple]) -> list[tuple]:
+    return [trace for trace in raw if _owned_by_test(trace[2], trace[3] if len(trace) > 3 else None)]
+
+
 def test_snapshot() -> tracemalloc.Snapshot:
     """A snapshot of what the test's code (and the libraries it calls) allocated, without the hunt's and
     pytest's own allocations."""
@@ -183,18 +194,27 @@ def test_snapshot() -> tracemalloc.Snapshot:
     raw = getattr(snapshot.traces, "_traces", None)
     if raw is None:  # not CPython's layout: fall back to tracemalloc's (slower) filters
         return snapshot.filter_traces(_EXCLUDE)
-    kept = [trace for trace in raw if _owned_by_test(trace[2], trace[3] if len(trace) > 3 else None)]
-    return tracemalloc.Snapshot(kept, snapshot.traceback_limit)
+    return tracemalloc.Snapshot(_test_traces(raw), snapshot.traceback_limit)
 
 
 def traced_bytes() -> int:
     """Traced bytes still allocated by the test's code (see ``test_snapshot``)."""
     if not tracemalloc.is_tracing():
         return 0
-    raw = getattr(test_snapshot().traces, "_traces", None)
-    if raw is not None:
-        return sum(trace[1] for trace in raw)
     return sum(trace.size for trace in test_snapshot().traces)
+
+
+def _traced_and_native() -> tuple[int, int | None]:
+    """(the test's traced bytes, native bytes by malloc's reading or None) from one snapshot."""
+    if not tracemalloc.is_tracing():
+        return 0, native.native_bytes(native.malloc_state(), ())
+    state = native.malloc_state()  # before the snapshot, which is not in it
+    snapshot = tracemalloc.take_snapshot()
+    raw = getattr(snapshot.traces, "_traces", None)
+    if raw is None:
+        return sum(trace.size for trace in snapshot.filter_traces(_EXCLUDE).traces), None
+    traced = sum(trace[1] for trace in _test_traces(raw))
+    return traced, native.native_bytes(state, [trace[1] for trace in raw])
 
 
 def _type_cache_clearer() -> Callable[[], Any] | None:
@@ -257,18 +277,21 @@ def take_reading() -> Reading:
     clear_interpreter_caches()
     gc.collect()
     accounted = _accounted()  # before the snapshot below allocates
-    traced = traced_bytes()
+    traced, native_reading = _traced_and_native()
     return Reading(traced=traced, blocks=sys.getallocatedblocks(), rss=_process.memory_info().rss,
                    fds=_fd_count(), threads=_process.num_threads(), objects=len(gc.get_objects()),
-                   accounted=accounted)
+                   accounted=accounted, native=native_reading)
 
 
 def untraced(reading: Reading) -> int:
-    """RSS that tracemalloc does not account for: the ``native`` kind's reading.
+    """The ``native`` kind's reading: malloc's bytes in use beyond what tracemalloc accounts for (``native``),
+    where glibc reports them; elsewhere RSS that tracemalloc does not account for.
 
     Not RSS minus the *test's* traced bytes: what pytest keeps per run (a report per ``subTest``, ~6 KiB each,
     held by the terminal reporter for the session) and tracemalloc's own tables for the blocks it traces are
     Python memory that is not the test's, and would read as a native leak of megabytes per run."""
+    if reading.native is not None:
+        return reading.native
     return reading.rss - (reading.accounted or reading.traced)
 
 
@@ -475,7 +498,7 @@ def describe(result: HuntResult, limit: float) -> str:
     measured = max(0, len(result.readings) - 1)
     lines = [f"memtrack: leak score {result.score:.2f} exceeds max_leak_score({limit:g}) "
              f"({result.runs} runs: {result.warmup_runs} warm-up, {measured} measured, 1 reported)"]
-    labels = {"memory": "Python memory (tracemalloc)", "native": "native memory (RSS not traced)",
+    labels = {"memory": "Python memory (tracemalloc)", "native": f"native memory ({native.NATIVE_READING}, not traced)",
               "fds": "file descriptors", "threads": "threads"}
     for kind in KINDS:
         verdict = result.kinds[kind]

@@ -23,6 +23,7 @@ import sys
 import sysconfig
 import tracemalloc
 from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 #: Requests up to this size are served by pymalloc (CPython's SMALL_REQUEST_THRESHOLD), larger ones by malloc.
@@ -56,6 +57,9 @@ _function = _mallinfo2()
 
 #: Which reading the ``native`` kind uses here: ``"malloc"`` (glibc's mallinfo2) or ``"rss"`` (RSS minus traced).
 NATIVE_READING = "malloc" if _function is not None else "rss"
+#: Native growth per run below which a run does not count as growing, by reading: malloc's figure is exact to the
+#: chunk (no-leak runs read within ~2 KiB of each other), RSS moves in pages and arena reuse (hundreds of KiB).
+DEFAULT_FLOOR = 16 * 1024 if NATIVE_READING == "malloc" else 256 * 1024
 
 
 def _chunk_size(request: int) -> int:
@@ -76,11 +80,6 @@ def _traced_in_malloc(trace_sizes: Iterable[int]) -> int:
     return sum(map(_chunk_size, filter(PYMALLOC_MAX_REQUEST.__lt__, trace_sizes)))
 
 
-def _trace_sizes() -> list[int]:
-    raw = getattr(tracemalloc.take_snapshot().traces, "_traces", None)
-    return [trace[1] for trace in raw] if raw is not None else [t.size for t in tracemalloc.take_snapshot().traces]
-
-
 #: Malloc bytes tracemalloc spends per trace beyond what ``get_tracemalloc_memory()`` reports (each trace's value
 #: and the chunk headers of its table entries). Measured 48-67 bytes on CPython 3.10-3.13 (20k-200k new traces);
 #: 72 leans high on purpose, so that Python objects a test keeps never read as native growth (a Python leak of N
@@ -88,13 +87,25 @@ def _trace_sizes() -> list[int]:
 TRACE_BOOKKEEPING = 72
 
 
-def native_bytes(trace_sizes: Sequence[int]) -> int | None:
-    """Native bytes now: malloc in use minus what tracemalloc accounts for in it. ``trace_sizes`` are the sizes of
-    every traced block (all of them, whoever allocated them); None where there is no malloc reading."""
+@dataclass(frozen=True)
+class MallocState:
+    """Malloc's bytes in use and tracemalloc's reported own memory, read together before a snapshot is taken (so
+    that the snapshot's own list is in neither)."""
+    in_use: int
+    tracemalloc_own: int
+
+
+def malloc_state() -> MallocState | None:
     in_use = malloc_in_use()
     if in_use is None:
         return None
-    if not tracemalloc.is_tracing():
-        return in_use - _traced_in_malloc(trace_sizes)
-    bookkeeping = tracemalloc.get_tracemalloc_memory() + TRACE_BOOKKEEPING * len(trace_sizes)
-    return in_use - _traced_in_malloc(trace_sizes) - bookkeeping
+    return MallocState(in_use, tracemalloc.get_tracemalloc_memory() if tracemalloc.is_tracing() else 0)
+
+
+def native_bytes(state: MallocState | None, trace_sizes: Sequence[int]) -> int | None:
+    """Native bytes: malloc in use minus what tracemalloc accounts for in it. ``trace_sizes`` are the sizes of
+    every block traced when ``state`` was read (all of them, whoever allocated them); None without a reading."""
+    if state is None:
+        return None
+    bookkeeping = state.tracemalloc_own + TRACE_BOOKKEEPING * len(trace_sizes) if state.tracemalloc_own else 0
+    return state.in_use - _traced_in_malloc(trace_sizes) - bookkeeping

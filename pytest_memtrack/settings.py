@@ -140,7 +140,7 @@ class Settings:
     check_interval: float | None = None
     overhead_budget: float = 0.02
     leak_reference: int = 64 * 1024
-    native_floor: int = 256 * 1024
+    native_floor: int | None = None  # None: the native reading's own floor (hunt.native.DEFAULT_FLOOR)
     trace_all: bool = False
     measure_all: bool = False
 

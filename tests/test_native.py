@@ -33,8 +33,9 @@ def tracing():
 
 def reading() -> int:
     gc.collect()
+    state = native.malloc_state()
     sizes = [trace[1] for trace in tracemalloc.take_snapshot().traces._traces]
-    value = native.native_bytes(sizes)
+    value = native.native_bytes(state, sizes)
     assert value is not None
     return value
 

@@ -1,5 +1,6 @@
 """Tests whose memory grows benignly or not at all: every one must pass its max_leak_score marker."""
 
+import ctypes
 import functools
 import gc
 import itertools
@@ -10,6 +11,11 @@ import typing
 import warnings
 
 import pytest
+
+_libc = ctypes.CDLL(None)
+_libc.malloc.restype, _libc.malloc.argtypes = ctypes.c_void_p, [ctypes.c_size_t]
+_libc.free.restype, _libc.free.argtypes = None, [ctypes.c_void_p]
+NATIVE_RING = []
 
 FILLED_ONCE = {}
 BUFFER = {"data": b""}
@@ -159,3 +165,31 @@ def test_benign_warning_whose_text_differs_per_run():
     # pytest records each test's warnings and resets the warnings registry per test, not per hunted run.
     for _ in range(5):
         warnings.warn(f"object {next(_serial)} is deprecated; " + "use the new API " * 10, UserWarning)
+
+
+@pytest.mark.max_leak_score(0.1)
+def test_native_buffer_allocated_and_freed():
+    address = _libc.malloc(4 * 1024 * 1024)
+    ctypes.memset(address, 1, 4 * 1024 * 1024)
+    _libc.free(address)
+
+
+@pytest.mark.max_leak_score(0.1)
+def test_native_ring_of_four_buffers():
+    NATIVE_RING.append(_libc.malloc(64 * 1024))  # a bounded pool of C buffers: the oldest is freed
+    if len(NATIVE_RING) > 4:
+        _libc.free(NATIVE_RING.pop(0))
+
+
+@pytest.mark.max_leak_score(0.1)
+def test_native_contexts_opened_and_closed():
+    import sqlite3
+    import zlib
+
+    connection = sqlite3.connect(":memory:")
+    connection.execute("create table t (x)")
+    connection.executemany("insert into t values (?)", [(i,) for i in range(2000)])
+    connection.close()
+    compressor = zlib.compressobj(9)
+    compressor.compress(bytes(100_000))
+    compressor.flush()
