@@ -22,6 +22,7 @@ from pytest_memtrack import hunt as hunting
 from pytest_memtrack.loader import LazyLoader, reset_lazy_loader
 from pytest_memtrack.merge import export_packages, import_packages
 from pytest_memtrack.report.model import TestRecorder, build_report
+from pytest_memtrack.repeats import repeats_unreported
 from pytest_memtrack.report.terminal import write_summary
 from pytest_memtrack.settings import Settings
 
@@ -276,7 +277,8 @@ class MemtrackSession:
                 sections, properties = list(item._report_sections), list(item.user_properties)
                 self._hunting = True
                 try:
-                    result = hunting.hunt(run_once, params, root=str(self.config.rootpath))
+                    with repeats_unreported(self.config, item.nodeid):
+                        result = hunting.hunt(run_once, params, root=str(self.config.rootpath))
                 except Exception as exc:  # our own failure must not fail the user's test
                     self.problems.append(f"leak hunt of {item.nodeid} failed: {type(exc).__name__}: {exc}")
                 finally:

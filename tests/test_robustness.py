@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import json
+import re
 
 import pytest
 
@@ -124,3 +125,42 @@ def test_wider_fixtures_are_torn_down_once_after_the_hunt_and_their_teardown_err
     hunted = run(pytester, "--memtrack", "--memtrack-max-leak-score=1.0")
     hunted.assert_outcomes(passed=4, errors=1)
     hunted.stdout.fnmatch_lines(["*ERROR at teardown of test_after_module*", "*RuntimeError: module teardown failed*"])
+
+
+def test_subtests_of_the_hunts_repeats_are_not_reported(pytester):
+    # more_itertools: every repeat's subTest reports were logged, counted and kept by the terminal reporter
+    # (1,099 a run), and the hunt read the reports pytest kept as the test's native growth.
+    pytester.makepyfile("""
+        import unittest
+        import pytest
+
+        class TestCase(unittest.TestCase):
+            @pytest.mark.max_leak_score(0.1)
+            def test_unittest_subtests(self):
+                for i in range(300):
+                    with self.subTest(i=i):
+                        self.assertGreaterEqual(i, 0)
+
+        @pytest.mark.max_leak_score(0.1)
+        def test_fixture_subtests(subtests):
+            for i in range(300):
+                with subtests.test(msg=f"case {i}"):
+                    assert i >= 0
+
+        @pytest.mark.max_leak_score(1.0)
+        def test_a_failing_subtest(subtests):
+            with subtests.test(msg="fails"):
+                assert False
+    """)
+    def summary(result: pytest.RunResult) -> str:
+        return re.sub(r" in [0-9.]+s.*", "", result.stdout.lines[-1])
+
+    plain = summary(run(pytester, "-v"))
+    hunted = run(pytester, "-v", "--memtrack", "--memtrack-json=r.json", "--junitxml=j.xml")
+    assert summary(hunted) == plain and "600 subtests passed" in plain
+    assert "contains 1 failed subtest" in hunted.stdout.str()
+    report = json.loads((pytester.path / "r.json").read_text())
+    hunts = {t["nodeid"].split("::")[-1]: t["hunt"] for t in report["tests"]}
+    assert hunts["test_unittest_subtests"]["runs"] >= 5 and hunts["test_fixture_subtests"]["runs"] >= 5
+    assert not any(t["leaking"] for t in report["tests"])
+    assert (pytester.path / "j.xml").read_text().count('name="test_fixture_subtests"') == 1

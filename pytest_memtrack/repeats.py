@@ -1,0 +1,57 @@
+"""Keeping a hunt's repeats of a test out of pytest's books.
+
+The hunt runs a test's protocol with ``log=False``, so its setup/call/teardown reports are never logged. Reports
+that a test logs *itself* are: a ``subTest`` of a unittest test or the ``subtests`` fixture logs one report per
+subtest through ``pytest_runtest_logreport`` as it goes. Logged from every repeat, they would be counted (the
+summary's "subtests passed" multiplied by the number of runs), printed, written to JUnit XML, and kept by the
+terminal reporter for the whole session — megabytes for a test with a thousand subtests, which the hunt's own
+readings then see as the test's growth. While the repeats run, such reports for that test are dropped before any
+plugin sees them, and pytest's count of the test's failed subtests is put back afterwards.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import Any
+
+import pytest
+
+#: Hooks whose calls carry a ``report`` of the repeated test and must not reach any plugin during repeats.
+_DROPPED_HOOKS = frozenset({"pytest_runtest_logreport", "pytest_exception_interact"})
+
+
+def _failed_subtests(config: pytest.Config) -> dict[Any, int] | None:
+    try:
+        from _pytest.subtests import failed_subtests_key  # pytest >= 9
+    except ImportError:
+        return None
+    return config.stash.get(failed_subtests_key, None)
+
+
+@contextmanager
+def repeats_unreported(config: pytest.Config, nodeid: str) -> Iterator[None]:
+    """While the block runs, reports of ``nodeid`` logged by the test itself reach no plugin.
+
+    Done at pluggy's hook execution, the one place every hook call passes (``PluginManager._inner_hookexec``,
+    which pluggy's own call tracing also wraps); where that is missing, nothing is filtered."""
+    manager = config.pluginmanager
+    inner = getattr(manager, "_inner_hookexec", None)
+    failed = _failed_subtests(config)  # keyed by pytest's structured node ids: kept and put back whole
+    failed_before = dict(failed) if failed is not None else None
+
+    def hookexec(hook_name: str, hook_impls: Any, caller_kwargs: dict[str, Any], firstresult: bool) -> Any:
+        if hook_name in _DROPPED_HOOKS and getattr(caller_kwargs.get("report"), "nodeid", None) == nodeid:
+            return None if firstresult else []
+        return inner(hook_name, hook_impls, caller_kwargs, firstresult)  # type: ignore[misc]
+
+    if inner is not None:
+        manager._inner_hookexec = hookexec  # type: ignore[attr-defined]
+    try:
+        yield
+    finally:
+        if inner is not None and getattr(manager, "_inner_hookexec", None) is hookexec:
+            manager._inner_hookexec = inner  # type: ignore[attr-defined]
+        if failed is not None and failed_before is not None:
+            failed.clear()
+            failed.update(failed_before)
