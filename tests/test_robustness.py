@@ -153,7 +153,7 @@ def test_subtests_of_the_hunts_repeats_are_not_reported(pytester):
                 assert False
     """)
     def summary(result: pytest.RunResult) -> str:
-        return re.sub(r" in [0-9.]+s.*", "", result.stdout.lines[-1])
+        return re.sub(r" in [0-9.]+s.*", "", result.stdout.lines[-1]).strip("= ")
 
     plain = summary(run(pytester, "-v"))
     hunted = run(pytester, "-v", "--memtrack", "--memtrack-json=r.json", "--junitxml=j.xml")
