@@ -24,6 +24,12 @@ Verdict per kind, each scored with ``analysis.leak_score`` over the per-run read
 Adaptive repetition: after ``min_measured`` measured runs the hunt stops early when nothing grew at all (clearly
 benign) or when a kind grew on every run and already scores above the limit (clearly leaking); otherwise it runs
 more, up to ``max_runs`` executions in all.
+
+Time budget: under tracing an allocation-heavy test can run 10-20 times slower, so the repeats of one test stop once
+they have taken ``time_budget`` seconds (checked after each run). With a baseline and at least one measured reading
+the verdict uses the readings taken so far (fewer readings score lower: a single measured run scores 0); before
+that the hunt is inconclusive. Either way ``error`` says so and a ``HuntBudgetWarning`` names the budget; the
+budget alone never fails a test.
 """
 
 from __future__ import annotations
@@ -33,6 +39,7 @@ import os
 import sys
 import sysconfig
 import threading
+import time
 import tracemalloc
 import warnings
 from collections import Counter
@@ -92,10 +99,38 @@ class HuntParameters:
     min_measured: int = 3
     leak_reference: float = 64 * 1024
     native_floor: float | None = None  # None: the floor of this platform's native reading
+    time_budget: float | None = None  # seconds of wall time for the repeats of one test; None or 0: unlimited
 
     def __post_init__(self) -> None:
         if self.native_floor is None:
             object.__setattr__(self, "native_floor", float(native.DEFAULT_FLOOR))
+
+
+BUDGET_OPTION = "--memtrack-hunt-budget"
+
+
+class HuntBudgetWarning(UserWarning):
+    """A hunt stopped at its time budget: its verdict rests on fewer runs than usual, or there is none."""
+
+
+def _over_budget(params: HuntParameters, started: float, clock: Callable[[], float]) -> float | None:
+    """Seconds elapsed since ``started`` when they exceed the time budget, else None."""
+    if not params.time_budget:
+        return None
+    elapsed = clock() - started
+    return elapsed if elapsed > params.time_budget else None
+
+
+def _warn_budget(message: str) -> None:
+    """Show ``message`` as a warning of the test being hunted (pytest lists it in its warnings summary). An
+    ``ignore`` filter silences it; an ``error`` filter (``-W error``) only shows it: the budget never fails a test."""
+    text = f"memtrack: {message}"
+    try:
+        warnings.warn(text, HuntBudgetWarning, stacklevel=3)
+    except Warning:
+        with warnings.catch_warnings():
+            warnings.simplefilter("always", HuntBudgetWarning)
+            warnings.warn(text, HuntBudgetWarning, stacklevel=3)
 
 
 EMPTY_EVIDENCE: dict[str, list[Any]] = {"allocation_sites": [], "packages": [], "object_types": [],
@@ -111,6 +146,7 @@ class HuntResult:
     evidence: dict[str, Any] = field(default_factory=lambda: {key: [] for key in EMPTY_EVIDENCE})
     error: str | None = None
     verdict_runs: int = 0  # executions it took to reach the verdict (runs also counts evidence and reported runs)
+    budget_stop: bool = False  # the time budget ended the repeats (``error`` says how); not in the report
 
     @property
     def score(self) -> float:
@@ -436,14 +472,23 @@ def _warnings_isolated(run_once: Callable[[], bool]) -> Callable[[], bool]:
 
 
 def hunt(run_once: Callable[[], bool], params: HuntParameters, *, runs_done: int = 0,
-         root: str | None = None) -> HuntResult:
+         root: str | None = None, clock: Callable[[], float] = time.monotonic) -> HuntResult:
     """Repeat ``run_once`` (which returns whether the run passed) and decide whether it leaks.
 
     tracemalloc traces from the first run on, so what the warm-ups put in a bounded cache is traced too and its
     later evictions show as frees (objects allocated before tracing started are invisible when freed). Object
     types are counted over the unfrozen objects only — what the runs created — which keeps counting cheap even
-    under tracing.
+    under tracing. ``params.time_budget`` bounds the wall time of the repeats (``clock`` measures it).
     """
+    result = _hunt(run_once, params, runs_done, root, clock)
+    if result.budget_stop and result.error:
+        _warn_budget(result.error)
+    return result
+
+
+def _hunt(run_once: Callable[[], bool], params: HuntParameters, runs_done: int, root: str | None,
+          clock: Callable[[], float]) -> HuntResult:
+    started = clock()
     runs = runs_done
     run_once = _warnings_isolated(run_once)
     # Freezing moves every object that exists now to the permanent generation: each gc.collect() during the hunt
@@ -456,12 +501,18 @@ def hunt(run_once: Callable[[], bool], params: HuntParameters, *, runs_done: int
         tracemalloc.start(TRACE_FRAMES)
     readings: list[Reading] = []
     error = None
+    budget_stop = False
     after = None
     try:
         for _ in range(max(0, params.warmup_runs - runs_done)):
             runs += 1
             if not run_once():
                 return _inconclusive(runs, params, f"the test failed when repeated (run {runs})")
+            elapsed = _over_budget(params, started, clock)
+            if elapsed is not None and runs < params.max_runs:
+                result = _inconclusive(runs, params, _budget_message(params, elapsed, runs, measured=0))
+                result.budget_stop = True
+                return result
         threads, fds = _thread_names(), _open_fds()
         readings.append(take_reading())
         baseline = _Baseline(test_snapshot(), _type_counts(), threads, fds)
@@ -473,8 +524,14 @@ def hunt(run_once: Callable[[], bool], params: HuntParameters, *, runs_done: int
             readings.append(take_reading())
             if should_stop(readings, params):
                 break
+            elapsed = _over_budget(params, started, clock)
+            if elapsed is not None and runs < params.max_runs:
+                error = _budget_message(params, elapsed, runs, measured=len(readings) - 1)
+                budget_stop = True
+                break
         kinds = judge(readings, params)
-        result = HuntResult(runs, params.warmup_runs, readings, kinds, error=error, verdict_runs=runs)
+        result = HuntResult(runs, params.warmup_runs, readings, kinds, error=error, verdict_runs=runs,
+                            budget_stop=budget_stop)
         grown: Counter[type] = Counter()
         if result.score > 0:
             # Types first: the snapshot's own trace tuples (one per traced block) must not count as the test's.
@@ -487,6 +544,16 @@ def hunt(run_once: Callable[[], bool], params: HuntParameters, *, runs_done: int
     if result.score > 0:
         result.evidence = gather_evidence(baseline, after, grown, len(readings) - 1, root)
     return result
+
+
+def _budget_message(params: HuntParameters, elapsed: float, runs: int, measured: int) -> str:
+    budget = f"its time budget of {params.time_budget:g} s ({BUDGET_OPTION}, ini memtrack_hunt_budget)"
+    if measured == 0:
+        return (f"no leak verdict: the hunt ran out of {budget} after {runs} repeated run(s) ({elapsed:.1f} s), "
+                f"before any measured run; raise {BUDGET_OPTION} (0: no limit) to hunt this test")
+    caveat = " (a single measured run cannot show a leak)" if measured == 1 else ""
+    return (f"the hunt stopped at {budget} after {runs} repeated runs ({elapsed:.1f} s); the verdict uses those "
+            f"runs: {params.warmup_runs} warm-up, {measured} measured{caveat}")
 
 
 def _inconclusive(runs: int, params: HuntParameters, error: str) -> HuntResult:

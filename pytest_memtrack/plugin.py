@@ -43,6 +43,8 @@ CORE_OPTIONS: tuple[tuple[str, str, str], ...] = (
     ("memtrack_overhead_budget", "string", "share of wall time the per-package passes may use, e.g. 0.02 or 2%% (default 2%%)"),
     ("memtrack_leak_reference", "string", "growth per run that scores a test's leak magnitude 1.0, e.g. 64KB (default 64KB)"),
     ("memtrack_native_floor", "string", "native growth per run, unexplained by traced memory, that counts as a native leak (default 16KB with glibc's malloc reading, 256KB with RSS)"),
+    ("memtrack_hunt_budget", "string", "seconds of wall time the repeats of one hunted test may take; when they run "
+                                       "out the verdict uses the runs done so far, and says so (default 60, 0: no limit)"),
     ("memtrack_trace_all", "bool", "keep tracemalloc on for the whole session (precise, slower)"),
     ("memtrack_measure_all", "bool", "also track the standard library and the test tooling (pytest, its plugins) "
                                      "package by package (slower passes)"),

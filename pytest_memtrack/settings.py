@@ -86,6 +86,18 @@ def parse_non_negative_float(raw: str, label: str) -> float:
     return value
 
 
+def parse_time_budget(raw: str, label: str) -> float:
+    """Seconds of wall time, 0 meaning no limit."""
+    try:
+        value = float(raw)
+    except (TypeError, ValueError):
+        value = math.nan
+    if math.isnan(value) or math.isinf(value) or value < 0:
+        raise pytest.UsageError(f"{label} must be a number of seconds such as 60 or 2.5, or 0 for no limit, "
+                                f"not {raw!r}.")
+    return value
+
+
 def parse_fraction(raw: str, label: str) -> float:
     """A share in (0, 1], e.g. an overhead budget of 0.05 (5%)."""
     text = raw.strip()
@@ -141,6 +153,7 @@ class Settings:
     overhead_budget: float = 0.02
     leak_reference: int = 64 * 1024
     native_floor: int | None = None  # None: the native reading's own floor (hunt.native.DEFAULT_FLOOR)
+    hunt_budget: float = 60.0  # seconds of wall time for the repeats of one hunted test; 0: no limit
     trace_all: bool = False
     measure_all: bool = False
 
@@ -169,6 +182,7 @@ def resolve_settings(config: pytest.Config) -> Settings:
         overhead_budget=resolve(config, "memtrack_overhead_budget", parse_fraction, d.overhead_budget),
         leak_reference=resolve(config, "memtrack_leak_reference", parse_size, d.leak_reference),
         native_floor=resolve(config, "memtrack_native_floor", parse_size, d.native_floor),
+        hunt_budget=resolve(config, "memtrack_hunt_budget", parse_time_budget, d.hunt_budget),
         trace_all=resolve(config, "memtrack_trace_all", parse_bool, False),
         measure_all=resolve(config, "memtrack_measure_all", parse_bool, False),
     )
