@@ -61,6 +61,27 @@ def is_test_module(module: object) -> bool:
     return loader is not None and any(loader is finder for finder in sys.meta_path)
 
 
+def is_test_suite_package(members: dict[str, object]) -> bool:
+    """Whether a top-level package's loaded modules (name -> module) are the test suite's own: at least one test
+    module, and every other module an empty package on the way to one (``tests/__init__.py``,
+    ``tests/unit/__init__.py``: no public names but submodules). A project package with tests inside it
+    (``mypkg/tests/test_x.py``) has code of its own in ``mypkg/__init__.py`` or other modules, so it stays a
+    project package."""
+    tests = [name for name, module in members.items() if is_test_module(module)]
+    if not tests:
+        return False
+    return all(is_test_module(module) or (_is_empty_package(module)
+                                          and any(test.startswith(name + ".") for test in tests))
+               for name, module in members.items())
+
+
+def _is_empty_package(module: object) -> bool:
+    if not hasattr(module, "__path__"):
+        return False
+    return not any(not name.startswith("_") and not isinstance(value, ModuleType)
+                   for name, value in list(getattr(module, "__dict__", {}).items()))
+
+
 def modules_by_package() -> dict[str, list[ModuleType]]:
     """Loaded modules grouped by top-level package, in one scan of ``sys.modules`` (test modules left out)."""
     groups: dict[str, list[ModuleType]] = {}

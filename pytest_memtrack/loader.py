@@ -23,7 +23,7 @@ from collections.abc import Iterable
 from types import ModuleType
 from typing import Any
 
-from pytest_memtrack.attribution import is_test_module, measure_packages, top_level
+from pytest_memtrack.attribution import is_test_module, is_test_suite_package, measure_packages, top_level
 from pytest_memtrack.background import DEFAULT_CHECK_INTERVAL, MonitoringStatus, PeriodicCheck
 from pytest_memtrack.imports import FootprintMeter, ImportMeasurement, ImportObserver
 from pytest_memtrack.metrics import DEFAULT_HISTORY_SIZE, MemoryMetrics, PackageInfo
@@ -228,6 +228,22 @@ class LazyLoader:
                 if info.status == "registered" and package in sys.modules:
                     info.status = "loaded"
                     info.module = sys.modules[package]
+
+    def forget_test_packages(self) -> list[str]:
+        """Stop tracking observed packages that are the test suite's own (``attribution.is_test_suite_package``):
+        a ``tests`` directory with an ``__init__.py`` imports as a package, but its state is the suite's, not the
+        project's. Registered packages are kept. Returns the names forgotten."""
+        members: dict[str, dict[str, object]] = {}
+        for name, module in list(sys.modules.items()):
+            members.setdefault(top_level(name), {})[name] = module
+        forgotten = []
+        with self._lock:
+            for name, info in list(self._packages.items()):
+                if info.observed and is_test_suite_package(members.get(info.import_name or name, {})):
+                    del self._packages[name]
+                    self._ignored.add(name)
+                    forgotten.append(name)
+        return forgotten
 
     def stop_observing(self) -> None:
         with self._lock:

@@ -165,6 +165,7 @@ class MemtrackSession:
 
     @pytest.hookimpl(trylast=True)
     def pytest_collection_finish(self, session: pytest.Session) -> None:
+        self.loader.forget_test_packages()  # collection imported them: now it is known which are the suite's
         self.package_pass(force=True)
 
     # ------------------------------------------------------------------ which tests are hunted
@@ -249,7 +250,7 @@ class MemtrackSession:
 
         params = hunting.HuntParameters(
             limit=limit, warmup_runs=self.settings.warmup_runs, max_runs=self.settings.max_runs,
-            leak_reference=self.settings.leak_reference, native_floor=self.settings.native_floor)
+            leak_reference=self.settings.leak_reference, native_floor=self.settings.native_floor, time_budget=self.settings.hunt_budget)
 
         # Tearing down "to the item's parent" finalizes the function-scoped fixtures only, so every repeat
         # sets them up afresh while module-, class- and session-scoped ones stay up.

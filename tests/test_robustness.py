@@ -164,3 +164,20 @@ def test_subtests_of_the_hunts_repeats_are_not_reported(pytester):
     assert hunts["test_unittest_subtests"]["runs"] >= 5 and hunts["test_fixture_subtests"]["runs"] >= 5
     assert not any(t["leaking"] for t in report["tests"])
     assert (pytester.path / "j.xml").read_text().count('name="test_fixture_subtests"') == 1
+
+
+def test_the_suites_own_packages_are_not_tracked_as_the_projects(pytester):
+    # click: tests/test_utils/__init__.py made "test_utils" a tracked package in the report.
+    pytester.makepyfile(**{
+        "mypkg/__init__.py": "STATE = [bytes(1000) for _ in range(10)]\n",
+        "mypkg/tests/__init__.py": "",
+        "mypkg/tests/test_inside.py": "def test_inside():\n    import mypkg\n    assert mypkg.STATE\n",
+        "tests/__init__.py": "",
+        "tests/unit/__init__.py": "",
+        "tests/unit/test_outside.py": "import mypkg\ndef test_outside():\n    assert mypkg.STATE\n",
+    })
+    result = run(pytester, "--memtrack", "--memtrack-json=r.json", "--memtrack-check-interval=0")
+    result.assert_outcomes(passed=2)
+    packages = set(json.loads((pytester.path / "r.json").read_text())["packages"])
+    assert "mypkg" in packages
+    assert "tests" not in packages
