@@ -181,3 +181,18 @@ def test_the_suites_own_packages_are_not_tracked_as_the_projects(pytester):
     packages = set(json.loads((pytester.path / "r.json").read_text())["packages"])
     assert "mypkg" in packages
     assert "tests" not in packages
+
+
+def test_hunts_that_could_not_be_completed_are_noted_in_the_summary(pytester):
+    pytester.makepyfile("""
+        import pytest
+        STATE = {"first": True}
+
+        @pytest.mark.max_leak_score(0.1)
+        def test_only_once():
+            assert STATE.pop("first")
+    """)
+    result = run(pytester, "--memtrack")
+    result.assert_outcomes(passed=1)
+    result.stdout.fnmatch_lines(["note test_hunts_that_could_not_be_completed_are_noted_in_the_summary.py::"
+                                 "test_only_once: the test failed when repeated*"])

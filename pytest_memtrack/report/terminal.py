@@ -10,7 +10,8 @@ from pytest_memtrack.settings import Settings
 
 
 def summary_lines(report: dict[str, Any], verbose: int, top: int = 5) -> list[str]:
-    """Plain lines (pure, so it is testable): the leaking tests, leaking packages, and with -v the top packages."""
+    """Plain lines (pure, so it is testable): the leaking tests, hunts that could not be completed (the test failed
+    when repeated, the time budget ran out), leaking packages, and with -v the top packages."""
     lines: list[str] = []
     leaking = leaking_tests(report)
     summary = report["summary"]
@@ -21,6 +22,12 @@ def summary_lines(report: dict[str, Any], verbose: int, top: int = 5) -> list[st
             f"{k} {format_bytes(v['per_run']) if k in ('memory', 'native') else format(v['per_run'], 'g')}/run"
             for k, v in per_run.items() if v.get("leaking"))
         lines.append(f"LEAK {test['nodeid']}: score {test['leak_score']:.2f} > {test['limit']:g} ({kinds})")
+    notes = [(test["nodeid"], test["hunt"]["error"]) for test in report["tests"]
+             if not test.get("leaking") and (test.get("hunt") or {}).get("error")]
+    for nodeid, error in notes[:top]:
+        lines.append(f"note {nodeid}: {error}")
+    if len(notes) > top:
+        lines.append(f"note: {len(notes) - top} more hunted tests were not fully assessed (hunt.error in the JSON report)")
     for leak in report["leaks"]["leaks"]:
         lines.append(f"package {leak['package_name']}: leak score {leak['leak_score']:.2f}, "
                      f"trend {leak['memory_trend']}, {format_bytes(leak['memory_growth_rate'])}/s")
