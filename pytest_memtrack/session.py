@@ -109,6 +109,16 @@ def _clean_pass(reports: list[pytest.TestReport]) -> bool:
     return len(reports) == 3 and all(r.passed for r in reports) and not any(hasattr(r, "wasxfail") for r in reports)
 
 
+def _reraised(config: pytest.Config) -> tuple[type[BaseException], ...]:
+    """The exceptions a test phase lets through, as pytest's own ``call_runtest_hook`` decides (its helper for
+    this, ``get_reraise_exceptions``, is new in pytest 8.4)."""
+    try:
+        from _pytest.runner import get_reraise_exceptions
+    except ImportError:
+        return (pytest.exit.Exception,) + (() if config.getoption("usepdb", False) else (KeyboardInterrupt,))
+    return tuple(get_reraise_exceptions(config))
+
+
 class MemtrackSession:
     def __init__(self, config: pytest.Config, settings: Settings, loader: LazyLoader | None = None) -> None:
         self.config = config
@@ -320,7 +330,7 @@ class MemtrackSession:
         Only the setup state is torn down here, not the ``pytest_runtest_teardown`` hooks again: plugins pair
         those with one setup (the logging plugin deletes what its setup stored).
         """
-        from _pytest.runner import CallInfo, get_reraise_exceptions
+        from _pytest.runner import CallInfo
 
         capman = self.config.pluginmanager.getplugin("capturemanager")
         capture = getattr(capman, "item_capture", None)
@@ -333,7 +343,7 @@ class MemtrackSession:
             with capture("teardown", item):
                 item.session._setupstate.teardown_exact(nextitem)
 
-        call = CallInfo.from_call(teardown, when="teardown", reraise=get_reraise_exceptions(item.config))
+        call = CallInfo.from_call(teardown, when="teardown", reraise=_reraised(item.config))
         if call.excinfo is None:
             report.duration += call.duration
             report.sections.extend((f"Captured {key} {when}", content)
