@@ -50,6 +50,8 @@ class FootprintMeter:
 
     def __init__(self) -> None:
         self._local = threading.local()
+        self._original_start = tracemalloc.start
+        self._asked: tuple[int, ...] | None = None
 
     def _stack(self) -> list[list[float]]:
         stack = getattr(self._local, "stack", None)
@@ -63,10 +65,19 @@ class FootprintMeter:
             # Trace the outermost import (and those nested in it): exact bytes, not page-granular RSS.
             tracemalloc.start(1)
             self._local.started_tracing = True
+            self._asked = None
+            self._original_start = tracemalloc.start
+            tracemalloc.start = self._record_start  # a module that asks for tracing meanwhile keeps it
         reading, source = memory_reading()
         rss = float(_process.memory_info().rss)
         stack.append([0.0])  # bytes of nested measured imports
         return reading, source, time.perf_counter(), rss
+
+    def _record_start(self, *args: int) -> None:
+        """Stands in for ``tracemalloc.start`` while the meter traces an import (tracing is already on, so the
+        real call would be a no-op that the meter's ``stop`` then undoes)."""
+        self._asked = args
+        self._original_start(*args)
 
     def end(self, package: str, token: tuple[float, str, float, float], error: str | None = None) -> ImportMeasurement:
         before, source, started, rss_before = token
@@ -81,7 +92,13 @@ class FootprintMeter:
             stack[-1][0] += gross
         elif getattr(self._local, "started_tracing", False):
             self._local.started_tracing = False
-            tracemalloc.stop()
+            original_start = self._original_start
+            if tracemalloc.start == self._record_start:
+                tracemalloc.start = original_start
+            if tracemalloc.is_tracing():
+                tracemalloc.stop()
+                if self._asked is not None:  # the imported code asked for tracing: it gets what it asked for
+                    original_start(*self._asked)
         return ImportMeasurement(package, max(0.0, gross - nested), source, time.perf_counter() - started,
                                  rss_before, rss_after, error)
 

@@ -197,3 +197,23 @@ def test_hunts_that_could_not_be_completed_are_noted_in_the_summary(pytester):
     result.assert_outcomes(passed=1)
     result.stdout.fnmatch_lines(["note test_hunts_that_could_not_be_completed_are_noted_in_the_summary.py::"
                                  "test_only_once: the test failed when repeated*"])
+
+
+def test_tracing_a_module_starts_at_its_import_is_left_on(pytester):
+    # The import observer traces each outermost import and stopped tracing after it, also when the imported
+    # module had started tracing for itself.
+    pytester.makepyfile(**{
+        "selftracing.py": "import tracemalloc\ntracemalloc.start(25)\n",
+        "test_it.py": """
+            import tracemalloc
+
+            def test_tracing_stays_on():
+                original_start = tracemalloc.start
+                import selftracing
+                assert tracemalloc.is_tracing() and tracemalloc.get_traceback_limit() == 25
+                assert tracemalloc.start is original_start  # the observer's stand-in is gone again
+                tracemalloc.stop()
+        """,
+    })
+    pytester.syspathinsert()
+    run(pytester, "--memtrack").assert_outcomes(passed=1)
