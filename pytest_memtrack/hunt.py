@@ -34,6 +34,7 @@ budget alone never fails a test.
 
 from __future__ import annotations
 
+import functools
 import gc
 import os
 import sys
@@ -281,6 +282,29 @@ _STDLIB_CACHES: dict[str, Callable[[], Any]] = {
 }
 
 
+_LRU_WRAPPER = type(functools.lru_cache(maxsize=1)(len))
+#: The bounded ``functools.lru_cache`` caches that existed when the current hunt started (see ``bounded_lru_caches``).
+_hunt_lru_caches: list[Any] = []
+
+
+def bounded_lru_caches() -> list[Any]:
+    """Every ``functools.lru_cache`` with a ``maxsize`` alive now, whoever defined it.
+
+    Like the standard library's caches, a bounded memoization cache grows while new arguments arrive and stops at
+    its ``maxsize`` (128 by default: more calls than a hunt makes), so it reads as steady growth for a whole hunt
+    and is never a leak. Emptied before each reading, only what the test keeps elsewhere remains. An unbounded one
+    (``maxsize=None``, ``functools.cache``) is left alone: growing without end is what a leak is."""
+    found = []
+    for obj in gc.get_objects():
+        if type(obj) is _LRU_WRAPPER:
+            try:
+                if obj.cache_info().maxsize is not None:
+                    found.append(obj)
+            except Exception:
+                continue
+    return found
+
+
 def clear_interpreter_caches() -> None:
     """Empty the interpreter's and the standard library's caches that keep objects the test allocated, before a
     reading, so that what a reading counts is what the test's own code keeps.
@@ -292,6 +316,8 @@ def clear_interpreter_caches() -> None:
     traced at the test's line: growth that looks steady over a hunt and is bounded. Emptying the cache only costs
     the next lookups a refill.
     """
+    for cache in _hunt_lru_caches:
+        cache.cache_clear()
     modules = sys.modules
     for name, clear in _STDLIB_CACHES.items():
         if name in modules:
@@ -495,6 +521,7 @@ def _hunt(run_once: Callable[[], bool], params: HuntParameters, runs_done: int, 
     # then only examines what the test's runs created (25 ms -> well under 1 ms a reading on a 150k-object heap),
     # and still frees the cycles those runs leave, which are made of new objects only. Earlier garbage is frozen
     # too (no full collection first: that alone cost 25 ms a test) and is collected after ``unfreeze``.
+    _hunt_lru_caches[:] = bounded_lru_caches()  # before freezing: gc.get_objects() no longer sees frozen objects
     gc.freeze()
     started_tracing = not tracemalloc.is_tracing()
     if started_tracing:
@@ -541,6 +568,7 @@ def _hunt(run_once: Callable[[], bool], params: HuntParameters, runs_done: int, 
         if started_tracing:
             tracemalloc.stop()
         gc.unfreeze()
+        _hunt_lru_caches.clear()
     if result.score > 0:
         result.evidence = gather_evidence(baseline, after, grown, len(readings) - 1, root)
     return result

@@ -193,3 +193,24 @@ def test_native_contexts_opened_and_closed():
     compressor = zlib.compressobj(9)
     compressor.compress(bytes(100_000))
     compressor.flush()
+
+
+@functools.lru_cache(maxsize=256)
+def _render(key):
+    return bytes(10_000) + str(key).encode()
+
+
+@pytest.mark.max_leak_score(0.1)
+def test_bounded_lru_cache_with_a_new_key_every_call():
+    _render(next(_serial))  # 10 KB more a run until 256 entries: bounded, however long that takes
+
+
+class _Repository:
+    @functools.lru_cache(maxsize=128)
+    def lookup(self, key):
+        return [key] * 1000
+
+
+@pytest.mark.max_leak_score(0.1)
+def test_bounded_lru_cache_on_a_method_keeps_instances_until_evicted():
+    _Repository().lookup(1)

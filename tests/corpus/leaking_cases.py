@@ -128,3 +128,13 @@ def test_leak_class_defined_per_call_kept_in_a_registry():
 @pytest.mark.max_leak_score(0.1)
 def test_leak_attribute_added_per_call_under_a_run_time_name():
     setattr(Settings, f"option_{next(_request_counter)}", bytes(2000))
+
+
+@functools.cache
+def _cached_forever(key):
+    return bytes(10_000) + str(key).encode()
+
+
+@pytest.mark.max_leak_score(0.1)
+def test_leak_functools_cache_with_a_new_key_every_call():
+    _cached_forever(next(_request_counter))
