@@ -53,6 +53,7 @@ import psutil
 from pytest_memtrack import native
 from pytest_memtrack.analysis import leak_score
 from pytest_memtrack.attribution import file_index
+from pytest_memtrack.retention import find_holders, grown_holders, named_sizes
 from pytest_memtrack.units import format_bytes
 
 KINDS = ("memory", "native", "fds", "threads")
@@ -436,6 +437,8 @@ class _Baseline:
     types: Counter[type]
     threads: dict[int, str]
     fds: dict[int, str]
+    #: ``retention.named_sizes`` at the first measured reading, taken only when Python memory grew in that run.
+    sizes: dict[tuple[str, ...], tuple[int, str]] = field(default_factory=dict)
 
 
 def _relative(path: str, root: str | None) -> str:
@@ -549,6 +552,12 @@ def _hunt(run_once: Callable[[], bool], params: HuntParameters, runs_done: int, 
                 error = f"the test failed when repeated (run {runs}); the verdict uses the runs before it"
                 break
             readings.append(take_reading())
+            if len(readings) == 2 and readings[1].traced > readings[0].traced:
+                # Python memory grew: note what every named container holds now, to tell at the end which ones
+                # grew (60-80 ms under tracing, so only for a test that grows), then read again so that what
+                # this left behind is not counted as the run's.
+                baseline.sizes = _named_sizes_or_nothing()
+                readings[-1] = take_reading()
             if should_stop(readings, params):
                 break
             elapsed = _over_budget(params, started, clock)
@@ -564,6 +573,7 @@ def _hunt(run_once: Callable[[], bool], params: HuntParameters, runs_done: int, 
             # Types first: the snapshot's own trace tuples (one per traced block) must not count as the test's.
             grown = _type_counts() - baseline.types
             after = test_snapshot()
+            survivors = gc.get_objects()  # while frozen: only what the hunt's runs created and left alive
     finally:
         if started_tracing:
             tracemalloc.stop()
@@ -571,7 +581,32 @@ def _hunt(run_once: Callable[[], bool], params: HuntParameters, runs_done: int, 
         _hunt_lru_caches.clear()
     if result.score > 0:
         result.evidence = gather_evidence(baseline, after, grown, len(readings) - 1, root)
+        if result.kinds["memory"].score > 0:
+            # The named sizes were taken at the first measured reading: the runs since are the ones they span.
+            result.evidence["holders"] = _holders(baseline, survivors, len(readings) - 2, readings)
+        del survivors
     return result
+
+
+def _named_sizes_or_nothing() -> dict[tuple[str, ...], tuple[int, str]]:
+    try:
+        return named_sizes()
+    except Exception:  # evidence only
+        return {}
+
+
+def _holders(baseline: _Baseline, survivors: list[object], measured: int, *own: object) -> list[dict[str, Any]]:
+    """What keeps the leak alive: named containers that grew every run (``retention.grown_holders``), then the
+    pre-existing objects the runs' surviving objects hang from (``retention.find_holders``). Evidence only: a
+    failure here loses nothing."""
+    try:
+        holders = grown_holders(baseline.sizes, named_sizes(), measured) if baseline.sizes and measured > 0 else []
+        if not holders:  # nothing named grew: climb from the survivors (a sample: each level is a heap scan)
+            holders = find_holders(survivors[-50:], excluded=(baseline, survivors, *own), max_depth=3,
+                                   min_objects=max(1, measured))
+        return [holder.to_dict() for holder in holders[:5]]
+    except Exception:
+        return []
 
 
 def _budget_message(params: HuntParameters, elapsed: float, runs: int, measured: int) -> str:
@@ -608,8 +643,10 @@ def describe(result: HuntResult, limit: float) -> str:
         lines += [f"    {s['file']}:{s['line']}: {format_bytes(s['bytes_per_run'])} in {s['count_per_run']:.1f} blocks"
                   for s in ev["allocation_sites"][:5]]
     if ev.get("packages"):
-        lines.append("  held by: " + ", ".join(f"{p['package']} ({format_bytes(p['bytes_per_run'])}/run)"
-                                              for p in ev["packages"][:5]))
+        lines.append("  allocated in: " + ", ".join(f"{p['package']} ({format_bytes(p['bytes_per_run'])}/run)"
+                                                   for p in ev["packages"][:5]))
+    if ev.get("holders"):
+        lines.append("  kept alive by: " + ", ".join(f"{h['holder']} ({h['type']})" for h in ev["holders"][:3]))
     if ev.get("object_types"):
         lines.append("  object types that grew: " + ", ".join(f"{t['type']} (+{t['count_per_run']:.1f}/run)"
                                                             for t in ev["object_types"][:6]))

@@ -115,3 +115,19 @@ def test_native_growth_is_rss_beyond_everything_traced_not_only_the_tests() -> N
     assert judge(_readings(1 << 20, 1 << 20), HuntParameters())["native"].score == 0
     # a C extension keeps 1 MiB a run: tracemalloc sees none of it
     assert judge(_readings(1 << 20, 0), HuntParameters())["native"].leaking
+
+
+@pytest.mark.parametrize("name, holder", [
+    ("test_leak_global_list_of_buffers", "test_leaking_cases.GLOBAL_LIST"),
+    ("test_leak_cache_keyed_by_request_id", "test_leaking_cases.CACHE_BY_REQUEST"),
+    ("test_leak_class_level_registry", "test_leaking_cases.Registry.instances"),
+    ("test_leak_unbounded_lru_cache", "test_leaking_cases.unbounded"),
+    ("test_leak_string_grown_in_module_state", "test_leaking_cases.GROWING"),
+    ("test_leak_class_defined_per_call_kept_in_a_registry", "test_leaking_cases.SIGNATURES"),
+    ("test_leak_thread_left_running", "threading._active"),
+])
+def test_the_evidence_names_what_keeps_the_leak_alive(corpus_report: dict, name: str, holder: str) -> None:
+    entry = _tests(corpus_report, "test_leaking_cases.py")[name]
+    holders = [h["holder"] for h in entry["hunt"]["evidence"]["holders"]]
+    assert holders and holders[0] == holder, holders
+    assert f"kept alive by: {holder}" in entry["message"]

@@ -1,0 +1,230 @@
+"""What keeps a leak alive: the pre-existing object (a module global, a class attribute, a registry) that the
+objects a hunt's runs created and left behind hang from.
+
+Allocation sites say where leaked memory was made; the holder says why it was not freed, which is what one has to
+change. The search goes up from the surviving new objects through ``gc.get_referrers`` (one heap scan per level,
+a few levels) until it reaches objects that existed before the hunt, then names those: ``module.global``,
+``module.Class.attribute``, or ``<type>.attribute`` of an instance. Run only for a hunt that found growth.
+"""
+
+from __future__ import annotations
+
+import functools
+import gc
+import sys
+from collections import Counter, deque
+from collections.abc import Iterable
+from dataclasses import dataclass
+from types import FrameType, FunctionType, ModuleType
+from typing import Any
+
+_CONTAINERS = (dict, list, set, frozenset, tuple)
+
+
+@dataclass(frozen=True)
+class Holder:
+    name: str       # "pkg.module.REGISTRY", "pkg.module.Class.instances", "<logging.Logger>.handlers"
+    kind: str       # the holder's type, e.g. "dict"
+    objects: int    # new objects found beneath it
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"holder": self.name, "type": self.kind, "objects": self.objects}
+
+
+def _type_name(obj: object) -> str:
+    kind = type(obj)
+    return kind.__qualname__ if kind.__module__ == "builtins" else f"{kind.__module__}.{kind.__qualname__}"
+
+
+def _global_names() -> tuple[dict[int, str], dict[int, str]]:
+    """(id of a module's namespace -> module name, id of a global's value or class attribute -> dotted name)."""
+    namespaces: dict[int, str] = {}
+    values: dict[int, str] = {}
+    for module_name, module in list(sys.modules.items()):
+        namespace = getattr(module, "__dict__", None)
+        if not isinstance(module, ModuleType) or not isinstance(namespace, dict):
+            continue
+        namespaces[id(namespace)] = module_name
+        for key, value in list(namespace.items()):
+            if isinstance(value, _CONTAINERS) or hasattr(value, "__dict__") and not isinstance(
+                    value, (ModuleType, FunctionType)):
+                values.setdefault(id(value), f"{module_name}.{key}")
+            if isinstance(value, type) and getattr(value, "__module__", None) == module_name:
+                for attribute, member in list(vars(value).items()):
+                    if isinstance(member, _CONTAINERS):
+                        values.setdefault(id(member), f"{module_name}.{value.__qualname__}.{attribute}")
+    return namespaces, values
+
+
+def _describe(holder: object, reached: set[int], namespaces: dict[int, str], values: dict[int, str],
+              owners: dict[int, object]) -> str:
+    if id(holder) in values:
+        return values[id(holder)]
+    if id(holder) in namespaces and isinstance(holder, dict):
+        keys = [key for key, value in list(holder.items()) if id(value) in reached and isinstance(key, str)]
+        return f"{namespaces[id(holder)]}.{keys[0]}" if keys else namespaces[id(holder)]
+    if isinstance(holder, dict) and isinstance(holder.get("__qualname__"), str) and "__module__" in holder:
+        keys = [key for key, value in list(holder.items()) if id(value) in reached and isinstance(key, str)]
+        return f"{holder['__module__']}.{holder['__qualname__']}" + (f".{keys[0]}" if keys else "")
+    owner = owners.get(id(holder))
+    if owner is not None:  # an instance attribute: name the instance's type and the attribute
+        attributes = getattr(owner, "__dict__", None)
+        if isinstance(attributes, dict):
+            keys = [key for key, value in list(attributes.items()) if value is holder]
+            prefix = values.get(id(owner), f"<{_type_name(owner)}>")
+            if keys:
+                return f"{prefix}.{keys[0]}"
+    if hasattr(holder, "__dict__") and not isinstance(holder, type):
+        attributes = vars(holder)
+        keys = [key for key, value in list(attributes.items()) if id(value) in reached]
+        prefix = values.get(id(holder), f"<{_type_name(holder)}>")
+        return f"{prefix}.{keys[0]}" if keys else prefix
+    return ""  # not reachable by a name: left out
+
+
+_SIZED = (list, dict, set, deque, str, bytes, bytearray)
+#: Module state that belongs to the test runner or to the hunt itself, not to the code under test.
+_RUNNER_PACKAGES = frozenset({"_pytest", "pytest", "pluggy", "xdist", "execnet", "pytest_memtrack", "tracemalloc"})
+
+
+_LRU_WRAPPER = type(functools.lru_cache(maxsize=1)(len))
+
+
+def _lru_currsize(value: object) -> int | None:
+    if type(value) is not _LRU_WRAPPER:  # never duck-type: attribute access on a stranger's object can do anything
+        return None
+    try:
+        return int(value.cache_info().currsize)  # type: ignore[attr-defined]
+    except Exception:
+        return None
+
+
+def named_sizes() -> dict[tuple[str, ...], tuple[int, str]]:
+    """The size of every container, string and memoization cache kept by name — a module global, a class
+    attribute, or an attribute of an object that is a module global (``logging.root.handlers``): ``len()``, or an
+    ``lru_cache``'s ``currsize``; keyed by the name's parts. Compared before and after a hunt's runs, the ones that
+    grew every run are where the leaked objects are kept, whether or not the garbage collector tracks those
+    objects (strings, bytes). It runs under tracing, so it allocates as little as it can (names are joined later).
+    """
+    sizes: dict[tuple[str, ...], tuple[int, str]] = {}
+    seen: set[int] = set()
+    sized, lru = _SIZED, _LRU_WRAPPER
+
+    def add(name: tuple[str, ...], value: object) -> None:
+        if isinstance(value, sized):
+            if id(value) not in seen:
+                seen.add(id(value))
+                sizes[name] = (len(value), type(value).__name__)  # type: ignore[arg-type]
+        elif type(value) is lru:
+            currsize = _lru_currsize(value)
+            if currsize is not None:
+                sizes[name] = (currsize, "lru_cache")
+
+    for module_name, module in list(sys.modules.items()):
+        namespace = getattr(module, "__dict__", None)
+        if not isinstance(module, ModuleType) or not isinstance(namespace, dict) \
+                or module_name.partition(".")[0] in _RUNNER_PACKAGES or module_name.startswith("pytest_"):
+            continue
+        try:  # no copies of the namespaces (each copy is thousands of traced allocations); a namespace that
+            _module_sizes(module_name, namespace, add)  # another thread changes meanwhile is skipped
+        except RuntimeError:
+            continue
+    return sizes
+
+
+def _module_sizes(module_name: str, namespace: dict[str, Any], add: Any) -> None:
+    sized, lru, plain = _SIZED, _LRU_WRAPPER, (ModuleType, FunctionType, type)
+    for key, value in namespace.items():
+        if isinstance(value, sized) or type(value) is lru:
+            add((module_name, key), value)
+        elif isinstance(value, type):
+            try:
+                members = type.__getattribute__(value, "__dict__")
+                if members.get("__module__") != module_name:
+                    continue
+                for attribute, member in members.items():
+                    if isinstance(member, sized) or type(member) is lru:
+                        add((module_name, value.__qualname__, attribute), member)
+            except RuntimeError:
+                raise
+            except Exception:
+                continue
+        elif not isinstance(value, plain) and type(value).__dictoffset__:  # its instances have a __dict__
+            try:
+                attributes = object.__getattribute__(value, "__dict__")
+            except Exception:  # a descriptor that raises: nothing to name there
+                continue
+            if isinstance(attributes, dict):
+                for attribute, member in attributes.items():
+                    if isinstance(member, sized) or type(member) is lru:
+                        add((module_name, key, attribute), member)
+
+
+def grown_holders(before: dict[tuple[str, ...], tuple[int, str]], after: dict[tuple[str, ...], tuple[int, str]],
+                  runs: int, top: int = 5) -> list[Holder]:
+    """Named containers that grew by at least one item (or character) per run between two ``named_sizes``; the
+    holder's ``objects`` is its growth over the runs."""
+    grown = [Holder(".".join(name), after[name][1], after[name][0] - size) for name, (size, _) in before.items()
+             if name in after and after[name][0] - size >= runs]
+    return sorted(grown, key=lambda holder: -holder.objects)[:top]
+
+
+def find_holders(new_objects: list[object], excluded: Iterable[object] = (), max_depth: int = 4,
+                 top: int = 5, min_objects: int = 1) -> list[Holder]:
+    """The pre-existing objects that the surviving ``new_objects`` hang from, most objects first.
+
+    ``new_objects`` are the gc-tracked objects created since the baseline and still alive (under ``gc.freeze()``:
+    ``gc.get_objects()`` before unfreezing); call with the heap unfrozen, so that ``gc.get_referrers`` sees the
+    old objects. ``excluded`` are objects of the caller's own that refer to them (its lists, its frames).
+    """
+    new_ids = set(map(id, new_objects))
+    skip = {id(obj) for obj in excluded} | {id(new_objects)}
+    reached: set[int] = set()
+    anchors: dict[int, object] = {}
+    counts: Counter[int] = Counter()
+    frontier = list(new_objects)
+    for _ in range(max_depth):
+        if not frontier:
+            break
+        reached.update(map(id, frontier))
+        next_frontier: list[object] = []
+        frontier_ids = set(map(id, frontier))
+        referrers = gc.get_referrers(*frontier)
+        skip.add(id(referrers))
+        skip.add(id(frontier))
+        for referrer in referrers:
+            rid = id(referrer)
+            if rid in skip or isinstance(referrer, FrameType) or rid in frontier_ids:
+                continue
+            if type(referrer) is tuple and len(referrer) == len(frontier) \
+                    and all(a is b for a, b in zip(referrer[:3], frontier[:3])):
+                continue  # the argument tuple of the gc.get_referrers call itself
+            if rid in new_ids:
+                if rid not in reached:
+                    next_frontier.append(referrer)
+                    reached.add(rid)
+                continue
+            anchors[rid] = referrer
+            counts[rid] += 1
+        frontier = next_frontier
+    if not anchors:
+        return []
+    namespaces, values = _global_names()
+    # Owners of anchor containers that are instance attributes (one more scan, over the anchors only).
+    owners: dict[int, object] = {}
+    plain = [anchor for anchor in anchors.values() if isinstance(anchor, (list, set, dict)) and id(anchor) not in values
+             and id(anchor) not in namespaces]
+    if plain:
+        for referrer in gc.get_referrers(*plain):
+            if hasattr(referrer, "__dict__") and not isinstance(referrer, (type, ModuleType, FrameType)):
+                for value in list(vars(referrer).values()):
+                    if any(value is anchor for anchor in plain):
+                        owners.setdefault(id(value), referrer)
+    holders: Counter[tuple[str, str]] = Counter()
+    for rid, anchor in anchors.items():
+        if not isinstance(anchor, (list, dict, set, deque)) or counts[rid] < min_objects:
+            continue  # an object's own attributes change all the time; a container that gained items is a holder
+        name = _describe(anchor, reached, namespaces, values, owners)
+        if name and not name.partition(".")[0].lstrip("<") in _RUNNER_PACKAGES:
+            holders[(name, _type_name(anchor))] += counts[rid]
+    return [Holder(name, kind, count) for (name, kind), count in holders.most_common(top)]
