@@ -556,7 +556,10 @@ def _hunt(run_once: Callable[[], bool], params: HuntParameters, runs_done: int, 
                 # Python memory grew: note what every named container holds now, to tell at the end which ones
                 # grew (60-80 ms under tracing, so only for a test that grows), then read again so that what
                 # this left behind is not counted as the run's.
+                types_before = _type_counts()
                 baseline.sizes = _named_sizes_or_nothing()
+                # Reading an instance's __dict__ makes CPython 3.11+ create it: those dicts are not the test's.
+                baseline.types.update(_type_counts() - types_before)
                 readings[-1] = take_reading()
             if should_stop(readings, params):
                 break
