@@ -586,7 +586,7 @@ def _hunt(run_once: Callable[[], bool], params: HuntParameters, runs_done: int, 
         result.evidence = gather_evidence(baseline, after, grown, len(readings) - 1, root)
         if result.kinds["memory"].score > 0:
             # The named sizes were taken at the first measured reading: the runs since are the ones they span.
-            result.evidence["holders"] = _holders(baseline, survivors, len(readings) - 2, readings)
+            result.evidence["holders"] = _holders(baseline, survivors, len(readings) - 2, grown, readings)
         del survivors
     return result
 
@@ -598,15 +598,21 @@ def _named_sizes_or_nothing() -> dict[tuple[str, ...], tuple[int, str]]:
         return {}
 
 
-def _holders(baseline: _Baseline, survivors: list[object], measured: int, *own: object) -> list[dict[str, Any]]:
+def _holders(baseline: _Baseline, survivors: list[object], measured: int, grown: Counter[type],
+             *own: object) -> list[dict[str, Any]]:
     """What keeps the leak alive: named containers that grew every run (``retention.grown_holders``), then the
     pre-existing objects the runs' surviving objects hang from (``retention.find_holders``). Evidence only: a
     failure here loses nothing."""
     try:
         holders = grown_holders(baseline.sizes, named_sizes(), measured) if baseline.sizes and measured > 0 else []
-        if not holders:  # nothing named grew: climb from the survivors (a sample: each level is a heap scan)
-            holders = find_holders(survivors[-50:], excluded=(baseline, survivors, *own), max_depth=3,
-                                   min_objects=max(1, measured))
+        if not holders:  # nothing named grew: climb from survivors of the types that grew every run (a sample:
+            # each level of the climb is a scan of the heap)
+            runs = max(1, measured)
+            kinds = {kind for kind, count in grown.items() if count >= runs and not kind.__module__.startswith(
+                _HARNESS_PACKAGES)}
+            sample = [obj for obj in survivors if type(obj) in kinds][-50:]
+            holders = find_holders(sample, excluded=(baseline, survivors, sample, *own), max_depth=3,
+                                   min_objects=runs)
         return [holder.to_dict() for holder in holders[:5]]
     except Exception:
         return []

@@ -12,6 +12,7 @@ from __future__ import annotations
 import functools
 import gc
 import sys
+import weakref
 from collections import Counter, deque
 from collections.abc import Iterable
 from dataclasses import dataclass
@@ -90,6 +91,20 @@ _RUNNER_PACKAGES = frozenset({"_pytest", "pytest", "pluggy", "xdist", "execnet",
 _LRU_WRAPPER = type(functools.lru_cache(maxsize=1)(len))
 
 
+_WEAK = "weak references"
+
+
+def _holds_weak_references(value: object) -> bool:
+    """A list or set of weak references (``WeakSet.data``, ``logging._handlerList``) keeps nothing alive."""
+    if isinstance(value, (list, set)) and value:
+        try:
+            sample = value[-1] if isinstance(value, list) else next(iter(value))
+        except Exception:
+            return False
+        return isinstance(sample, weakref.ReferenceType)
+    return False
+
+
 def _lru_currsize(value: object) -> int | None:
     if type(value) is not _LRU_WRAPPER:  # never duck-type: attribute access on a stranger's object can do anything
         return None
@@ -114,7 +129,7 @@ def named_sizes() -> dict[tuple[str, ...], tuple[int, str]]:
         if isinstance(value, sized):
             if id(value) not in seen:
                 seen.add(id(value))
-                sizes[name] = (len(value), type(value).__name__)  # type: ignore[arg-type]
+                sizes[name] = (len(value), _WEAK if _holds_weak_references(value) else type(value).__name__)
         elif type(value) is lru:
             currsize = _lru_currsize(value)
             if currsize is not None:
@@ -165,7 +180,7 @@ def grown_holders(before: dict[tuple[str, ...], tuple[int, str]], after: dict[tu
     """Named containers that grew by at least one item (or character) per run between two ``named_sizes``; the
     holder's ``objects`` is its growth over the runs."""
     grown = [Holder(".".join(name), after[name][1], after[name][0] - size) for name, (size, _) in before.items()
-             if name in after and after[name][0] - size >= runs]
+             if name in after and after[name][0] - size >= runs and after[name][1] != _WEAK]
     return sorted(grown, key=lambda holder: -holder.objects)[:top]
 
 
@@ -205,7 +220,7 @@ def find_holders(new_objects: list[object], excluded: Iterable[object] = (), max
                     reached.add(rid)
                 continue
             anchors[rid] = referrer
-            counts[rid] += 1
+            counts[rid] += sum(1 for referent in gc.get_referents(referrer) if id(referent) in frontier_ids)
         frontier = next_frontier
     if not anchors:
         return []
@@ -222,7 +237,8 @@ def find_holders(new_objects: list[object], excluded: Iterable[object] = (), max
                         owners.setdefault(id(value), referrer)
     holders: Counter[tuple[str, str]] = Counter()
     for rid, anchor in anchors.items():
-        if not isinstance(anchor, (list, dict, set, deque)) or counts[rid] < min_objects:
+        if not isinstance(anchor, (list, dict, set, deque)) or counts[rid] < min_objects \
+                or _holds_weak_references(anchor):
             continue  # an object's own attributes change all the time; a container that gained items is a holder
         name = _describe(anchor, reached, namespaces, values, owners)
         if name and not name.partition(".")[0].lstrip("<") in _RUNNER_PACKAGES:

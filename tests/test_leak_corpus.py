@@ -125,6 +125,7 @@ def test_native_growth_is_rss_beyond_everything_traced_not_only_the_tests() -> N
     ("test_leak_string_grown_in_module_state", "test_leaking_cases.GROWING"),
     ("test_leak_class_defined_per_call_kept_in_a_registry", "test_leaking_cases.SIGNATURES"),
     ("test_leak_thread_left_running", "threading._active"),
+    ("test_leak_logging_handler_added_per_call", "<logging.Logger>.handlers"),
 ])
 def test_the_evidence_names_what_keeps_the_leak_alive(corpus_report: dict, name: str, holder: str) -> None:
     entry = _tests(corpus_report, "test_leaking_cases.py")[name]
