@@ -55,6 +55,7 @@ def leaking_test(nodeid: str = "tests/test_app.py::test_leaks_a_cache_entry_per_
                 "packages": [{"package": "app", "bytes_per_run": 51200.0}],
                 "object_types": [{"type": "bytes", "count_per_run": 1.0}],
                 "new_threads": [], "new_fds": [],
+                "holders": [{"holder": "app.cache._RESPONSES", "type": "dict", "objects": 4}],
             },
             "error": None,
         },
