@@ -34,7 +34,6 @@ budget alone never fails a test.
 
 from __future__ import annotations
 
-import functools
 import gc
 import os
 import sys
@@ -53,7 +52,7 @@ import psutil
 from pytest_memtrack import native
 from pytest_memtrack.analysis import leak_score
 from pytest_memtrack.attribution import file_index
-from pytest_memtrack.retention import find_holders, grown_holders, named_sizes
+from pytest_memtrack.retention import LRU_CACHE_TYPE, find_holders, grown_holders, named_sizes
 from pytest_memtrack.units import format_bytes
 
 KINDS = ("memory", "native", "fds", "threads")
@@ -235,13 +234,6 @@ def test_snapshot() -> tracemalloc.Snapshot:
     return tracemalloc.Snapshot(_test_traces(raw), snapshot.traceback_limit)
 
 
-def traced_bytes() -> int:
-    """Traced bytes still allocated by the test's code (see ``test_snapshot``)."""
-    if not tracemalloc.is_tracing():
-        return 0
-    return sum(trace.size for trace in test_snapshot().traces)
-
-
 def _traced_and_native() -> tuple[int, int | None]:
     """(the test's traced bytes, native bytes by malloc's reading or None) from one snapshot."""
     if not tracemalloc.is_tracing():
@@ -283,7 +275,6 @@ _STDLIB_CACHES: dict[str, Callable[[], Any]] = {
 }
 
 
-_LRU_WRAPPER = type(functools.lru_cache(maxsize=1)(len))
 #: The bounded ``functools.lru_cache`` caches that existed when the current hunt started (see ``bounded_lru_caches``).
 _hunt_lru_caches: list[Any] = []
 
@@ -297,7 +288,7 @@ def bounded_lru_caches() -> list[Any]:
     (``maxsize=None``, ``functools.cache``) is left alone: growing without end is what a leak is."""
     found = []
     for obj in gc.get_objects():
-        if type(obj) is _LRU_WRAPPER:
+        if type(obj) is LRU_CACHE_TYPE:
             try:
                 if obj.cache_info().maxsize is not None:
                     found.append(obj)
@@ -339,7 +330,8 @@ def _accounted() -> int:
 def take_reading() -> Reading:
     clear_interpreter_caches()
     gc.collect()
-    accounted = _accounted()  # before the snapshot below allocates
+    # Without malloc's reading, native is RSS beyond this: read before the snapshot below allocates.
+    accounted = _accounted() if native.NATIVE_READING == "rss" else 0
     traced, native_reading = _traced_and_native()
     return Reading(traced=traced, blocks=sys.getallocatedblocks(), rss=_process.memory_info().rss,
                    fds=_fd_count(), threads=_process.num_threads(), objects=len(gc.get_objects()),
@@ -576,7 +568,8 @@ def _hunt(run_once: Callable[[], bool], params: HuntParameters, runs_done: int, 
             # Types first: the snapshot's own trace tuples (one per traced block) must not count as the test's.
             grown = _type_counts() - baseline.types
             after = test_snapshot()
-            survivors = gc.get_objects()  # while frozen: only what the hunt's runs created and left alive
+            if result.kinds["memory"].score > 0:  # for the holder search: while frozen, only what the runs left
+                survivors = gc.get_objects()
     finally:
         if started_tracing:
             tracemalloc.stop()
@@ -587,7 +580,7 @@ def _hunt(run_once: Callable[[], bool], params: HuntParameters, runs_done: int, 
         if result.kinds["memory"].score > 0:
             # The named sizes were taken at the first measured reading: the runs since are the ones they span.
             result.evidence["holders"] = _holders(baseline, survivors, len(readings) - 2, grown, readings)
-        del survivors
+            del survivors
     return result
 
 

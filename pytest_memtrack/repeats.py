@@ -7,6 +7,8 @@ summary's "subtests passed" multiplied by the number of runs), printed, written 
 terminal reporter for the whole session — megabytes for a test with a thousand subtests, which the hunt's own
 readings then see as the test's growth. While the repeats run, such reports for that test are dropped before any
 plugin sees them, and pytest's count of the test's failed subtests is put back afterwards.
+
+Also here: which runs the hunt can repeat (``clean_pass``), and the teardown the hunt defers (``finish_teardown``).
 """
 
 from __future__ import annotations
@@ -55,3 +57,52 @@ def repeats_unreported(config: pytest.Config, nodeid: str) -> Iterator[None]:
         if failed is not None and failed_before is not None:
             failed.clear()
             failed.update(failed_before)
+
+
+def clean_pass(reports: list[pytest.TestReport]) -> bool:
+    """Every phase ran and passed (not skipped, not an expected failure): a run the hunt can repeat."""
+    return len(reports) == 3 and all(r.passed for r in reports) and not any(hasattr(r, "wasxfail") for r in reports)
+
+
+def _reraised(config: pytest.Config) -> tuple[type[BaseException], ...]:
+    """The exceptions a test phase lets through, as pytest's own ``call_runtest_hook`` decides (its helper for
+    this, ``get_reraise_exceptions``, is new in pytest 8.4)."""
+    try:
+        from _pytest.runner import get_reraise_exceptions
+    except ImportError:
+        return (pytest.exit.Exception,) + (() if config.getoption("usepdb", False) else (KeyboardInterrupt,))
+    return tuple(get_reraise_exceptions(config))
+
+
+def finish_teardown(item: pytest.Item, report: pytest.TestReport, nextitem: pytest.Item | None) -> pytest.TestReport:
+    """Tear down what ``nextitem`` does not share (the hunt kept the test's wider fixtures up) and fold the
+    outcome into the reported teardown ``report``, as pytest's own teardown towards ``nextitem`` would have.
+
+    Only the setup state is torn down here, not the ``pytest_runtest_teardown`` hooks again: plugins pair
+    those with one setup (the logging plugin deletes what its setup stored).
+    """
+    from _pytest.runner import CallInfo
+
+    capman = item.config.pluginmanager.getplugin("capturemanager")
+    capture = getattr(capman, "item_capture", None)
+    known = len(item._report_sections)
+
+    def teardown() -> None:
+        if capture is None:
+            item.session._setupstate.teardown_exact(nextitem)
+            return
+        with capture("teardown", item):
+            item.session._setupstate.teardown_exact(nextitem)
+
+    call = CallInfo.from_call(teardown, when="teardown", reraise=_reraised(item.config))
+    if call.excinfo is None:
+        report.duration += call.duration
+        report.sections.extend((f"Captured {key} {when}", content)
+                               for when, key, content in item._report_sections[known:] if content)
+        return report
+    failed: pytest.TestReport = item.ihook.pytest_runtest_makereport(item=item, call=call)
+    if not report.passed:
+        return report  # the function-scoped teardown failed first: pytest would report that one
+    failed.duration += report.duration
+    failed.start = report.start
+    return failed

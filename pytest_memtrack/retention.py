@@ -14,13 +14,10 @@ import gc
 import sys
 import weakref
 from collections import Counter, deque
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from types import FrameType, FunctionType, ModuleType
 from typing import Any
-
-_CONTAINERS = (dict, list, set, frozenset, tuple)
-
 
 @dataclass(frozen=True)
 class Holder:
@@ -38,22 +35,11 @@ def _type_name(obj: object) -> str:
 
 
 def _global_names() -> tuple[dict[int, str], dict[int, str]]:
-    """(id of a module's namespace -> module name, id of a global's value or class attribute -> dotted name)."""
-    namespaces: dict[int, str] = {}
+    """(id of a module's namespace -> module name, id of an object kept by name -> its dotted name)."""
+    namespaces = {id(module.__dict__): name for name, module in _tracked_modules()}
     values: dict[int, str] = {}
-    for module_name, module in list(sys.modules.items()):
-        namespace = getattr(module, "__dict__", None)
-        if not isinstance(module, ModuleType) or not isinstance(namespace, dict):
-            continue
-        namespaces[id(namespace)] = module_name
-        for key, value in list(namespace.items()):
-            if isinstance(value, _CONTAINERS) or hasattr(value, "__dict__") and not isinstance(
-                    value, (ModuleType, FunctionType)):
-                values.setdefault(id(value), f"{module_name}.{key}")
-            if isinstance(value, type) and getattr(value, "__module__", None) == module_name:
-                for attribute, member in list(vars(value).items()):
-                    if isinstance(member, _CONTAINERS):
-                        values.setdefault(id(member), f"{module_name}.{value.__qualname__}.{attribute}")
+    for name, value in _named_objects():
+        values.setdefault(id(value), ".".join(name))
     return namespaces, values
 
 
@@ -64,22 +50,11 @@ def _describe(holder: object, reached: set[int], namespaces: dict[int, str], val
     if id(holder) in namespaces and isinstance(holder, dict):
         keys = [key for key, value in list(holder.items()) if id(value) in reached and isinstance(key, str)]
         return f"{namespaces[id(holder)]}.{keys[0]}" if keys else namespaces[id(holder)]
-    if isinstance(holder, dict) and isinstance(holder.get("__qualname__"), str) and "__module__" in holder:
-        keys = [key for key, value in list(holder.items()) if id(value) in reached and isinstance(key, str)]
-        return f"{holder['__module__']}.{holder['__qualname__']}" + (f".{keys[0]}" if keys else "")
     owner = owners.get(id(holder))
     if owner is not None:  # an instance attribute: name the instance's type and the attribute
-        attributes = getattr(owner, "__dict__", None)
-        if isinstance(attributes, dict):
-            keys = [key for key, value in list(attributes.items()) if value is holder]
-            prefix = values.get(id(owner), f"<{_type_name(owner)}>")
-            if keys:
-                return f"{prefix}.{keys[0]}"
-    if hasattr(holder, "__dict__") and not isinstance(holder, type):
-        attributes = vars(holder)
-        keys = [key for key, value in list(attributes.items()) if id(value) in reached]
-        prefix = values.get(id(holder), f"<{_type_name(holder)}>")
-        return f"{prefix}.{keys[0]}" if keys else prefix
+        keys = [key for key, value in list(_instance_dict(owner).items()) if value is holder]
+        if keys:
+            return f"{values.get(id(owner), f'<{_type_name(owner)}>')}.{keys[0]}"
     return ""  # not reachable by a name: left out
 
 
@@ -88,7 +63,8 @@ _SIZED = (list, dict, set, deque, str, bytes, bytearray)
 _RUNNER_PACKAGES = frozenset({"_pytest", "pytest", "pluggy", "xdist", "execnet", "pytest_memtrack", "tracemalloc"})
 
 
-_LRU_WRAPPER = type(functools.lru_cache(maxsize=1)(len))
+#: The type of an ``functools.lru_cache``-wrapped function.
+LRU_CACHE_TYPE = type(functools.lru_cache(maxsize=1)(len))
 
 
 _WEAK = "weak references"
@@ -105,8 +81,19 @@ def _holds_weak_references(value: object) -> bool:
     return False
 
 
+def _instance_dict(obj: object) -> dict[str, Any]:
+    """An instance's ``__dict__`` without running its class's attribute hooks (empty when it has none)."""
+    if not type(obj).__dictoffset__:
+        return {}
+    try:
+        attributes = object.__getattribute__(obj, "__dict__")
+    except Exception:
+        return {}
+    return attributes if isinstance(attributes, dict) else {}
+
+
 def _lru_currsize(value: object) -> int | None:
-    if type(value) is not _LRU_WRAPPER:  # never duck-type: attribute access on a stranger's object can do anything
+    if type(value) is not LRU_CACHE_TYPE:  # never duck-type: attribute access on a stranger's object can do anything
         return None
     try:
         return int(value.cache_info().currsize)  # type: ignore[attr-defined]
@@ -114,65 +101,65 @@ def _lru_currsize(value: object) -> int | None:
         return None
 
 
+def _tracked_modules() -> list[tuple[str, ModuleType]]:
+    """Modules whose state can hold a test's leak: all but the test runner's and the hunt's own."""
+    return [(name, module) for name, module in list(sys.modules.items())
+            if isinstance(module, ModuleType) and isinstance(getattr(module, "__dict__", None), dict)
+            and name.partition(".")[0] not in _RUNNER_PACKAGES and not name.startswith("pytest_")]
+
+
+def _named_objects() -> Iterator[tuple[tuple[str, ...], object]]:
+    """(name parts, object) for what modules keep by name: globals that are containers, strings, ``lru_cache``
+    functions or instances, and the container attributes of their classes and instances (``logging.root.handlers``).
+    It runs under tracing, so it copies no namespace (each copy would be thousands of traced allocations) and
+    yields only what it names; a namespace another thread changes meanwhile is skipped."""
+    for module_name, module in _tracked_modules():
+        try:
+            yield from _module_objects(module_name, module.__dict__)
+        except RuntimeError:  # dictionary changed size during iteration
+            continue
+
+
+def _module_objects(module_name: str, namespace: dict[str, Any]) -> Iterator[tuple[tuple[str, ...], object]]:
+    sized, lru, plain = _SIZED, LRU_CACHE_TYPE, (ModuleType, FunctionType, type)
+    for key, value in namespace.items():
+        if isinstance(value, sized) or type(value) is lru:
+            yield (module_name, key), value
+            continue
+        if isinstance(value, type):
+            try:
+                members = type.__getattribute__(value, "__dict__")
+                qualname = value.__qualname__
+            except Exception:
+                continue
+            if members.get("__module__") == module_name:
+                for attribute, member in members.items():
+                    if isinstance(member, sized) or type(member) is lru:
+                        yield (module_name, qualname, attribute), member
+        elif not isinstance(value, plain) and type(value).__dictoffset__:  # its instances have a __dict__
+            yield (module_name, key), value
+            for attribute, member in _instance_dict(value).items():
+                if isinstance(member, sized) or type(member) is lru:
+                    yield (module_name, key, attribute), member
+
+
 def named_sizes() -> dict[tuple[str, ...], tuple[int, str]]:
-    """The size of every container, string and memoization cache kept by name — a module global, a class
-    attribute, or an attribute of an object that is a module global (``logging.root.handlers``): ``len()``, or an
-    ``lru_cache``'s ``currsize``; keyed by the name's parts. Compared before and after a hunt's runs, the ones that
-    grew every run are where the leaked objects are kept, whether or not the garbage collector tracks those
-    objects (strings, bytes). It runs under tracing, so it allocates as little as it can (names are joined later).
-    """
+    """The size of every container, string and memoization cache kept by name (see ``_named_objects``):
+    ``len()``, or an ``lru_cache``'s ``currsize``; keyed by the name's parts, joined only for a report. Compared
+    before and after a hunt's runs, the ones that grew every run are where the leaked objects are kept, whether or
+    not the garbage collector tracks those objects (strings, bytes)."""
     sizes: dict[tuple[str, ...], tuple[int, str]] = {}
     seen: set[int] = set()
-    sized, lru = _SIZED, _LRU_WRAPPER
-
-    def add(name: tuple[str, ...], value: object) -> None:
-        if isinstance(value, sized):
+    for name, value in _named_objects():
+        if isinstance(value, _SIZED):
             if id(value) not in seen:
                 seen.add(id(value))
                 sizes[name] = (len(value), _WEAK if _holds_weak_references(value) else type(value).__name__)
-        elif type(value) is lru:
+        elif type(value) is LRU_CACHE_TYPE:
             currsize = _lru_currsize(value)
             if currsize is not None:
                 sizes[name] = (currsize, "lru_cache")
-
-    for module_name, module in list(sys.modules.items()):
-        namespace = getattr(module, "__dict__", None)
-        if not isinstance(module, ModuleType) or not isinstance(namespace, dict) \
-                or module_name.partition(".")[0] in _RUNNER_PACKAGES or module_name.startswith("pytest_"):
-            continue
-        try:  # no copies of the namespaces (each copy is thousands of traced allocations); a namespace that
-            _module_sizes(module_name, namespace, add)  # another thread changes meanwhile is skipped
-        except RuntimeError:
-            continue
     return sizes
-
-
-def _module_sizes(module_name: str, namespace: dict[str, Any], add: Any) -> None:
-    sized, lru, plain = _SIZED, _LRU_WRAPPER, (ModuleType, FunctionType, type)
-    for key, value in namespace.items():
-        if isinstance(value, sized) or type(value) is lru:
-            add((module_name, key), value)
-        elif isinstance(value, type):
-            try:
-                members = type.__getattribute__(value, "__dict__")
-                if members.get("__module__") != module_name:
-                    continue
-                for attribute, member in members.items():
-                    if isinstance(member, sized) or type(member) is lru:
-                        add((module_name, value.__qualname__, attribute), member)
-            except RuntimeError:
-                raise
-            except Exception:
-                continue
-        elif not isinstance(value, plain) and type(value).__dictoffset__:  # its instances have a __dict__
-            try:
-                attributes = object.__getattribute__(value, "__dict__")
-            except Exception:  # a descriptor that raises: nothing to name there
-                continue
-            if isinstance(attributes, dict):
-                for attribute, member in attributes.items():
-                    if isinstance(member, sized) or type(member) is lru:
-                        add((module_name, key, attribute), member)
 
 
 def grown_holders(before: dict[tuple[str, ...], tuple[int, str]], after: dict[tuple[str, ...], tuple[int, str]],
@@ -230,10 +217,11 @@ def find_holders(new_objects: list[object], excluded: Iterable[object] = (), max
     plain = [anchor for anchor in anchors.values() if isinstance(anchor, (list, set, dict)) and id(anchor) not in values
              and id(anchor) not in namespaces]
     if plain:
+        plain_ids = {id(anchor) for anchor in plain}
         for referrer in gc.get_referrers(*plain):
-            if hasattr(referrer, "__dict__") and not isinstance(referrer, (type, ModuleType, FrameType)):
-                for value in list(vars(referrer).values()):
-                    if any(value is anchor for anchor in plain):
+            if not isinstance(referrer, (type, ModuleType, FrameType)):
+                for value in list(_instance_dict(referrer).values()):
+                    if id(value) in plain_ids:
                         owners.setdefault(id(value), referrer)
     holders: Counter[tuple[str, str]] = Counter()
     for rid, anchor in anchors.items():

@@ -22,7 +22,7 @@ from pytest_memtrack import hunt as hunting
 from pytest_memtrack.loader import LazyLoader, reset_lazy_loader
 from pytest_memtrack.merge import export_packages, import_packages
 from pytest_memtrack.report.model import TestRecorder, build_report
-from pytest_memtrack.repeats import repeats_unreported
+from pytest_memtrack.repeats import clean_pass, finish_teardown, repeats_unreported
 from pytest_memtrack.report.terminal import write_summary
 from pytest_memtrack.settings import Settings
 
@@ -102,21 +102,6 @@ class ProcessMemory:
             if fd is not None:
                 os.close(fd)
         self._statm = self._status = self._clear = None
-
-
-def _clean_pass(reports: list[pytest.TestReport]) -> bool:
-    """Every phase ran and passed (not skipped, not an expected failure): a run the hunt can repeat."""
-    return len(reports) == 3 and all(r.passed for r in reports) and not any(hasattr(r, "wasxfail") for r in reports)
-
-
-def _reraised(config: pytest.Config) -> tuple[type[BaseException], ...]:
-    """The exceptions a test phase lets through, as pytest's own ``call_runtest_hook`` decides (its helper for
-    this, ``get_reraise_exceptions``, is new in pytest 8.4)."""
-    try:
-        from _pytest.runner import get_reraise_exceptions
-    except ImportError:
-        return (pytest.exit.Exception,) + (() if config.getoption("usepdb", False) else (KeyboardInterrupt,))
-    return tuple(get_reraise_exceptions(config))
 
 
 class MemtrackSession:
@@ -260,7 +245,8 @@ class MemtrackSession:
 
         params = hunting.HuntParameters(
             limit=limit, warmup_runs=self.settings.warmup_runs, max_runs=self.settings.max_runs,
-            leak_reference=self.settings.leak_reference, native_floor=self.settings.native_floor, time_budget=self.settings.hunt_budget)
+            leak_reference=self.settings.leak_reference, native_floor=self.settings.native_floor,
+            time_budget=self.settings.hunt_budget)
 
         # Tearing down "to the item's parent" finalizes the function-scoped fixtures only, so every repeat
         # sets them up afresh while module-, class- and session-scoped ones stay up.
@@ -268,7 +254,7 @@ class MemtrackSession:
 
         def run_once() -> bool:
             reports = runtestprotocol(item, nextitem=keep_up, log=False)  # type: ignore[arg-type]
-            return _clean_pass(reports)
+            return clean_pass(reports)
 
         item.ihook.pytest_runtest_logstart(nodeid=item.nodeid, location=item.location)
         self._pending_hunt.add(item.nodeid)  # its teardown reports get their figures below
@@ -282,7 +268,7 @@ class MemtrackSession:
             state = {**self._current.pop(item.nodeid, {}), "rss_after": self._memory.rss(),
                      "rss_peak": self._memory.peak()}
             result = None
-            if _clean_pass(reports) and not (item.session.shouldfail or item.session.shouldstop):
+            if clean_pass(reports) and not (item.session.shouldfail or item.session.shouldstop):
                 # What the repeats add to the item (captured output sections, record_property entries) is
                 # theirs: the reported teardown and the JUnit XML show the reported run's only.
                 sections, properties = list(item._report_sections), list(item.user_properties)
@@ -301,7 +287,7 @@ class MemtrackSession:
                 started_tracing = False
             if item.session.shouldfail or item.session.shouldstop:
                 nextitem = None
-            reports[-1] = self._finish_teardown(item, reports[-1], nextitem)
+            reports[-1] = finish_teardown(item, reports[-1], nextitem)
         finally:
             self._pending_hunt.discard(item.nodeid)
             if started_tracing and tracemalloc.is_tracing():
@@ -321,40 +307,6 @@ class MemtrackSession:
             item.ihook.pytest_runtest_logreport(report=report)
         item.ihook.pytest_runtest_logfinish(nodeid=item.nodeid, location=item.location)
         return True
-
-    def _finish_teardown(self, item: pytest.Item, report: pytest.TestReport,
-                         nextitem: pytest.Item | None) -> pytest.TestReport:
-        """Tear down what ``nextitem`` does not share (the hunt kept the test's wider fixtures up) and fold the
-        outcome into the reported teardown ``report``, as pytest's own teardown towards ``nextitem`` would have.
-
-        Only the setup state is torn down here, not the ``pytest_runtest_teardown`` hooks again: plugins pair
-        those with one setup (the logging plugin deletes what its setup stored).
-        """
-        from _pytest.runner import CallInfo
-
-        capman = self.config.pluginmanager.getplugin("capturemanager")
-        capture = getattr(capman, "item_capture", None)
-        known = len(item._report_sections)
-
-        def teardown() -> None:
-            if capture is None:
-                item.session._setupstate.teardown_exact(nextitem)
-                return
-            with capture("teardown", item):
-                item.session._setupstate.teardown_exact(nextitem)
-
-        call = CallInfo.from_call(teardown, when="teardown", reraise=_reraised(item.config))
-        if call.excinfo is None:
-            report.duration += call.duration
-            report.sections.extend((f"Captured {key} {when}", content)
-                                   for when, key, content in item._report_sections[known:] if content)
-            return report
-        failed: pytest.TestReport = item.ihook.pytest_runtest_makereport(item=item, call=call)
-        if not report.passed:
-            return report  # the function-scoped teardown failed first: pytest would report that one
-        failed.duration += report.duration
-        failed.start = report.start
-        return failed
 
     def pytest_runtest_logreport(self, report: pytest.TestReport) -> None:
         if not self.is_worker:
