@@ -26,8 +26,8 @@ import tempfile
 import time
 from types import ModuleType
 
-from pytest_memtrack import attribution
-from pytest_memtrack.attribution import measure_packages
+from pytest_memtrack.tracking import attribution
+from pytest_memtrack.tracking.attribution import measure_packages
 
 PACKAGE = "memtrack_bench_synthetic"
 TARGET_MS_AT_100K = 50.0

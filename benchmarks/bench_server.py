@@ -25,14 +25,14 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from pytest_memtrack.server import start_server  # noqa: E402
-from pytest_memtrack.server_app import MemorySource, ReportSource  # noqa: E402
+from pytest_memtrack.server.transport import start_server  # noqa: E402
+from pytest_memtrack.server.app import MemorySource, ReportSource  # noqa: E402
 
 SUMMARY = "/api/packages/memory/summary"
 
 
 def loader_source(packages: int, history: int) -> MemorySource:
-    from pytest_memtrack.loader import LazyLoader
+    from pytest_memtrack.tracking.loader import LazyLoader
 
     loader = LazyLoader()
     for step in range(history):

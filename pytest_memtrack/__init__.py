@@ -13,15 +13,15 @@ __all__ = ["LazyLoader", "MemoryMetrics", "MemoryMonitor", "PackageInfo", "get_l
 def __getattr__(name: str):
     # Imported on first use so that ``pytest -p no:memtrack`` and plugin start-up stay cheap.
     if name in ("LazyLoader", "get_lazy_loader"):
-        from pytest_memtrack import loader
+        from pytest_memtrack.tracking import loader
 
         return getattr(loader, name)
     if name in ("MemoryMetrics", "PackageInfo"):
-        from pytest_memtrack import metrics
+        from pytest_memtrack.tracking import metrics
 
         return getattr(metrics, name)
     if name == "MemoryMonitor":
-        from pytest_memtrack.monitor import MemoryMonitor
+        from pytest_memtrack.tracking.monitor import MemoryMonitor
 
         return MemoryMonitor
     raise AttributeError(f"module 'pytest_memtrack' has no attribute {name!r}")

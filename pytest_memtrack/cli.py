@@ -14,8 +14,8 @@ from collections.abc import Sequence
 #: Modules that contribute sub-commands, in the order ``--help`` lists them.
 COMMAND_MODULES = (
     "pytest_memtrack.report.html",
-    "pytest_memtrack.server",
-    "pytest_memtrack.history",
+    "pytest_memtrack.server.transport",
+    "pytest_memtrack.history.plugin",
 )
 
 

@@ -42,7 +42,7 @@ def escape(help_text: str) -> str:
 
 def _rule_option(text: str) -> Any:
     """argparse ``type=`` of --memtrack-compare-fail: a bad rule is a usage error before any test runs."""
-    from pytest_memtrack.compare import RuleError, parse_rule
+    from pytest_memtrack.history.compare import RuleError, parse_rule
 
     try:
         return parse_rule(text)

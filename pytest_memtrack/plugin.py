@@ -12,7 +12,7 @@ from pytest_memtrack import hooks
 from pytest_memtrack.options import add_feature_options
 
 if TYPE_CHECKING:
-    from pytest_memtrack.loader import LazyLoader
+    from pytest_memtrack.tracking.loader import LazyLoader
 from pytest_memtrack.settings import resolve_settings
 
 #: Feature modules: each offers ``configure(config)`` (their options are declared in ``options``, so they are
@@ -20,8 +20,8 @@ from pytest_memtrack.settings import resolve_settings
 #: when ``--memtrack`` is on, validates the feature's settings (``pytest.UsageError``) and registers its hooks.
 FEATURE_MODULES = (
     "pytest_memtrack.report.html",
-    "pytest_memtrack.server",
-    "pytest_memtrack.history",
+    "pytest_memtrack.server.transport",
+    "pytest_memtrack.history.plugin",
 )
 
 #: The loader created before conftests load, handed to the session in pytest_configure.
@@ -94,7 +94,7 @@ def _early_flag(early_config: pytest.Config, name: str) -> bool:
 def pytest_load_initial_conftests(early_config: pytest.Config, parser: pytest.Parser, args: list[str]) -> None:
     """Start observing imports before conftest files and test modules import their packages."""
     if _early_flag(early_config, "memtrack"):
-        from pytest_memtrack.loader import LazyLoader, reset_lazy_loader
+        from pytest_memtrack.tracking.loader import LazyLoader, reset_lazy_loader
 
         # Installed as the process's loader now, so application code imported by conftest files
         # (``loader = get_lazy_loader()`` at module level) shares the session's loader.

@@ -18,11 +18,11 @@ from typing import Any
 import psutil
 import pytest
 
-from pytest_memtrack import hunt as hunting
-from pytest_memtrack.loader import LazyLoader, reset_lazy_loader
-from pytest_memtrack.merge import export_packages, import_packages
+from pytest_memtrack.hunt import runner as hunting
+from pytest_memtrack.tracking.loader import LazyLoader, reset_lazy_loader
+from pytest_memtrack.tracking.merge import export_packages, import_packages
 from pytest_memtrack.report.model import TestRecorder, build_report
-from pytest_memtrack.repeats import clean_pass, finish_teardown, repeats_unreported
+from pytest_memtrack.hunt.protocol import clean_pass, finish_teardown, repeats_unreported
 from pytest_memtrack.report.terminal import write_summary
 from pytest_memtrack.settings import Settings
 
@@ -368,7 +368,7 @@ class MemtrackSession:
             self.problems.append(f"a report extension failed: {type(exc).__name__}: {exc}")
         report["run"]["exitstatus"] = int(session.exitstatus)  # a regression gate may have failed the session
         if self.settings.json_path:
-            from pytest_memtrack.report.json_writer import write_json
+            from pytest_memtrack.report.json_report import write_json
 
             try:
                 write_json(report, self.settings.json_path)

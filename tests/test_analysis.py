@@ -1,4 +1,4 @@
-"""Unit and property tests for pytest_memtrack.analysis (pure maths)."""
+"""Unit and property tests for pytest_memtrack.tracking.analysis (pure maths)."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from pytest_memtrack.analysis import (
+from pytest_memtrack.tracking.analysis import (
     HistoryAnalysis,
     analyze,
     detect_leak,

@@ -11,8 +11,8 @@ import types
 import pytest
 from hypothesis import given, settings, strategies as st
 
-from pytest_memtrack import attribution
-from pytest_memtrack.attribution import PyWalker, measure_packages
+from pytest_memtrack.tracking import attribution
+from pytest_memtrack.tracking.attribution import PyWalker, measure_packages
 
 try:
     from pytest_memtrack._reach import Walker as CWalker
@@ -257,7 +257,7 @@ def test_measure_packages_walks_a_real_module(monkeypatch):
 
 
 def test_the_pure_python_walker_can_be_forced():
-    code = "from pytest_memtrack import attribution; print(attribution.WALKER_IMPLEMENTATION)"
+    code = "from pytest_memtrack.tracking import attribution; print(attribution.WALKER_IMPLEMENTATION)"
     forced = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True,
                             env={**__import__("os").environ, "PYTEST_MEMTRACK_NO_C": "1"})
     assert forced.stdout.strip() == "python"

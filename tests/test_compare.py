@@ -10,7 +10,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from samples import empty_report, sample_report
 
-from pytest_memtrack.compare import (
+from pytest_memtrack.history.compare import (
     FIGURES,
     MAX_NEW,
     RuleError,

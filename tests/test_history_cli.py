@@ -9,7 +9,7 @@ import pytest
 from samples import sample_report
 
 from pytest_memtrack.cli import main
-from pytest_memtrack.store import Store
+from pytest_memtrack.history.store import Store
 
 
 @pytest.fixture

@@ -9,7 +9,7 @@ import json
 
 import pytest
 
-from pytest_memtrack.store import Store
+from pytest_memtrack.history.store import Store
 
 HAS_SESSION = importlib.util.find_spec("pytest_memtrack.session") is not None
 needs_session = pytest.mark.skipif(not HAS_SESSION, reason="pytest_memtrack.session (the lead's session) is not built yet")
@@ -167,7 +167,7 @@ def test_a_foreign_file_at_the_store_path_is_left_untouched_and_the_run_still_wr
     store = _store(project)
     store.parent.mkdir()
     store.write_bytes(content)
-    project.makeini("[pytest]\nfilterwarnings =\n    always::pytest_memtrack.store.MemtrackWarning\n")
+    project.makeini("[pytest]\nfilterwarnings =\n    always::pytest_memtrack.history.store.MemtrackWarning\n")
     before = hashlib.sha256(content).hexdigest()
     result = _run(project, "--memtrack", "--memtrack-save", "--memtrack-compare", "--memtrack-json=report.json")
     assert result.ret == 0

@@ -12,7 +12,7 @@ import sys
 import pytest
 from samples import sample_report
 
-from pytest_memtrack.store import (
+from pytest_memtrack.history.store import (
     APPLICATION_ID,
     MIGRATIONS,
     SCHEMA_VERSION,
@@ -124,7 +124,7 @@ def test_opening_a_missing_store_for_reading_is_an_error_and_creates_nothing(tmp
 
 
 def test_memtrack_warning_is_a_pytest_warning_re_exported_by_history():
-    from pytest_memtrack import history
+    from pytest_memtrack.history import plugin as history
 
     assert issubclass(MemtrackWarning, pytest.PytestWarning) and history.MemtrackWarning is MemtrackWarning
 

@@ -7,7 +7,7 @@ import json
 
 import pytest
 
-from pytest_memtrack import hunt as hunting
+from pytest_memtrack.hunt import runner as hunting
 
 NO_PLUGINS = ("-p", "no:cacheprovider", "-p", "no:schemathesis", "-p", "no:hypothesispytest")
 

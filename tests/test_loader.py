@@ -151,7 +151,7 @@ def test_history_is_bounded_by_the_configured_size(make_package):
 @pytest.mark.parametrize(("used", "level"), [(0.2, "low"), (0.69, "low"), (0.7, "medium"), (0.86, "high"),
                                              (0.97, "critical")])
 def test_pressure_levels_follow_the_spec_thresholds(used, level):
-    from pytest_memtrack.monitor import pressure_level
+    from pytest_memtrack.tracking.monitor import pressure_level
 
     assert pressure_level(used) == level
 
@@ -199,7 +199,7 @@ def test_background_monitoring_builds_history_and_finds_a_leak(make_package):
 
 
 def test_background_monitoring_survives_a_failing_check_and_restarts_with_a_new_interval():
-    from pytest_memtrack.background import PeriodicCheck
+    from pytest_memtrack.tracking.background import PeriodicCheck
 
     def failing():
         raise RuntimeError("reading failed")

@@ -8,7 +8,7 @@ import tracemalloc
 
 import pytest
 
-from pytest_memtrack import native
+from pytest_memtrack.hunt import native
 
 pytestmark = pytest.mark.skipif(native.NATIVE_READING != "malloc", reason="no glibc mallinfo2 reading here")
 

@@ -16,8 +16,8 @@ from pathlib import Path
 import pytest
 
 from pytest_memtrack import cli
-from pytest_memtrack.server import RunningServer, is_loopback, parse_address, start_server
-from pytest_memtrack.server_app import ReportSource
+from pytest_memtrack.server.transport import RunningServer, is_loopback, parse_address, start_server
+from pytest_memtrack.server.app import ReportSource
 from samples import package_entry, sample_report
 from test_server_app import FakeSource, validate
 
@@ -219,7 +219,7 @@ def test_a_stopped_server_releases_its_port():
 
 
 def test_the_real_lazy_loader_is_served_with_valid_payloads_on_every_endpoint():
-    loader_module = pytest.importorskip("pytest_memtrack.loader")
+    loader_module = pytest.importorskip("pytest_memtrack.tracking.loader")
     loader = loader_module.LazyLoader()
     loader.register("json")
     for step in range(8):

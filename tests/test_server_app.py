@@ -1,4 +1,4 @@
-"""The API as a function (pytest_memtrack.server_app.App): routing, validation, errors, sources -- no sockets."""
+"""The API as a function (pytest_memtrack.server.app.App): routing, validation, errors, sources -- no sockets."""
 
 from __future__ import annotations
 
@@ -15,7 +15,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from pytest_memtrack import schemas
-from pytest_memtrack.server_app import App, HttpError, MemorySource, ReadOnlySource, ReportSource, parse_threshold
+from pytest_memtrack.server.app import App, HttpError, MemorySource, ReadOnlySource, ReportSource, parse_threshold
 from samples import package_entry, sample_report
 
 P = "/api/packages/memory/"

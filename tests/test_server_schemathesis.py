@@ -8,9 +8,9 @@ from collections.abc import Iterator
 import pytest
 from hypothesis import HealthCheck, given, settings
 
-from pytest_memtrack.openapi import build_document
-from pytest_memtrack.server import RunningServer, start_server
-from pytest_memtrack.server_app import ReportSource
+from pytest_memtrack.server.openapi import build_document
+from pytest_memtrack.server.transport import RunningServer, start_server
+from pytest_memtrack.server.app import ReportSource
 from samples import sample_report
 from test_server_app import FakeSource
 

@@ -290,7 +290,7 @@ def _plural(count: int, noun: str) -> str:
 
 def _is_byte_figure(figure: str) -> bool:
     try:
-        from pytest_memtrack.compare import FIGURES
+        from pytest_memtrack.history.compare import FIGURES
     except ImportError:  # pragma: no cover - the history feature is optional
         FIGURES = {}
     if figure in FIGURES:

@@ -12,7 +12,7 @@ from typing import Any
 import pytest
 
 from pytest_memtrack import __version__
-from pytest_memtrack.loader import LazyLoader
+from pytest_memtrack.tracking.loader import LazyLoader
 from pytest_memtrack.settings import Settings
 
 FORMAT_VERSION = 1

@@ -49,15 +49,16 @@ from typing import Any
 
 import psutil
 
-from pytest_memtrack import native
-from pytest_memtrack.analysis import leak_score
-from pytest_memtrack.attribution import file_index
-from pytest_memtrack.retention import LRU_CACHE_TYPE, find_holders, grown_holders, named_sizes
+from pytest_memtrack.hunt import native
+from pytest_memtrack.tracking.analysis import leak_score
+from pytest_memtrack.tracking.attribution import file_index
+from pytest_memtrack.hunt.retention import LRU_CACHE_TYPE, find_holders, grown_holders, named_sizes
 from pytest_memtrack.units import format_bytes
 
 KINDS = ("memory", "native", "fds", "threads")
 _process = psutil.Process()
-_OWN_FILES = (os.path.dirname(os.path.abspath(__file__)) + os.sep, tracemalloc.__file__,
+_OWN_FILES = (os.path.dirname(os.path.dirname(os.path.abspath(__file__))) + os.sep,  # the whole plugin
+              tracemalloc.__file__,
               os.path.dirname(os.path.abspath(psutil.__file__)) + os.sep)
 
 

@@ -13,8 +13,8 @@ import bisect
 from collections import defaultdict
 from typing import Any
 
-from pytest_memtrack.loader import LazyLoader
-from pytest_memtrack.metrics import MemoryMetrics, PackageInfo
+from pytest_memtrack.tracking.loader import LazyLoader
+from pytest_memtrack.tracking.metrics import MemoryMetrics, PackageInfo
 
 
 def export_packages(loader: LazyLoader) -> list[dict[str, Any]]:

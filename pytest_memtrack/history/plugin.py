@@ -8,7 +8,7 @@ into the history store, compare each run with a baseline, and fail when a figure
     pytest --memtrack --memtrack-compare=main --memtrack-compare-fail=footprint:10% --memtrack-compare-fail=leaking:0
 
 ``--memtrack-compare-fail`` implies ``--memtrack-compare`` (a gate that silently does not run helps nobody).
-The rule grammar is documented in :mod:`pytest_memtrack.compare`. With no baseline the run prints a warning line
+The rule grammar is documented in :mod:`pytest_memtrack.history.compare`. With no baseline the run prints a warning line
 and does not fail. A store that cannot be used (not SQLite, somebody else's database, a newer schema) is reported
 as a :class:`MemtrackWarning` and left untouched; the run and its JSON report are unaffected.
 
@@ -33,9 +33,9 @@ from typing import Any
 
 import pytest
 
-from pytest_memtrack.compare import RULE_HELP, Comparison, Rule, RuleError, compare_reports, parse_rule, render_summary
+from pytest_memtrack.history.compare import RULE_HELP, Comparison, Rule, RuleError, compare_reports, parse_rule, render_summary
 from pytest_memtrack.settings import parse_writable_path, resolve
-from pytest_memtrack.store import MemtrackWarning, RunInfo, Store, StoreError, machine_key
+from pytest_memtrack.history.store import MemtrackWarning, RunInfo, Store, StoreError, machine_key
 
 __all__ = ["MemtrackWarning", "HistoryPlugin", "configure", "add_cli"]
 

@@ -9,7 +9,7 @@ from types import ModuleType
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from pytest_memtrack.monitor import MemoryMonitor
+    from pytest_memtrack.tracking.monitor import MemoryMonitor
 
 DEFAULT_HISTORY_SIZE = 100
 STATUSES = ("registered", "loading", "loaded", "failed", "unloaded")
@@ -105,7 +105,7 @@ class PackageInfo:
                               pressure_level: str | None = None) -> None:
         """Take a reading of the package's module-state bytes (or use ``reading``) and record it."""
         if self.monitor is None:
-            from pytest_memtrack.monitor import MemoryMonitor
+            from pytest_memtrack.tracking.monitor import MemoryMonitor
 
             self.monitor = MemoryMonitor()
         if reading is None:

@@ -23,12 +23,12 @@ from collections.abc import Iterable
 from types import ModuleType
 from typing import Any
 
-from pytest_memtrack.attribution import is_test_module, is_test_suite_package, measure_packages, top_level
-from pytest_memtrack.background import DEFAULT_CHECK_INTERVAL, MonitoringStatus, PeriodicCheck
-from pytest_memtrack.imports import FootprintMeter, ImportMeasurement, ImportObserver
-from pytest_memtrack.metrics import DEFAULT_HISTORY_SIZE, MemoryMetrics, PackageInfo
-from pytest_memtrack.monitor import PRESSURE_LEVELS, MemoryMonitor
-from pytest_memtrack.suggestions import PackageFigures, SuggestionRules, suggest, suggestions_payload
+from pytest_memtrack.tracking.attribution import is_test_module, is_test_suite_package, measure_packages, top_level
+from pytest_memtrack.tracking.background import DEFAULT_CHECK_INTERVAL, MonitoringStatus, PeriodicCheck
+from pytest_memtrack.tracking.imports import FootprintMeter, ImportMeasurement, ImportObserver
+from pytest_memtrack.tracking.metrics import DEFAULT_HISTORY_SIZE, MemoryMetrics, PackageInfo
+from pytest_memtrack.tracking.monitor import PRESSURE_LEVELS, MemoryMonitor
+from pytest_memtrack.tracking.suggestions import PackageFigures, SuggestionRules, suggest, suggestions_payload
 
 TRENDS = ("increasing", "decreasing", "stable")
 #: Not tracked: interpreter state (``sys.modules`` grows with every import), the tracker and the test runner

@@ -15,8 +15,8 @@ from collections.abc import Mapping, Sequence
 
 import psutil
 
-from pytest_memtrack import analysis
-from pytest_memtrack.attribution import package_state_bytes
+from pytest_memtrack.tracking import analysis
+from pytest_memtrack.tracking.attribution import package_state_bytes
 
 History = Sequence[tuple[float, float]]
 

@@ -145,7 +145,7 @@ class LiveSource:
 
     @staticmethod
     def _loader() -> MemorySource:
-        from pytest_memtrack.loader import get_lazy_loader
+        from pytest_memtrack.tracking.loader import get_lazy_loader
 
         return get_lazy_loader()
 
@@ -346,7 +346,7 @@ class App:
     def _openapi(self, *, query: str) -> Response:
         if self._openapi_body is None:
             if self._openapi_builder is None:
-                from pytest_memtrack.openapi import build_document
+                from pytest_memtrack.server.openapi import build_document
 
                 self._openapi_builder = build_document
             self._openapi_body = _dumps(self._openapi_builder())
@@ -355,7 +355,7 @@ class App:
     def _dashboard(self, *, query: str) -> Response:
         nonce = secrets.token_urlsafe(16)
         if self._dashboard_renderer is None:
-            from pytest_memtrack.server import render_dashboard
+            from pytest_memtrack.server.transport import render_dashboard
 
             self._dashboard_renderer = render_dashboard
         html = self._dashboard_renderer(self, nonce)

@@ -10,7 +10,7 @@
 Secure by default: binds 127.0.0.1; any other host must be given explicitly and then needs a token
 (``--memtrack-serve-token`` / ``--token`` / env ``MEMTRACK_TOKEN``), which the POST endpoints require as
 ``Authorization: Bearer <token>`` (on loopback too, once a token is set). No CORS headers are sent at all.
-Routing and the error model live in :mod:`pytest_memtrack.server_app`.
+Routing and the error model live in :mod:`pytest_memtrack.server.app`.
 """
 
 from __future__ import annotations
@@ -31,7 +31,7 @@ from urllib.parse import quote
 
 import pytest
 
-from pytest_memtrack.server_app import (
+from pytest_memtrack.server.app import (
     DEFAULT_THRESHOLD,
     MAX_BODY_BYTES,
     App,
