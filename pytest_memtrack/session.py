@@ -8,100 +8,22 @@ report) and package data from ``workeroutput`` (``merge.py``), then builds one r
 
 from __future__ import annotations
 
-import math
-import os
-import sys
 import time
 import tracemalloc
 from typing import Any
 
-import psutil
 import pytest
 
-from pytest_memtrack.hunt import runner as hunting
-from pytest_memtrack.tracking.loader import LazyLoader, reset_lazy_loader
-from pytest_memtrack.tracking.merge import export_packages, import_packages
+from pytest_memtrack.hunt.message import describe
+from pytest_memtrack.hunt.protocol import MarkerError, limit_for, run_hunted
+from pytest_memtrack.hunt.verdict import HuntParameters
+from pytest_memtrack.report.json_report import write_json
 from pytest_memtrack.report.model import TestRecorder, build_report
-from pytest_memtrack.hunt.protocol import clean_pass, finish_teardown, repeats_unreported
 from pytest_memtrack.report.terminal import write_summary
 from pytest_memtrack.settings import Settings
-
-MARKER = "max_leak_score"
-
-
-class MarkerError(Exception):
-    """A malformed ``max_leak_score`` marker: fails that test, never the run."""
-
-
-def marker_limit(args: tuple[Any, ...], kwargs: dict[str, Any]) -> float:
-    """The limit of ``@pytest.mark.max_leak_score(limit)``; raises ``MarkerError`` naming the bad value."""
-    values = list(args) + ([kwargs["limit"]] if "limit" in kwargs else [])
-    unknown = sorted(set(kwargs) - {"limit"})
-    if unknown:
-        raise MarkerError(f"{MARKER} marker: unknown argument {unknown[0]!r}; use {MARKER}(limit) with 0 <= limit <= 1")
-    if len(values) != 1:
-        raise MarkerError(f"{MARKER} marker needs exactly one limit between 0 and 1, got {len(values)} arguments")
-    value = values[0]
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value) \
-            or not 0.0 <= value <= 1.0:
-        raise MarkerError(f"{MARKER} marker: the limit must be a number between 0 and 1, got {value!r}")
-    return float(value)
-
-
-class ProcessMemory:
-    """Per-test RSS and peak RSS, read cheaply: Linux's ``/proc/self/statm`` and ``VmHWM`` through file
-    descriptors kept open (a few microseconds a reading; psutil elsewhere). The peak is the high-water mark,
-    reset before each test through ``/proc/self/clear_refs``."""
-
-    def __init__(self) -> None:
-        self._process = psutil.Process()
-        self._page = os.sysconf("SC_PAGE_SIZE") if hasattr(os, "sysconf") else 4096
-        self._statm = self._open("/proc/self/statm", os.O_RDONLY)
-        self._status = self._open("/proc/self/status", os.O_RDONLY)
-        self._clear = self._open("/proc/self/clear_refs", os.O_WRONLY)
-        self.peak_available = self._status is not None and self._clear is not None and self.reset_peak()
-
-    @staticmethod
-    def _open(path: str, flags: int) -> int | None:
-        if not sys.platform.startswith("linux"):
-            return None
-        try:
-            return os.open(path, flags)
-        except OSError:
-            return None
-
-    def rss(self) -> int:
-        if self._statm is not None:
-            try:
-                return int(os.pread(self._statm, 128, 0).split()[1]) * self._page
-            except (OSError, ValueError, IndexError):
-                pass
-        return self._process.memory_info().rss
-
-    def reset_peak(self) -> bool:
-        if self._clear is None:
-            return False
-        try:
-            os.write(self._clear, b"5")
-            return True
-        except OSError:
-            return False
-
-    def peak(self) -> int | None:
-        if not self.peak_available or self._status is None:
-            return None
-        try:
-            text = os.pread(self._status, 4096, 0)
-            start = text.index(b"VmHWM:")
-            return int(text[start + 6:text.index(b"kB", start)]) * 1024
-        except (OSError, ValueError):
-            return None
-
-    def close(self) -> None:
-        for fd in (self._statm, self._status, self._clear):
-            if fd is not None:
-                os.close(fd)
-        self._statm = self._status = self._clear = None
+from pytest_memtrack.tracking.loader import LazyLoader, reset_lazy_loader
+from pytest_memtrack.tracking.merge import export_packages, import_packages
+from pytest_memtrack.tracking.process import ProcessMemory
 
 
 class MemtrackSession:
@@ -166,12 +88,7 @@ class MemtrackSession:
     # ------------------------------------------------------------------ which tests are hunted
     def limit_for(self, item: pytest.Item) -> float | None:
         """The leak limit for ``item`` (None: not hunted); raises ``MarkerError`` for a bad marker."""
-        marker = item.get_closest_marker(MARKER)
-        if marker is not None:
-            return marker_limit(marker.args, marker.kwargs)
-        if item.get_closest_marker("memtrack_skip") is not None:
-            return None
-        return self.settings.max_leak_score
+        return limit_for(item, self.settings.max_leak_score)
 
     @pytest.hookimpl(tryfirst=True)
     def pytest_runtest_call(self, item: pytest.Item) -> None:
@@ -225,14 +142,8 @@ class MemtrackSession:
 
     @pytest.hookimpl(tryfirst=True)
     def pytest_runtest_protocol(self, item: pytest.Item, nextitem: pytest.Item | None) -> bool | None:
-        """Hunted tests: run the protocol once for real, then repeat it unreported (wider fixtures kept up).
-
-        The reported run comes first, so the test's outcome is that of its first execution, as without the
-        plugin: a test that is not idempotent (it pops from a module-level dict, a library caches what it warned
-        about) fails when repeated, which ends the hunt and changes nothing else. Its teardown stops at the
-        test's parent; the rest of the teardown towards ``nextitem`` (module- or class-scoped fixtures the next
-        test does not share) runs after the hunt and is folded into the reported teardown.
-        """
+        """Hunted tests: the reported run, then the hunt's unreported repeats (``hunt.protocol.run_hunted``);
+        the reports are logged once, the call failed when the test leaks beyond its limit."""
         if self._hunting or not isinstance(item, pytest.Function):
             return None
         try:
@@ -241,69 +152,37 @@ class MemtrackSession:
             return None  # the ordinary protocol fails it in pytest_runtest_call
         if limit is None:
             return None
-        from _pytest.runner import runtestprotocol
-
-        params = hunting.HuntParameters(
+        params = HuntParameters(
             limit=limit, warmup_runs=self.settings.warmup_runs, max_runs=self.settings.max_runs,
             leak_reference=self.settings.leak_reference, native_floor=self.settings.native_floor,
             time_budget=self.settings.hunt_budget)
-
-        # Tearing down "to the item's parent" finalizes the function-scoped fixtures only, so every repeat
-        # sets them up afresh while module-, class- and session-scoped ones stay up.
-        keep_up = item.parent
-
-        def run_once() -> bool:
-            reports = runtestprotocol(item, nextitem=keep_up, log=False)  # type: ignore[arg-type]
-            return clean_pass(reports)
-
         item.ihook.pytest_runtest_logstart(nodeid=item.nodeid, location=item.location)
         self._pending_hunt.add(item.nodeid)  # its teardown reports get their figures below
-        # Traced from the reported run on, as the hunt traces its warm-ups: what the first run puts in a bounded
-        # cache is then traced too, and its eviction during the hunt shows as a free instead of hiding one.
-        started_tracing = not tracemalloc.is_tracing()
-        if started_tracing:
-            tracemalloc.start(hunting.TRACE_FRAMES)
+        state = self._current.pop(item.nodeid, {})
+
+        def reported_run_done() -> None:
+            state.update(rss_after=self._memory.rss(), rss_peak=self._memory.peak())
+
+        def hunting(on: bool) -> None:
+            self._hunting = on
+
         try:
-            reports = runtestprotocol(item, nextitem=keep_up, log=False)  # type: ignore[arg-type]
-            state = {**self._current.pop(item.nodeid, {}), "rss_after": self._memory.rss(),
-                     "rss_peak": self._memory.peak()}
-            result = None
-            if clean_pass(reports) and not (item.session.shouldfail or item.session.shouldstop):
-                # What the repeats add to the item (captured output sections, record_property entries) is
-                # theirs: the reported teardown and the JUnit XML show the reported run's only.
-                sections, properties = list(item._report_sections), list(item.user_properties)
-                self._hunting = True
-                try:
-                    with repeats_unreported(self.config, item.nodeid):
-                        result = hunting.hunt(run_once, params, root=str(self.config.rootpath))
-                except Exception as exc:  # our own failure must not fail the user's test
-                    self.problems.append(f"leak hunt of {item.nodeid} failed: {type(exc).__name__}: {exc}")
-                finally:
-                    self._hunting = False
-                    item._report_sections[:] = sections
-                    item.user_properties[:] = properties
-            if started_tracing and tracemalloc.is_tracing():
-                tracemalloc.stop()
-                started_tracing = False
-            if item.session.shouldfail or item.session.shouldstop:
-                nextitem = None
-            reports[-1] = finish_teardown(item, reports[-1], nextitem)
+            run = run_hunted(item, nextitem, params, root=str(self.config.rootpath),
+                             after_reported_run=reported_run_done, hunting=hunting, problems=self.problems)
         finally:
             self._pending_hunt.discard(item.nodeid)
-            if started_tracing and tracemalloc.is_tracing():
-                tracemalloc.stop()
         message = None
-        if result is not None:
-            result.runs += 1  # the reported run
-            message = hunting.describe(result, limit) if result.score > limit else None
-            state["hunt"] = (result, limit, message)
-        for report in reports:
+        if run.result is not None:
+            run.result.runs += 1  # the reported run
+            message = describe(run.result, limit) if run.result.score > limit else None
+            state["hunt"] = (run.result, limit, message)
+        for report in run.reports:
             if report.when == "teardown":
                 self._attach(report, state)
             if message is not None and report.when == "call" and report.passed:
                 report.outcome = "failed"
                 report.longrepr = message
-        for report in reports:
+        for report in run.reports:
             item.ihook.pytest_runtest_logreport(report=report)
         item.ihook.pytest_runtest_logfinish(nodeid=item.nodeid, location=item.location)
         return True
@@ -368,8 +247,6 @@ class MemtrackSession:
             self.problems.append(f"a report extension failed: {type(exc).__name__}: {exc}")
         report["run"]["exitstatus"] = int(session.exitstatus)  # a regression gate may have failed the session
         if self.settings.json_path:
-            from pytest_memtrack.report.json_report import write_json
-
             try:
                 write_json(report, self.settings.json_path)
             except OSError as exc:

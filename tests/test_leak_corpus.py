@@ -102,14 +102,14 @@ def test_leaking_tests_show_in_the_short_summary_and_the_memtrack_section(corpus
 
 
 def _readings(rss_step: int, accounted_step: int) -> list:
-    from pytest_memtrack.hunt.runner import Reading
+    from pytest_memtrack.hunt.verdict import Reading
 
     return [Reading(traced=1000, blocks=0, rss=100_000_000 + i * rss_step, fds=3, threads=1, objects=0,
                     accounted=50_000_000 + i * accounted_step) for i in range(6)]
 
 
 def test_native_growth_is_rss_beyond_everything_traced_not_only_the_tests() -> None:
-    from pytest_memtrack.hunt.runner import HuntParameters, judge
+    from pytest_memtrack.hunt.verdict import HuntParameters, judge
 
     # pytest keeps 1 MiB of Python objects a run (a report per subTest): traced, though not the test's
     assert judge(_readings(1 << 20, 1 << 20), HuntParameters())["native"].score == 0

@@ -1,23 +1,58 @@
-"""Keeping a hunt's repeats of a test out of pytest's books.
+"""How a hunted test runs inside pytest: its marker, its reported run, its unreported repeats and its teardown.
 
-The hunt runs a test's protocol with ``log=False``, so its setup/call/teardown reports are never logged. Reports
-that a test logs *itself* are: a ``subTest`` of a unittest test or the ``subtests`` fixture logs one report per
-subtest through ``pytest_runtest_logreport`` as it goes. Logged from every repeat, they would be counted (the
-summary's "subtests passed" multiplied by the number of runs), printed, written to JUnit XML, and kept by the
-terminal reporter for the whole session — megabytes for a test with a thousand subtests, which the hunt's own
-readings then see as the test's growth. While the repeats run, such reports for that test are dropped before any
-plugin sees them, and pytest's count of the test's failed subtests is put back afterwards.
+The one adapter to pytest's and pluggy's internals (checked on pytest 7.4 to 9.0, pluggy 1.1 to 1.6): the test
+protocol without logging (``_pytest.runner.runtestprotocol``), the item's captured sections
+(``item._report_sections``), the session's setup state (``session._setupstate``), pluggy's hook execution
+(``PluginManager._inner_hookexec``), pytest 9's failed-subtests count and ``get_reraise_exceptions`` (pytest 9.0).
+Everything else of the plugin uses pytest's public API.
 
-Also here: which runs the hunt can repeat (``clean_pass``), and the teardown the hunt defers (``finish_teardown``).
+Reports of the repeats are kept out of pytest's books: the hunt runs a test's protocol with ``log=False``, so its
+setup/call/teardown reports are never logged. Reports that a test logs *itself* are: a ``subTest`` of a unittest
+test or the ``subtests`` fixture logs one report per subtest through ``pytest_runtest_logreport`` as it goes.
+Logged from every repeat, they would be counted (the summary's "subtests passed" multiplied by the number of
+runs), printed, written to JUnit XML, and kept by the terminal reporter for the whole session — megabytes for a
+test with a thousand subtests, which the hunt's own readings then see as the test's growth. While the repeats run,
+such reports for that test are dropped before any plugin sees them, and pytest's count of the test's failed
+subtests is put back afterwards.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+import math
+import tracemalloc
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass
 from typing import Any
 
 import pytest
+
+from pytest_memtrack.hunt import runner
+from pytest_memtrack.hunt.readings import TRACE_FRAMES
+from pytest_memtrack.hunt.verdict import HuntParameters, HuntResult
+
+MARKER = "max_leak_score"
+SKIP_MARKER = "memtrack_skip"
+
+
+class MarkerError(Exception):
+    """A malformed ``max_leak_score`` marker: fails that test, never the run."""
+
+
+def marker_limit(args: tuple[Any, ...], kwargs: dict[str, Any]) -> float:
+    """The limit of ``@pytest.mark.max_leak_score(limit)``; raises ``MarkerError`` naming the bad value."""
+    values = list(args) + ([kwargs["limit"]] if "limit" in kwargs else [])
+    unknown = sorted(set(kwargs) - {"limit"})
+    if unknown:
+        raise MarkerError(f"{MARKER} marker: unknown argument {unknown[0]!r}; use {MARKER}(limit) with 0 <= limit <= 1")
+    if len(values) != 1:
+        raise MarkerError(f"{MARKER} marker needs exactly one limit between 0 and 1, got {len(values)} arguments")
+    value = values[0]
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value) \
+            or not 0.0 <= value <= 1.0:
+        raise MarkerError(f"{MARKER} marker: the limit must be a number between 0 and 1, got {value!r}")
+    return float(value)
+
 
 #: Hooks whose calls carry a ``report`` of the repeated test and must not reach any plugin during repeats.
 _DROPPED_HOOKS = frozenset({"pytest_runtest_logreport", "pytest_exception_interact"})
@@ -66,7 +101,7 @@ def clean_pass(reports: list[pytest.TestReport]) -> bool:
 
 def _reraised(config: pytest.Config) -> tuple[type[BaseException], ...]:
     """The exceptions a test phase lets through, as pytest's own ``call_runtest_hook`` decides (its helper for
-    this, ``get_reraise_exceptions``, is new in pytest 8.4)."""
+    this, ``get_reraise_exceptions``, is new in pytest 9.0)."""
     try:
         from _pytest.runner import get_reraise_exceptions
     except ImportError:
@@ -81,8 +116,6 @@ def finish_teardown(item: pytest.Item, report: pytest.TestReport, nextitem: pyte
     Only the setup state is torn down here, not the ``pytest_runtest_teardown`` hooks again: plugins pair
     those with one setup (the logging plugin deletes what its setup stored).
     """
-    from _pytest.runner import CallInfo
-
     capman = item.config.pluginmanager.getplugin("capturemanager")
     capture = getattr(capman, "item_capture", None)
     known = len(item._report_sections)
@@ -94,7 +127,7 @@ def finish_teardown(item: pytest.Item, report: pytest.TestReport, nextitem: pyte
         with capture("teardown", item):
             item.session._setupstate.teardown_exact(nextitem)
 
-    call = CallInfo.from_call(teardown, when="teardown", reraise=_reraised(item.config))
+    call = pytest.CallInfo.from_call(teardown, when="teardown", reraise=_reraised(item.config))
     if call.excinfo is None:
         report.duration += call.duration
         report.sections.extend((f"Captured {key} {when}", content)
@@ -106,3 +139,78 @@ def finish_teardown(item: pytest.Item, report: pytest.TestReport, nextitem: pyte
     failed.duration += report.duration
     failed.start = report.start
     return failed
+
+
+def limit_for(item: pytest.Item, default: float | None) -> float | None:
+    """The leak limit for ``item`` (None: not hunted): its marker's, else ``default`` unless the test opted out.
+    Raises ``MarkerError`` for a bad marker."""
+    marker = item.get_closest_marker(MARKER)
+    if marker is not None:
+        return marker_limit(marker.args, marker.kwargs)
+    if item.get_closest_marker(SKIP_MARKER) is not None:
+        return None
+    return default
+
+
+@dataclass
+class HuntedRun:
+    """The reported run of a hunted test (its teardown folded in) and the hunt's result: None when the test was
+    not hunted (its run did not pass cleanly, the session is stopping) or the hunt itself failed."""
+
+    reports: list[pytest.TestReport]
+    result: HuntResult | None
+
+
+def run_hunted(item: pytest.Item, nextitem: pytest.Item | None, params: HuntParameters, *, root: str,
+               after_reported_run: Callable[[], None], hunting: Callable[[bool], None],
+               problems: list[str]) -> HuntedRun:
+    """Run the protocol of ``item`` once for real, then repeat it unreported (wider fixtures kept up).
+
+    The reported run comes first, so the test's outcome is that of its first execution, as without the
+    plugin: a test that is not idempotent (it pops from a module-level dict, a library caches what it warned
+    about) fails when repeated, which ends the hunt and changes nothing else. Its teardown stops at the
+    test's parent; the rest of the teardown towards ``nextitem`` (module- or class-scoped fixtures the next
+    test does not share) runs after the hunt and is folded into the reported teardown. Nothing is logged here.
+    """
+    from _pytest.runner import runtestprotocol
+
+    # Tearing down "to the item's parent" finalizes the function-scoped fixtures only, so every repeat
+    # sets them up afresh while module-, class- and session-scoped ones stay up.
+    keep_up = item.parent
+
+    def run_once() -> bool:
+        return clean_pass(runtestprotocol(item, nextitem=keep_up, log=False))  # type: ignore[arg-type]
+
+    # Traced from the reported run on, as the hunt traces its warm-ups: what the first run puts in a bounded
+    # cache is then traced too, and its eviction during the hunt shows as a free instead of hiding one.
+    started_tracing = not tracemalloc.is_tracing()
+    if started_tracing:
+        tracemalloc.start(TRACE_FRAMES)
+    result = None
+    try:
+        reports = runtestprotocol(item, nextitem=keep_up, log=False)  # type: ignore[arg-type]
+        after_reported_run()
+        if clean_pass(reports) and not (item.session.shouldfail or item.session.shouldstop):
+            # What the repeats add to the item (captured output sections, record_property entries) is
+            # theirs: the reported teardown and the JUnit XML show the reported run's only.
+            sections, properties = list(item._report_sections), list(item.user_properties)
+            hunting(True)
+            try:
+                with repeats_unreported(item.config, item.nodeid):
+                    result = runner.hunt(run_once, params, root=root)
+            except Exception as exc:  # our own failure must not fail the user's test
+                problems.append(f"leak hunt of {item.nodeid} failed: {type(exc).__name__}: {exc}")
+            finally:
+                hunting(False)
+                item._report_sections[:] = sections
+                item.user_properties[:] = properties
+        if started_tracing and tracemalloc.is_tracing():
+            tracemalloc.stop()
+            started_tracing = False
+        if item.session.shouldfail or item.session.shouldstop:
+            nextitem = None
+        reports[-1] = finish_teardown(item, reports[-1], nextitem)
+    finally:
+        if started_tracing and tracemalloc.is_tracing():
+            tracemalloc.stop()
+    return HuntedRun(reports, result)

@@ -19,6 +19,9 @@ from dataclasses import dataclass
 from types import FrameType, FunctionType, ModuleType
 from typing import Any
 
+from pytest_memtrack.hunt.caches import LRU_CACHE_TYPE
+from pytest_memtrack.tracking.attribution import HARNESS_PACKAGES, is_harness
+
 @dataclass(frozen=True)
 class Holder:
     name: str       # "pkg.module.REGISTRY", "pkg.module.Class.instances", "<logging.Logger>.handlers"
@@ -60,11 +63,7 @@ def _describe(holder: object, reached: set[int], namespaces: dict[int, str], val
 
 _SIZED = (list, dict, set, deque, str, bytes, bytearray)
 #: Module state that belongs to the test runner or to the hunt itself, not to the code under test.
-_RUNNER_PACKAGES = frozenset({"_pytest", "pytest", "pluggy", "xdist", "execnet", "pytest_memtrack", "tracemalloc"})
-
-
-#: The type of an ``functools.lru_cache``-wrapped function.
-LRU_CACHE_TYPE = type(functools.lru_cache(maxsize=1)(len))
+_RUNNER_PACKAGES = HARNESS_PACKAGES | {"tracemalloc"}
 
 
 _WEAK = "weak references"
@@ -105,7 +104,7 @@ def _tracked_modules() -> list[tuple[str, ModuleType]]:
     """Modules whose state can hold a test's leak: all but the test runner's and the hunt's own."""
     return [(name, module) for name, module in list(sys.modules.items())
             if isinstance(module, ModuleType) and isinstance(getattr(module, "__dict__", None), dict)
-            and name.partition(".")[0] not in _RUNNER_PACKAGES and not name.startswith("pytest_")]
+            and not is_harness(name) and name.partition(".")[0] != "tracemalloc"]
 
 
 def _named_objects() -> Iterator[tuple[tuple[str, ...], object]]:

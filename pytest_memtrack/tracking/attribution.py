@@ -33,6 +33,17 @@ _BOUNDARY_SUBCLASSES = (ModuleType, type, BuiltinFunctionType)
 _BOUNDARY_EXACT = frozenset({FunctionType, MethodType})
 
 
+#: The test harness: pytest, its plugin machinery, xdist and this plugin. What they keep per test (a report, a
+#: finalizer on a session fixture) is bookkeeping that ends with the session, never the code under test's leak.
+HARNESS_PACKAGES = frozenset({"_pytest", "pytest", "pluggy", "xdist", "execnet", "pytest_memtrack"})
+
+
+def is_harness(module_name: str) -> bool:
+    """Whether ``module_name`` (dotted) belongs to the test harness: ``HARNESS_PACKAGES`` or a ``pytest_*`` plugin."""
+    package = module_name.partition(".")[0]
+    return package in HARNESS_PACKAGES or package.startswith("pytest_")
+
+
 def top_level(module_name: str) -> str:
     return module_name.partition(".")[0]
 

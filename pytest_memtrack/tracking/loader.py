@@ -23,7 +23,7 @@ from collections.abc import Iterable
 from types import ModuleType
 from typing import Any
 
-from pytest_memtrack.tracking.attribution import is_test_module, is_test_suite_package, measure_packages, top_level
+from pytest_memtrack.tracking.attribution import HARNESS_PACKAGES, is_test_module, is_test_suite_package, measure_packages, top_level
 from pytest_memtrack.tracking.background import DEFAULT_CHECK_INTERVAL, MonitoringStatus, PeriodicCheck
 from pytest_memtrack.tracking.imports import FootprintMeter, ImportMeasurement, ImportObserver
 from pytest_memtrack.tracking.metrics import DEFAULT_HISTORY_SIZE, MemoryMetrics, PackageInfo
@@ -33,11 +33,11 @@ from pytest_memtrack.tracking.suggestions import PackageFigures, SuggestionRules
 TRENDS = ("increasing", "decreasing", "stable")
 #: Not tracked: interpreter state (``sys.modules`` grows with every import), the tracker and the test runner
 #: (pytest keeps per-test bookkeeping in module state until the session ends).
-NOT_TRACKED = frozenset({"sys", "builtins", "__main__", "pytest_memtrack", "pytest", "pluggy", "xdist", "execnet"})
+NOT_TRACKED = frozenset({"sys", "builtins", "__main__"}) | HARNESS_PACKAGES
 #: Observed only with ``track_all``: the standard library and the test tooling. Walking their module state is
 #: most of a pass's cost (boltons: 112 of 125 ms) and a user rarely owns a leak there; packages the user
 #: registers with ``lazy()``/``register()`` are always tracked.
-TOOLING = frozenset({"pytest", "_pytest", "pluggy", "xdist", "execnet", "psutil", "jinja2", "markupsafe",
+TOOLING = HARNESS_PACKAGES | frozenset({"psutil", "jinja2", "markupsafe",
                      "iniconfig", "packaging", "py", "_distutils_hack", "setuptools", "pkg_resources", "pip",
                      "hypothesis", "schemathesis", "sortedcontainers", "attr", "attrs", "exceptiongroup", "tomli"})
 OPTIONAL_TRACKING = frozenset(sys.stdlib_module_names) | TOOLING

@@ -1,0 +1,93 @@
+"""What a leaking test left behind: allocation sites, packages, object types, threads, file descriptors, and the
+named containers or objects that keep it alive. Evidence only: a failure here never changes a verdict."""
+
+from __future__ import annotations
+
+import os
+import tracemalloc
+from collections import Counter
+from dataclasses import dataclass, field
+from typing import Any
+
+from pytest_memtrack.hunt.readings import open_fds, thread_names
+from pytest_memtrack.hunt.retention import find_holders, grown_holders, named_sizes
+from pytest_memtrack.tracking.attribution import file_index, is_harness
+
+
+@dataclass
+class Baseline:
+    snapshot: tracemalloc.Snapshot | None
+    types: Counter[type]
+    threads: dict[int, str]
+    fds: dict[int, str]
+    #: ``retention.named_sizes`` at the first measured reading, taken only when Python memory grew in that run.
+    sizes: dict[tuple[str, ...], tuple[int, str]] = field(default_factory=dict)
+
+
+def _relative(path: str, root: str | None) -> str:
+    if root:
+        try:
+            rel = os.path.relpath(path, root)
+            if not rel.startswith(".."):
+                return rel
+        except ValueError:
+            pass
+    return path
+
+
+def gather_evidence(before: Baseline, after: tracemalloc.Snapshot | None, grown: Counter[type], measured: int,
+                    root: str | None, top: int = 8) -> dict[str, Any]:
+    """What grew between the baseline and the end: allocation sites, packages, object types, threads, fds."""
+    runs = max(1, measured)
+    evidence: dict[str, Any] = {"allocation_sites": [], "packages": [], "object_types": [],
+                                "new_threads": [], "new_fds": []}
+    if before.snapshot is not None and after is not None:
+        stats = [s for s in after.compare_to(before.snapshot, "lineno") if s.size_diff > 0]
+        by_package: Counter[str] = Counter()
+        for stat in stats:
+            frame = stat.traceback[0]
+            owner = file_index.module_for(frame.filename) or _relative(frame.filename, root)
+            by_package[owner] += stat.size_diff
+        stats.sort(key=lambda s: -s.size_diff)
+        evidence["allocation_sites"] = [
+            {"file": _relative(s.traceback[0].filename, root), "line": s.traceback[0].lineno,
+             "bytes_per_run": s.size_diff / runs, "count_per_run": s.count_diff / runs}
+            for s in stats[:top]]
+        evidence["packages"] = [{"package": name, "bytes_per_run": size / runs}
+                                for name, size in by_package.most_common(top)]
+    evidence["object_types"] = [{"type": f"{kind.__module__}.{kind.__qualname__}".removeprefix("builtins."),
+                                 "count_per_run": count / runs}
+                                for kind, count in grown.most_common(top * 2)
+                                if count >= runs and not is_harness(kind.__module__)][:top]
+    threads_now = thread_names()
+    evidence["new_threads"] = [name for ident, name in threads_now.items() if ident not in before.threads]
+    fds_now = open_fds()
+    evidence["new_fds"] = [target for fd, target in sorted(fds_now.items())
+                           if before.fds.get(fd) != target][:top]
+    return evidence
+
+
+def named_sizes_or_nothing() -> dict[tuple[str, ...], tuple[int, str]]:
+    try:
+        return named_sizes()
+    except Exception:  # evidence only
+        return {}
+
+
+def leak_holders(baseline: Baseline, survivors: list[object], measured: int, grown: Counter[type],
+             *own: object) -> list[dict[str, Any]]:
+    """What keeps the leak alive: named containers that grew every run (``retention.grown_holders``), then the
+    pre-existing objects the runs' surviving objects hang from (``retention.find_holders``). Evidence only: a
+    failure here loses nothing."""
+    try:
+        holders = grown_holders(baseline.sizes, named_sizes(), measured) if baseline.sizes and measured > 0 else []
+        if not holders:  # nothing named grew: climb from survivors of the types that grew every run (a sample:
+            # each level of the climb is a scan of the heap)
+            runs = max(1, measured)
+            kinds = {kind for kind, count in grown.items() if count >= runs and not is_harness(kind.__module__)}
+            sample = [obj for obj in survivors if type(obj) in kinds][-50:]
+            holders = find_holders(sample, excluded=(baseline, survivors, sample, *own), max_depth=3,
+                                   min_objects=runs)
+        return [holder.to_dict() for holder in holders[:5]]
+    except Exception:
+        return []
