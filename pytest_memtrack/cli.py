@@ -1,7 +1,7 @@
 """``pytest-memtrack``: offline commands over saved reports and the run history.
 
-Each feature module contributes its sub-command through an ``add_cli(subparsers)`` function that registers an
-argparse sub-parser whose ``func(args) -> int`` does the work; this module only assembles them.
+Each feature's ``cli`` module contributes its sub-commands through an ``add_cli(subparsers)`` function that
+registers an argparse sub-parser whose ``func(args) -> int`` does the work; this module only assembles them.
 """
 
 from __future__ import annotations
@@ -11,16 +11,14 @@ import importlib
 import sys
 from collections.abc import Sequence
 
+from pytest_memtrack.errors import CliError
+
 #: Modules that contribute sub-commands, in the order ``--help`` lists them.
 COMMAND_MODULES = (
-    "pytest_memtrack.report.html",
-    "pytest_memtrack.server.transport",
-    "pytest_memtrack.history.plugin",
+    "pytest_memtrack.report.cli",
+    "pytest_memtrack.server.cli",
+    "pytest_memtrack.history.cli",
 )
-
-
-class CliError(Exception):
-    """A user mistake on the command line: printed as one sentence, exit status 2."""
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -28,13 +26,7 @@ def build_parser() -> argparse.ArgumentParser:
                                      description="Offline commands over saved memtrack reports and the run history.")
     subparsers = parser.add_subparsers(dest="command", metavar="COMMAND")
     for name in COMMAND_MODULES:
-        try:
-            module = importlib.import_module(name)
-        except ImportError:  # a feature module not present in this build
-            continue
-        add_cli = getattr(module, "add_cli", None)
-        if add_cli is not None:
-            add_cli(subparsers)
+        importlib.import_module(name).add_cli(subparsers)
     return parser
 
 

@@ -19,8 +19,8 @@ from pytest_memtrack.settings import resolve_settings
 #: imported only when tracking is on); ``configure`` runs only
 #: when ``--memtrack`` is on, validates the feature's settings (``pytest.UsageError``) and registers its hooks.
 FEATURE_MODULES = (
-    "pytest_memtrack.report.html",
-    "pytest_memtrack.server.transport",
+    "pytest_memtrack.report.plugin",
+    "pytest_memtrack.server.plugin",
     "pytest_memtrack.history.plugin",
 )
 
@@ -52,13 +52,7 @@ CORE_OPTIONS: tuple[tuple[str, str, str], ...] = (
 
 
 def _features() -> list[ModuleType]:
-    modules = []
-    for name in FEATURE_MODULES:
-        try:
-            modules.append(importlib.import_module(name))
-        except ImportError:
-            continue
-    return modules
+    return [importlib.import_module(name) for name in FEATURE_MODULES]
 
 
 def pytest_addhooks(pluginmanager: pytest.PytestPluginManager) -> None:
@@ -115,9 +109,10 @@ def pytest_configure(config: pytest.Config) -> None:
         return
     from pytest_memtrack.session import MemtrackSession
 
+    features = _features()  # an import error here is a bug to see, not a feature to skip
     session = MemtrackSession(config, settings, config.stash.get(EARLY_LOADER, None))
     if PREVIOUS_LOADER in config.stash:
         session.previous_loader = config.stash[PREVIOUS_LOADER]
     config.pluginmanager.register(session, "memtrack-session")
-    for module in _features():
+    for module in features:
         module.configure(config)

@@ -15,15 +15,10 @@ from typing import Any, TypeVar
 
 import pytest
 
+from pytest_memtrack.units import SIZE_UNITS
+
 T = TypeVar("T")
 
-_SIZE_UNITS = {"": 1, "b": 1, "k": 1024, "kb": 1024, "kib": 1024, "m": 1024**2, "mb": 1024**2, "mib": 1024**2,
-               "g": 1024**3, "gb": 1024**3, "gib": 1024**3}
-
-
-def option_dest(name: str) -> str:
-    """``memtrack_max_leak_score`` -> the argparse dest of ``--memtrack-max-leak-score``."""
-    return name
 
 
 def resolve(config: pytest.Config, name: str, parse: Callable[[str, str], T], default: T) -> T:
@@ -113,10 +108,10 @@ def parse_fraction(raw: str, label: str) -> float:
 def parse_size(raw: str, label: str) -> int:
     """A byte size: ``4096``, ``64KB``, ``1.5MiB`` (binary units)."""
     match = re.fullmatch(r"\s*(\d+(?:\.\d+)?)\s*([a-zA-Z]*)\s*", raw)
-    unit = match.group(2).lower() if match else None
-    if not match or unit not in _SIZE_UNITS:
+    unit = (match.group(2).lower() or "b") if match else None
+    if not match or unit not in SIZE_UNITS:
         raise pytest.UsageError(f"{label} must be a size such as 4096, 64KB or 1MB, not {raw!r}.")
-    return int(float(match.group(1)) * _SIZE_UNITS[unit])
+    return int(float(match.group(1)) * SIZE_UNITS[unit])
 
 
 def parse_writable_path(raw: str, label: str) -> str:

@@ -1,16 +1,33 @@
-"""Byte sizes for people: one formatter for the failure message, the terminal, the HTML page and the gate's table."""
+"""Byte sizes, both ways: one formatter for every surface (failure message, terminal, HTML, dashboard, the gate's
+table) and one table of the size units users may write (``64KB``, ``1.5MiB``). Binary units throughout."""
 
 from __future__ import annotations
 
+import math
+from typing import Any
+
 _UNITS = ("B", "KiB", "MiB", "GiB", "TiB")
+#: What every surface shows for a figure that is missing or not a finite number.
+MISSING = "—"
+#: Size units a user may write, lower-cased, in bytes: ``B``, ``K``/``KB``/``KiB``, ``M``..., ``G``... (binary).
+SIZE_UNITS = {"b": 1, "k": 1024, "kb": 1024, "kib": 1024, "m": 1024**2, "mb": 1024**2, "mib": 1024**2,
+              "g": 1024**3, "gb": 1024**3, "gib": 1024**3}
 
 
-def format_bytes(value: float | None, *, signed: bool = False, decimals: int = 1, missing: str = "-") -> str:
-    """``1536`` -> ``'1.5 KiB'`` (binary units); ``signed`` adds ``+`` to growth; ``None`` -> ``missing``."""
-    if value is None:
-        return missing
-    sign = "-" if value < 0 else ("+" if signed and value > 0 else "")
-    size = abs(float(value))
+def finite_number(value: Any) -> float | None:
+    """``value`` as a float when it is a finite int or float (not a bool), else None."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        return None
+    return float(value) if math.isfinite(value) else None
+
+
+def format_bytes(value: Any, *, signed: bool = False, decimals: int = 1) -> str:
+    """``1536`` -> ``'1.5 KiB'``; ``signed`` adds ``+`` to growth; missing or not a finite number -> ``MISSING``."""
+    number = finite_number(value)
+    if number is None:
+        return MISSING
+    sign = "-" if number < 0 else ("+" if signed and number > 0 else "")
+    size = abs(number)
     for unit in _UNITS:
         if size < 1024 or unit == _UNITS[-1]:
             return f"{sign}{size:.0f} {unit}" if unit == "B" else f"{sign}{size:.{decimals}f} {unit}"

@@ -92,7 +92,20 @@ def test_compare_mistakes_are_error_sentences_with_exit_status_2(store_path, cap
 def test_compare_with_a_bad_report_file_is_an_error_sentence(tmp_path, capsys):
     (tmp_path / "bad.json").write_text("{not json")
     assert main(["compare", str(tmp_path / "bad.json"), str(tmp_path / "bad.json")]) == 2
-    assert "cannot read the JSON report" in capsys.readouterr().err
+    assert "bad.json' is not valid JSON" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("content", ["{not json", '{"tool": {"name": "pytest-memtrack"}, "format_version": 1}',
+                                     '{"summary": {}}', "[1]"])
+def test_every_command_that_reads_a_report_says_the_same_about_a_bad_one(tmp_path, capsys, content):
+    """One loader: html, serve and compare accept and refuse the same files with the same sentence."""
+    bad = tmp_path / "bad.json"
+    bad.write_text(content)
+    errors = []
+    for argv in (["html", str(bad)], ["serve", str(bad), "--port", "0"], ["compare", str(bad), str(bad)]):
+        assert main(argv) == 2
+        errors.append(capsys.readouterr().err)
+    assert errors[0] == errors[1] == errors[2] and errors[0].startswith("pytest-memtrack: error: ")
 
 
 @pytest.mark.parametrize("command", ["history", "compare"])

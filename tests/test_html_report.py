@@ -17,7 +17,8 @@ from samples import T0, empty_report, leaking_test, package_entry, passing_test,
 from pytest_memtrack import cli
 from pytest_memtrack.report import github
 from pytest_memtrack.report.atomic import write_text_atomic
-from pytest_memtrack.report.html import build_view, format_bytes, polyline_points, render_html
+from pytest_memtrack.report.formatting import format_bytes
+from pytest_memtrack.report.html import build_view, polyline_points, render_html
 
 # ------------------------------------------------------------------------------------------ a tiny DOM for checks
 
@@ -358,8 +359,8 @@ def test_the_html_command_defaults_the_output_next_to_the_report(tmp_path):
 @pytest.mark.parametrize(("content", "sentence"), [
     (None, "does not exist"),
     ("{not json", "is not valid JSON"),
-    ('{"hello": 1}', "is not a pytest-memtrack report"),
-    ("[1, 2]", "is not a pytest-memtrack report"),
+    ('{"hello": 1}', "is not a pytest-memtrack JSON report"),
+    ("[1, 2]", "is not a pytest-memtrack JSON report"),
     ('{"tool": {"name": "pytest-memtrack"}, "format_version": 99}', "format version 99"),
 ])
 def test_the_html_command_explains_a_bad_report_file_and_exits_2(tmp_path, capsys, content, sentence):
@@ -476,7 +477,7 @@ def test_beyond_ten_leaking_tests_the_rest_are_folded_into_a_details_block():
 
 
 def test_allocation_sites_are_shown_relative_to_the_project_or_site_packages():
-    from pytest_memtrack.report.html import short_path
+    from pytest_memtrack.report.formatting import short_path
 
     assert short_path("/work/venv/lib/python3.11/site-packages/_pytest/logging.py") == "_pytest/logging.py"
     assert short_path("/proj/app/cache.py", "/proj") == "app/cache.py"
@@ -484,7 +485,7 @@ def test_allocation_sites_are_shown_relative_to_the_project_or_site_packages():
 
 
 def test_counts_per_run_are_rounded_for_reading():
-    from pytest_memtrack.report.html import format_count
+    from pytest_memtrack.report.formatting import format_count
 
     assert format_count(2.3333) == "2.3"
     assert format_count(2.0) == "2"

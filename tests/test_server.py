@@ -16,8 +16,9 @@ from pathlib import Path
 import pytest
 
 from pytest_memtrack import cli
-from pytest_memtrack.server.transport import RunningServer, is_loopback, parse_address, start_server
-from pytest_memtrack.server.app import ReportSource
+from pytest_memtrack.server.plugin import parse_address
+from pytest_memtrack.server.transport import RunningServer, is_loopback, start_server
+from pytest_memtrack.server.sources import ReportSource
 from samples import package_entry, sample_report
 from test_server_app import FakeSource, validate
 

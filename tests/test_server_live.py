@@ -152,8 +152,9 @@ def test_a_token_from_the_environment_protects_the_post_endpoints_of_the_live_se
 
 
 def test_a_report_written_by_a_real_session_is_served_with_valid_payloads(pytester):
-    from pytest_memtrack.server.transport import load_report, start_server
-    from pytest_memtrack.server.app import ReportSource
+    from pytest_memtrack.report.loading import load_report
+    from pytest_memtrack.server.transport import start_server
+    from pytest_memtrack.server.sources import ReportSource
     from test_server import GET_ENDPOINTS, P, request
 
     pytester.makepyfile(test_some="def test_json():\n    import json\n    assert json.dumps(1)\n")
@@ -174,7 +175,7 @@ def test_a_report_written_by_a_real_session_is_served_with_valid_payloads(pytest
 
 def test_the_live_source_follows_the_loader_the_session_installs():
     from pytest_memtrack.tracking.loader import LazyLoader, reset_lazy_loader
-    from pytest_memtrack.server.app import LiveSource, MemorySource
+    from pytest_memtrack.server.sources import LiveSource, MemorySource
 
     first, second = LazyLoader(), LazyLoader()
     first.register("first.pkg")

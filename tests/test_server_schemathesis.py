@@ -10,7 +10,7 @@ from hypothesis import HealthCheck, given, settings
 
 from pytest_memtrack.server.openapi import build_document
 from pytest_memtrack.server.transport import RunningServer, start_server
-from pytest_memtrack.server.app import ReportSource
+from pytest_memtrack.server.sources import ReportSource
 from samples import sample_report
 from test_server_app import FakeSource
 

@@ -50,11 +50,7 @@ TOP_CHANGES = 50
 #: How many new test/package names a comparison lists.
 MAX_NEW = 50
 
-_UNITS = {"b": 1, "kb": 1024, "kib": 1024, "k": 1024, "mb": 1024**2, "mib": 1024**2, "m": 1024**2,
-          "gb": 1024**3, "gib": 1024**3, "g": 1024**3}
 _TOLERANCE = re.compile(r"(?P<number>[0-9]+(?:\.[0-9]*)?|\.[0-9]+)(?P<unit>%|[a-zA-Z]+)?")
-
-from pytest_memtrack.options import RULE_HELP  # noqa: E402, F401  (declared with the options, re-exported)
 
 
 class RuleError(ValueError):
@@ -119,14 +115,14 @@ def parse_rule(text: str) -> Rule:
     if not math.isfinite(amount):
         raise RuleError(f"compare-fail rule {text!r}: the tolerance must be a finite number.")
     percent = unit == "%"
-    if percent or unit in _UNITS:
+    if percent or unit in units.SIZE_UNITS:
         if not is_bytes:
             raise RuleError(
                 f"compare-fail rule {text!r}: {figure} takes an absolute tolerance as a plain number "
                 f"(e.g. '{figure}:{'0.1' if figure == 'leak_score' else '0'}'), not {tolerance!r}."
             )
         if not percent:
-            amount *= _UNITS[unit]
+            amount *= units.SIZE_UNITS[unit]
     elif unit:
         raise RuleError(
             f"compare-fail rule {text!r}: unknown unit {match.group('unit')!r}; use %, B, KB, MB or GB."
@@ -278,15 +274,11 @@ def compare_reports(baseline: Mapping[str, Any], current: Mapping[str, Any], rul
 
 # -- rendering ------------------------------------------------------------------------------------------------------
 
-def format_bytes(value: float, signed: bool = False) -> str:
-    return units.format_bytes(value, signed=signed, decimals=2)
-
-
 def format_value(figure: str, value: float | None, signed: bool = False) -> str:
     if value is None:
         return "-"
     if FIGURES.get(figure, ((), True))[1]:
-        return format_bytes(value, signed)
+        return units.format_bytes(value, signed=signed, decimals=2)  # a gate's table shows small changes
     if figure == "leaking":
         text = str(int(value))
         return ("+" + text) if signed and value > 0 else text

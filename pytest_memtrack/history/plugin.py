@@ -14,34 +14,28 @@ as a :class:`MemtrackWarning` and left untouched; the run and its JSON report ar
 
 Only the process that owns the session writes (the xdist controller, never a worker).
 
-Wiring: ``plugin.py`` calls :func:`add_options` and :func:`configure`; ``cli.py`` calls :func:`add_cli`. The
-stateful part is :class:`HistoryPlugin`, registered only when saving or comparing was asked for.
+Wiring: the options are declared in ``pytest_memtrack.options``; ``pytest_memtrack.plugin`` calls
+:func:`configure` when ``--memtrack`` is on, which registers :class:`HistoryPlugin` only when saving or comparing
+was asked for. The ``history`` and ``compare`` commands live in ``history.cli``.
 """
 
 from __future__ import annotations
 
-import argparse
-import datetime
-import json
 import os
 import sqlite3
 import subprocess
-import sys
 import warnings
 from dataclasses import dataclass, field
 from typing import Any
 
 import pytest
 
-from pytest_memtrack.history.compare import RULE_HELP, Comparison, Rule, RuleError, compare_reports, parse_rule, render_summary
-from pytest_memtrack.settings import parse_writable_path, resolve
+from pytest_memtrack.history.compare import Comparison, Rule, RuleError, compare_reports, parse_rule, render_summary
 from pytest_memtrack.history.store import MemtrackWarning, RunInfo, Store, StoreError, machine_key
+from pytest_memtrack.options import DEFAULT_STORE
+from pytest_memtrack.settings import parse_writable_path, resolve
 
-__all__ = ["MemtrackWarning", "HistoryPlugin", "configure", "add_cli"]
-
-from pytest_memtrack.options import DEFAULT_STORE, escape as _escape  # noqa: E402
-
-HISTORY_KEY = pytest.StashKey["HistoryPlugin"]()
+__all__ = ["MemtrackWarning", "HistoryPlugin", "configure"]
 
 
 def is_worker(config: pytest.Config) -> bool:
@@ -101,7 +95,6 @@ def configure(config: pytest.Config) -> None:
         return
     plugin = HistoryPlugin(config, store, save, compare_ref if compare_ref is not None else "", rules,
                            compare=compare_ref is not None or bool(rules))
-    config.stash[HISTORY_KEY] = plugin
     config.pluginmanager.register(plugin, "memtrack-history")
 
 
@@ -200,120 +193,3 @@ class HistoryPlugin:
         if self.saved is not None:
             name = f" {self.saved.name!r}" if self.saved.name else ""
             tr.write_line(f"memtrack: saved run #{self.saved.id}{name} to {self.store_path}")
-
-
-# -- command line -------------------------------------------------------------------------------------------------
-
-def add_cli(subparsers: Any) -> None:
-    history = subparsers.add_parser("history", help="list the runs in the history store",
-                                    description="List the runs saved with --memtrack-save, newest first.")
-    history.add_argument("--store", default=DEFAULT_STORE, help=f"the store (default: {DEFAULT_STORE})")
-    history.add_argument("--limit", type=_positive_int, default=20, help="show at most N runs (default 20)")
-    history.add_argument("--json", action="store_true", help="print the runs as JSON")
-    history.set_defaults(func=history_command)
-
-    compare = subparsers.add_parser(
-        "compare", help="compare two stored runs or two JSON reports",
-        description="Compare run B with baseline A. A and B are stored run ids or names, or JSON report files. "
-                    "Exit status 1 when a --fail rule is broken.")
-    compare.add_argument("baseline", metavar="A", help="the baseline: a run id, a run name or a JSON report file")
-    compare.add_argument("current", metavar="B", help="the run to judge: a run id, a run name or a JSON report file")
-    compare.add_argument("--store", default=DEFAULT_STORE, help=f"the store (default: {DEFAULT_STORE})")
-    compare.add_argument("--fail", action="append", default=[], metavar="RULE", help=_escape(RULE_HELP))
-    compare.add_argument("--json", action="store_true", help="print the comparison as JSON")
-    compare.set_defaults(func=compare_command)
-
-
-def _positive_int(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        value = 0
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"must be a positive whole number, not {text!r}")
-    return value
-
-
-def _open(path: str) -> Store:
-    from pytest_memtrack.cli import CliError
-
-    try:
-        return Store(path, create=False)
-    except StoreError as exc:
-        raise CliError(str(exc)) from None
-
-
-def _time(ts: float) -> str:
-    return datetime.datetime.fromtimestamp(ts).strftime("%Y-%m-%d %H:%M:%S")
-
-
-def history_command(args: argparse.Namespace) -> int:
-    with _open(args.store) as store:
-        runs = store.runs(limit=args.limit)
-    if args.json:
-        print(json.dumps([r.as_dict() for r in runs], indent=2))
-        return 0
-    if not runs:
-        print(f"no runs in {args.store}")
-        return 0
-    rows = [("id", "time", "name", "commit", "machine", "tests", "leaking")]
-    rows += [(str(r.id), _time(r.time), r.name or "", (r.commit or "")[:10], r.machine or "", str(r.tests),
-              str(r.leaking)) for r in runs]
-    widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
-    for row in rows:
-        print("  ".join(c.ljust(w) for c, w in zip(row, widths)).rstrip())
-    return 0
-
-
-def _load(ref: str, store_path: str, stores: dict[str, Store]) -> tuple[dict[str, Any], dict[str, Any]]:
-    from pytest_memtrack.cli import CliError
-
-    if os.path.isfile(ref) and not ref.isdigit():
-        try:
-            with open(ref, encoding="utf-8") as fh:
-                report = json.load(fh)
-        except (OSError, ValueError) as exc:
-            raise CliError(f"cannot read the JSON report {ref!r} ({exc}).") from None
-        if not isinstance(report, dict) or not isinstance(report.get("run"), dict):
-            raise CliError(f"{ref!r} is not a pytest-memtrack JSON report.")
-        run = report["run"]
-        return report, {"id": None, "name": os.path.basename(ref), "time": run.get("finished"), "commit": None,
-                        "machine": machine_key(run), "python": run.get("python")}
-    if "store" not in stores:
-        if not os.path.exists(store_path):
-            raise CliError(f"{ref!r} is not a report file, and there is no history store at {store_path!r}.")
-        stores["store"] = _open(store_path)
-    store = stores["store"]
-    info = store.find(ref)
-    if info is None:
-        raise CliError(f"no stored run has the id or name {ref!r} in {store_path!r}, and it is not a report file.")
-    try:
-        return store.load_report(info.id), info.baseline()
-    except StoreError as exc:
-        raise CliError(str(exc)) from None
-
-
-def compare_command(args: argparse.Namespace) -> int:
-    from pytest_memtrack.cli import CliError
-
-    try:
-        rules = [parse_rule(text) for text in args.fail]
-    except RuleError as exc:
-        raise CliError(f"--fail: {exc}") from None
-    stores: dict[str, Store] = {}
-    try:
-        baseline, info = _load(args.baseline, args.store, stores)
-        current, _ = _load(args.current, args.store, stores)
-    finally:
-        for store in stores.values():
-            store.close()
-    comparison = compare_reports(baseline, current, rules, info)
-    data = comparison.as_dict()
-    if args.json:
-        print(json.dumps(data, indent=2))
-    else:
-        print(render_summary(data, all_rows=True))
-    if comparison.regressions:
-        print(f"{len(comparison.regressions)} figure(s) regressed beyond the tolerance.", file=sys.stderr)
-        return 1
-    return 0

@@ -1,6 +1,6 @@
 """GitHub Actions step summary: a short Markdown verdict appended to ``$GITHUB_STEP_SUMMARY``.
 
-Registered by ``report.html.configure`` whenever ``--memtrack`` is on; it does nothing unless the variable is set
+Registered by ``report.plugin.configure`` whenever ``--memtrack`` is on; it does nothing unless the variable is set
 (GitHub sets it in every step). Built from the same report model as every other renderer.
 """
 
@@ -9,9 +9,7 @@ from __future__ import annotations
 import os
 from typing import Any
 
-import pytest
-
-from pytest_memtrack.report.html import format_bytes, format_score, format_signed_bytes
+from pytest_memtrack.report.formatting import format_bytes, format_score, format_signed_bytes
 
 ENV = "GITHUB_STEP_SUMMARY"
 TOP_TESTS = 10
@@ -85,16 +83,3 @@ def append_summary(report: dict[str, Any], path: str) -> None:
     """Append (never overwrite: other steps' summaries share the file) the Markdown summary to ``path``."""
     with open(path, "a", encoding="utf-8") as handle:
         handle.write(render_summary(report))
-
-
-class GithubSummary:
-    @pytest.hookimpl(trylast=True)
-    def pytest_memtrack_report_ready(self, session: pytest.Session, report: dict[str, Any]) -> None:
-        path = os.environ.get(ENV)
-        if path:
-            append_summary(report, path)
-
-
-def configure(config: pytest.Config) -> None:
-    if os.environ.get(ENV) and not config.pluginmanager.has_plugin("memtrack-github-summary"):
-        config.pluginmanager.register(GithubSummary(), "memtrack-github-summary")

@@ -1,117 +1,49 @@
 """The HTML report: one self-contained page rendered with Jinja from the report model (docs/report-format.md).
 
 ``build_view(report)`` turns the model into display-ready values (human units, SVG polyline points) with pure
-functions; ``templates/report.html.jinja`` only lays them out through an autoescaping ``Environment``. The same
-``render_html`` serves the ``--memtrack-html`` option and the offline ``pytest-memtrack html`` command.
+functions; ``templates/report.html.jinja`` only lays them out through the one autoescaping environment
+(``templates.environment``). The same ``render_html`` serves the ``--memtrack-html`` option and the offline
+``pytest-memtrack html`` command.
 """
 
 from __future__ import annotations
 
-import base64
-import datetime as _dt
-import hashlib
-import json
 import math
-import os
 import shlex
 from collections.abc import Iterable, Sequence
-from functools import lru_cache
 from typing import Any
 
-import pytest
-
-from pytest_memtrack import units
-
+from pytest_memtrack.history.compare import FIGURES
+from pytest_memtrack.report.atomic import write_text_atomic
+from pytest_memtrack.report.formatting import (
+    format_bytes,
+    format_count,
+    format_duration,
+    format_number,
+    format_score,
+    format_signed_bytes,
+    format_time,
+    short_path,
+)
+from pytest_memtrack.report.templates import environment, inline_script
+from pytest_memtrack.tracking.payloads import is_leaking
+from pytest_memtrack.units import MISSING, finite_number as _number
 
 #: Leak kinds in display order, with the unit of their per-run figure.
 KINDS = (("memory", "bytes"), ("native", "bytes"), ("fds", "count"), ("threads", "count"))
+
+
 _SEVERITY_ORDER = {"critical": 0, "high": 1, "medium": 2, "low": 3}
+
+
 _BYTE_WORDS = ("memory", "bytes", "rss", "footprint", "peak", "usage", "traced", "size", "current", "total")
+
+
 TOP_EVIDENCE = 5
+
+
 #: Leaking tests shown expanded; the rest sit in a <details> block (still readable with JavaScript off).
 OPEN_LEAKS = 10
-
-
-# ---------------------------------------------------------------------------------------------- pure formatting
-
-
-def format_bytes(value: Any) -> str:
-    """``1536`` -> ``'1.5 KiB'``; negative sizes keep their sign; ``None``/non-numbers -> ``'—'``."""
-    return units.format_bytes(_number(value), missing="—")
-
-
-def format_signed_bytes(value: Any) -> str:
-    text = format_bytes(value)
-    number = _number(value)
-    return "+" + text if number is not None and number > 0 else text
-
-
-def format_number(value: Any) -> str:
-    """Plain numbers for generic cells: ints with separators, floats with 4 significant digits."""
-    if isinstance(value, bool) or value is None:
-        return {True: "yes", False: "no", None: "—"}[value]
-    if isinstance(value, int):
-        return f"{value:,}"
-    if isinstance(value, float):
-        if not math.isfinite(value):
-            return str(value)
-        return f"{value:,.0f}" if abs(value) >= 10_000 else f"{value:.4g}"
-    if isinstance(value, (list, dict)):
-        return json.dumps(value, sort_keys=True, default=str)
-    return str(value)
-
-
-def format_count(value: Any, *, signed: bool = False) -> str:
-    """Counts per run: ``2.333`` -> ``'2.3'``, ``2.0`` -> ``'2'``; ``signed`` adds ``+`` to growth."""
-    number = _number(value)
-    if number is None:
-        return "—"
-    text = f"{number:,.1f}".removesuffix(".0")
-    return "+" + text if signed and number > 0 else text
-
-
-def short_path(path: Any, rootdir: Any = None) -> str:
-    """A source path as a reader knows it: relative to the project root, or from site-packages on."""
-    text = str(path)
-    for marker in ("/site-packages/", "/dist-packages/"):
-        if marker in text:
-            return text.rsplit(marker, 1)[1]
-    if isinstance(rootdir, str) and rootdir and text.startswith(rootdir.rstrip("/") + "/"):
-        return text[len(rootdir.rstrip("/")) + 1:]
-    return text
-
-
-def format_score(value: Any) -> str:
-    number = _number(value)
-    return "—" if number is None else f"{number:.2f}"
-
-
-def format_time(timestamp: Any) -> str:
-    number = _number(timestamp)
-    if number is None:
-        return "—"
-    try:
-        moment = _dt.datetime.fromtimestamp(number, tz=_dt.timezone.utc)
-    except (OverflowError, OSError, ValueError):
-        return "—"
-    return moment.strftime("%Y-%m-%d %H:%M:%S UTC")
-
-
-def format_duration(seconds: Any) -> str:
-    number = _number(seconds)
-    if number is None:
-        return "—"
-    if number < 1:
-        return f"{number * 1000:.0f} ms"
-    if number < 120:
-        return f"{number:.1f} s"
-    return f"{number // 60:.0f} min {number % 60:.0f} s"
-
-
-def _number(value: Any) -> float | None:
-    if isinstance(value, bool) or not isinstance(value, (int, float)):
-        return None
-    return float(value) if math.isfinite(value) else None
 
 
 def polyline_points(points: Iterable[Sequence[Any]], width: float, height: float, pad: float = 2.0) -> str:
@@ -155,9 +87,6 @@ def _chart(points: Sequence[Sequence[Any]], width: int, height: int) -> dict[str
     return {"points": line, "width": width, "height": height, "low": format_bytes(min(values)),
             "high": format_bytes(max(values)), "count": len(values),
             "first": format_bytes(values[0]), "last": format_bytes(values[-1]), "dot": line.rsplit(" ", 1)[-1].split(",")}
-
-
-# ---------------------------------------------------------------------------------------------- the view model
 
 
 def _dict(value: Any) -> dict[str, Any]:
@@ -207,7 +136,7 @@ def _test_row(test: dict[str, Any]) -> dict[str, Any]:
         "score_raw": -1.0 if _number(test.get("leak_score")) is None else _number(test.get("leak_score")),
         "limit": format_score(test.get("limit")),
         "leaking": bool(test.get("leaking")),
-        "per_run": format_signed_bytes(_dict(kinds.get("memory")).get("per_run")) if kinds else "—",
+        "per_run": format_signed_bytes(_dict(kinds.get("memory")).get("per_run")) if kinds else MISSING,
         "worker": test.get("worker"),
         "hunt_error": hunt.get("error"),
     }
@@ -273,11 +202,11 @@ def _package_rows(report: dict[str, Any], threshold: float) -> list[dict[str, An
             "peak_raw": _number(metrics.get("peak_memory_usage")) or 0.0,
             "footprint": format_bytes(metrics.get("memory_footprint")),
             "footprint_raw": _number(metrics.get("memory_footprint")) or 0.0,
-            "trend": str(metrics.get("memory_trend") or "—"),
+            "trend": str(metrics.get("memory_trend") or MISSING),
             "growth": format_signed_bytes(metrics.get("memory_growth_rate")),
             "score": format_score(score),
             "score_raw": -1.0 if score is None else score,
-            "leaking": name in leaking_names or (score is not None and score >= threshold),
+            "leaking": name in leaking_names or (score is not None and is_leaking(score, threshold)),
             "chart": _chart(history, 120, 24),
         })
     rows.sort(key=lambda r: (not r["leaking"], -r["score_raw"], -r["current_raw"], r["name"]))
@@ -289,10 +218,6 @@ def _plural(count: int, noun: str) -> str:
 
 
 def _is_byte_figure(figure: str) -> bool:
-    try:
-        from pytest_memtrack.history.compare import FIGURES
-    except ImportError:  # pragma: no cover - the history feature is optional
-        FIGURES = {}
     if figure in FIGURES:
         return bool(FIGURES[figure][1])
     return any(word in figure.lower() for word in _BYTE_WORDS)
@@ -325,7 +250,7 @@ def _comparison(report: dict[str, Any]) -> dict[str, Any] | None:
             elif column == "change" and _number(value) is not None and value > 0:
                 text = "+" + format_number(value)
             elif column == "regressed":
-                text = "REGRESSED" if value else ("ok" if value is not None else "—")
+                text = "REGRESSED" if value else ("ok" if value is not None else MISSING)
             else:
                 text = format_number(value)
             cells.append(text)
@@ -423,124 +348,14 @@ def build_view(report: dict[str, Any]) -> dict[str, Any]:
     }
 
 
-# ---------------------------------------------------------------------------------------------- rendering
-
-_TEMPLATES = os.path.join(os.path.dirname(os.path.abspath(__file__)), "templates")
-
-
-@lru_cache(maxsize=1)
-def _environment() -> Any:
-    import jinja2
-
-    env = jinja2.Environment(loader=jinja2.FileSystemLoader(_TEMPLATES), autoescape=True,
-                             undefined=jinja2.StrictUndefined, trim_blocks=True, lstrip_blocks=True)
-    return env
-
-
-@lru_cache(maxsize=1)
-def _script() -> tuple[str, str]:
-    """The page's inline script and its CSP hash: only this exact script may run in the page."""
-    with open(os.path.join(_TEMPLATES, "report.js"), encoding="utf-8") as handle:
-        text = handle.read()
-    digest = base64.b64encode(hashlib.sha256(text.encode("utf-8")).digest()).decode("ascii")
-    return text, f"'sha256-{digest}'"
-
-
 def render_html(report: dict[str, Any]) -> str:
     """The report page as one self-contained HTML document."""
     import markupsafe
 
-    script, script_hash = _script()
-    return _environment().get_template("report.html.jinja").render(
+    script, script_hash = inline_script("report.js")
+    return environment().get_template("report.html.jinja").render(
         view=build_view(report), script=markupsafe.Markup(script), script_hash=script_hash)
 
 
 def write_html(report: dict[str, Any], path: str) -> None:
-    from pytest_memtrack.report.atomic import write_text_atomic
-
     write_text_atomic(path, render_html(report))
-
-
-# ---------------------------------------------------------------------------------------------- pytest wiring
-
-
-class HtmlReportWriter:
-    """Writes the HTML page once the report model is final."""
-
-    def __init__(self, path: str) -> None:
-        self.path = path
-        self.written = False
-
-    @pytest.hookimpl(trylast=True)
-    def pytest_memtrack_report_ready(self, session: pytest.Session, report: dict[str, Any]) -> None:
-        write_html(report, self.path)
-        self.written = True
-
-    @pytest.hookimpl(trylast=True)
-    def pytest_terminal_summary(self, terminalreporter: Any) -> None:
-        if self.written:
-            terminalreporter.write_line(f"memtrack: HTML report: {self.path}")
-
-
-def configure(config: pytest.Config) -> None:
-    from pytest_memtrack.report import github
-    from pytest_memtrack.settings import parse_writable_path, resolve
-
-    path = resolve(config, "memtrack_html", parse_writable_path, None)
-    if path is not None:
-        config.pluginmanager.register(HtmlReportWriter(path), "memtrack-html")
-    github.configure(config)
-
-
-# ---------------------------------------------------------------------------------------------- offline CLI
-
-
-def load_report(path: str) -> dict[str, Any]:
-    """Read a saved JSON report, raising ``CliError`` with a sentence for every way it can be wrong."""
-    from pytest_memtrack.cli import CliError
-
-    try:
-        with open(path, encoding="utf-8") as handle:
-            text = handle.read()
-    except FileNotFoundError:
-        raise CliError(f"report file {path!r} does not exist.") from None
-    except IsADirectoryError:
-        raise CliError(f"{path!r} is a directory, not a JSON report file.") from None
-    except (OSError, UnicodeDecodeError) as exc:
-        raise CliError(f"cannot read report file {path!r}: {exc}.") from None
-    try:
-        report = json.loads(text)
-    except ValueError as exc:
-        raise CliError(f"{path!r} is not valid JSON ({exc}).") from None
-    if not isinstance(report, dict) or _dict(report.get("tool")).get("name") != "pytest-memtrack":
-        raise CliError(f"{path!r} is not a pytest-memtrack report (write one with pytest --memtrack "
-                       "--memtrack-json=PATH).")
-    if report.get("format_version") != 1:
-        raise CliError(f"{path!r} has report format version {report.get('format_version')!r}; this version of "
-                       "pytest-memtrack reads format version 1.")
-    return report
-
-
-def _cli_html(args: Any) -> int:
-    from pytest_memtrack.cli import CliError
-    from pytest_memtrack.settings import parse_writable_path
-
-    report = load_report(args.report)
-    output = args.output or os.path.splitext(args.report)[0] + ".html"
-    try:
-        output = parse_writable_path(output, "-o/--output")
-    except pytest.UsageError as exc:
-        raise CliError(str(exc).rstrip(".") + ".") from None
-    write_html(report, output)
-    print(f"wrote {output}")
-    return 0
-
-
-def add_cli(subparsers: Any) -> None:
-    parser = subparsers.add_parser("html", help="render a saved JSON report as a self-contained HTML page",
-                                   description="Render a JSON report written by --memtrack-json as one "
-                                               "self-contained HTML page (no network needed to view it).")
-    parser.add_argument("report", metavar="REPORT.json", help="the JSON report to render")
-    parser.add_argument("-o", "--output", metavar="PATH", default=None,
-                        help="where to write the page (default: REPORT with an .html suffix)")
-    parser.set_defaults(func=_cli_html)

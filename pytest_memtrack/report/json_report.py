@@ -26,15 +26,3 @@ def dumps(report: dict[str, Any]) -> str:
 
 def write_json(report: dict[str, Any], path: str) -> None:
     write_text_atomic(path, dumps(report))
-
-
-def load_report(path: str) -> dict[str, Any]:
-    """Read a saved report; ``ValueError`` with a sentence when it is not one of ours."""
-    with open(path, encoding="utf-8") as f:
-        try:
-            data = json.load(f)
-        except json.JSONDecodeError as exc:
-            raise ValueError(f"{path} is not valid JSON ({exc.msg} at line {exc.lineno})") from None
-    if not isinstance(data, dict) or data.get("tool", {}).get("name") != "pytest-memtrack":
-        raise ValueError(f"{path} is not a pytest-memtrack report")
-    return data

@@ -13,9 +13,9 @@ import pytest
 
 from pytest_memtrack import __version__
 from pytest_memtrack.tracking.loader import LazyLoader
+from pytest_memtrack.report.loading import FORMAT_VERSION
 from pytest_memtrack.settings import Settings
 
-FORMAT_VERSION = 1
 _OUTCOME_RANK = {"passed": 0, "skipped": 1, "failed": 3, "error": 4}
 
 

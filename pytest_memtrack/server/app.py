@@ -1,8 +1,8 @@
 """The HTTP API as a pure-ish function: a request (method, target, headers, body) -> a :class:`Response`.
 
-``server.py`` owns sockets, threads, the pytest option and the CLI; this module owns routing, validation, the
-error model and the two data sources (the live loader, or a saved report through :class:`ReportSource`), so the
-whole API can be unit-tested without a socket.
+``transport`` owns sockets and threads, ``plugin`` the pytest option, ``cli`` the ``serve`` command; this module
+owns routing, validation and the error model over a data source (``sources``: the live loader, or a saved
+report), so the whole API can be unit-tested without a socket.
 
 Routes (the spec's, in the envelope ``{"status": "success", "data": ...}``)::
 
@@ -30,153 +30,28 @@ import sys
 import traceback
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from typing import Any, Protocol, runtime_checkable
+from typing import Any
 from urllib.parse import parse_qs, unquote, urlsplit
+
+from pytest_memtrack.server.sources import DEFAULT_THRESHOLD, MemorySource, ReadOnlySource
 
 __all__ = [
     "API_PREFIX",
     "MAX_BODY_BYTES",
     "App",
     "HttpError",
-    "LiveSource",
     "MemorySource",
     "ReadOnlySource",
-    "ReportSource",
     "Response",
 ]
 
 API_PREFIX = "/api/packages/memory/"
 #: Largest request body accepted (Content-Length); larger requests get 413 without the body being read.
 MAX_BODY_BYTES = 64 * 1024
-DEFAULT_THRESHOLD = 0.1
 
 JSON_TYPE = "application/json; charset=utf-8"
 HTML_TYPE = "text/html; charset=utf-8"
 _BASE_HEADERS = (("Cache-Control", "no-store"), ("X-Content-Type-Options", "nosniff"))
-
-
-@runtime_checkable
-class MemorySource(Protocol):
-    """What the server reads: the live lazy loader (``loader.get_lazy_loader()``) or a :class:`ReportSource`.
-
-    Implementations must be safe to call from several threads at once.
-    """
-
-    def get_memory_usage_summary(self) -> dict[str, Any]: ...
-
-    def get_package_memory_info(self, name: str) -> dict[str, Any] | None: ...
-
-    def get_memory_leaks_report(self, threshold: float) -> dict[str, Any]: ...
-
-    def get_optimization_suggestions_report(self) -> dict[str, Any]: ...
-
-    def force_garbage_collection(self) -> dict[str, Any]: ...
-
-    def update_all_memory_metrics(self) -> dict[str, Any]: ...
-
-    def package_names(self) -> list[str]: ...
-
-
-class ReadOnlySource(Exception):
-    """The source cannot do this (a saved report cannot collect garbage): answered with 409 and the sentence."""
-
-
-class ReportSource:
-    """A :class:`MemorySource` over a saved report model (docs/report-format.md); read-only and thread-safe.
-
-    Leaks are recomputed for any threshold from the ``packages`` entries' ``memory_metrics`` with the same rule
-    as ``analysis.detect_leak`` (``score >= threshold and score > 0``), highest score first.
-    """
-
-    def __init__(self, report: Mapping[str, Any]) -> None:
-        self._report = report
-        self._packages: Mapping[str, Any] = report.get("packages") or {}
-        leaks = report.get("leaks") or {}
-        run = report.get("run") or {}
-        self.default_threshold = _as_threshold(leaks.get("threshold"), DEFAULT_THRESHOLD)
-        self._detection_time = float(leaks.get("detection_time") or run.get("finished") or 0.0)
-
-    def get_memory_usage_summary(self) -> dict[str, Any]:
-        return dict(self._report["summary"])
-
-    def get_package_memory_info(self, name: str) -> dict[str, Any] | None:
-        entry = self._packages.get(name)
-        return dict(entry) if entry is not None else None
-
-    def get_memory_leaks_report(self, threshold: float) -> dict[str, Any]:
-        leaks = []
-        for name, entry in self._packages.items():
-            metrics = entry.get("memory_metrics") or {}
-            score = float(metrics.get("memory_leak_score") or 0.0)
-            if score > 0 and score >= threshold:
-                leaks.append({
-                    "package_name": entry.get("package_name", name),
-                    "leak_score": score,
-                    "memory_trend": metrics.get("memory_trend", "stable"),
-                    "memory_growth_rate": metrics.get("memory_growth_rate", 0.0),
-                    "current_memory_usage": metrics.get("current_memory_usage"),
-                    "peak_memory_usage": metrics.get("peak_memory_usage"),
-                    "memory_footprint": metrics.get("memory_footprint"),
-                    "memory_check_count": metrics.get("memory_check_count", 0),
-                    "last_memory_check": metrics.get("last_memory_check"),
-                })
-        leaks.sort(key=lambda leak: (-leak["leak_score"], leak["package_name"]))
-        return {"leaks": leaks, "total_leaks": len(leaks), "threshold": threshold,
-                "detection_time": self._detection_time}
-
-    def get_optimization_suggestions_report(self) -> dict[str, Any]:
-        return dict(self._report["suggestions"])
-
-    def force_garbage_collection(self) -> dict[str, Any]:
-        raise ReadOnlySource("A saved report cannot collect garbage; start the server during a pytest session "
-                             "(pytest --memtrack --memtrack-serve=PORT) to use this endpoint.")
-
-    def update_all_memory_metrics(self) -> dict[str, Any]:
-        raise ReadOnlySource("A saved report cannot update metrics; start the server during a pytest session "
-                             "(pytest --memtrack --memtrack-serve=PORT) to use this endpoint.")
-
-    def package_names(self) -> list[str]:
-        return list(self._packages)
-
-
-class LiveSource:
-    """The process's current lazy loader, looked up on every call (the session may replace the loader after the
-    server started, through ``loader.reset_lazy_loader``)."""
-
-    @staticmethod
-    def _loader() -> MemorySource:
-        from pytest_memtrack.tracking.loader import get_lazy_loader
-
-        return get_lazy_loader()
-
-    def get_memory_usage_summary(self) -> dict[str, Any]:
-        return self._loader().get_memory_usage_summary()
-
-    def get_package_memory_info(self, name: str) -> dict[str, Any] | None:
-        return self._loader().get_package_memory_info(name)
-
-    def get_memory_leaks_report(self, threshold: float) -> dict[str, Any]:
-        return self._loader().get_memory_leaks_report(threshold)
-
-    def get_optimization_suggestions_report(self) -> dict[str, Any]:
-        return self._loader().get_optimization_suggestions_report()
-
-    def force_garbage_collection(self) -> dict[str, Any]:
-        return self._loader().force_garbage_collection()
-
-    def update_all_memory_metrics(self) -> dict[str, Any]:
-        return self._loader().update_all_memory_metrics()
-
-    def package_names(self) -> list[str]:
-        return self._loader().package_names()
-
-
-def _as_threshold(value: Any, default: float) -> float:
-    try:
-        number = float(value)
-    except (TypeError, ValueError):
-        return default
-    return number if 0.0 <= number <= 1.0 else default
 
 
 @dataclass
@@ -254,7 +129,7 @@ class App:
 
     def __init__(self, source: MemorySource, *, token: str | None = None,
                  default_threshold: float = DEFAULT_THRESHOLD, mode: str = "live",
-                 dashboard: Callable[[App, str], str] | None = None,
+                 dashboard: Callable[[dict[str, Any], str, str], str] | None = None,
                  openapi: Callable[[], dict[str, Any]] | None = None,
                  log: Callable[[str], None] | None = None) -> None:
         self.source = source
@@ -355,10 +230,10 @@ class App:
     def _dashboard(self, *, query: str) -> Response:
         nonce = secrets.token_urlsafe(16)
         if self._dashboard_renderer is None:
-            from pytest_memtrack.server.transport import render_dashboard
+            from pytest_memtrack.server.dashboard import render_dashboard
 
             self._dashboard_renderer = render_dashboard
-        html = self._dashboard_renderer(self, nonce)
+        html = self._dashboard_renderer(self.source.get_memory_usage_summary(), self.mode, nonce)
         csp = (f"default-src 'none'; script-src 'nonce-{nonce}'; style-src 'nonce-{nonce}'; connect-src 'self'; "
                "img-src 'self' data:; base-uri 'none'; form-action 'none'; frame-ancestors 'none'")
         return Response(200, html.encode("utf-8"), HTML_TYPE, [("Content-Security-Policy", csp)])

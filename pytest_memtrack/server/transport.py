@@ -1,76 +1,25 @@
-"""The bundled HTTP server: the spec's memory API, live during a session or over a saved report.
+"""The bundled HTTP server's transport: sockets and threads around the socket-free ``app.App``.
 
-* Live: ``pytest --memtrack --memtrack-serve=[HOST:]PORT`` (ini ``memtrack_serve``) serves the running session's
-  lazy loader while the tests run. The bound URL is printed as ``memtrack server: http://HOST:PORT/``, put in
-  the environment as ``MEMTRACK_SERVER_URL`` (so the session's own tests and their subprocesses can reach it)
-  and returned by :func:`server_url`. Port 0 picks a free port.
-* Saved report: ``pytest-memtrack serve REPORT.json [--host 127.0.0.1] [--port 8000]``; the POST endpoints
-  answer 409 there.
-
-Secure by default: binds 127.0.0.1; any other host must be given explicitly and then needs a token
-(``--memtrack-serve-token`` / ``--token`` / env ``MEMTRACK_TOKEN``), which the POST endpoints require as
-``Authorization: Bearer <token>`` (on loopback too, once a token is set). No CORS headers are sent at all.
-Routing and the error model live in :mod:`pytest_memtrack.server.app`.
+Secure by default: ``start_server`` binds 127.0.0.1 unless told otherwise, and any non-loopback host needs a
+token, which the POST endpoints then require as ``Authorization: Bearer <token>``. No CORS headers are sent.
 """
 
 from __future__ import annotations
 
-import argparse
 import ipaddress
-import json
-import os
-import signal
 import socket
 import sys
 import threading
 from collections.abc import Callable
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from pathlib import Path
 from typing import Any
-from urllib.parse import quote
 
-import pytest
+from pytest_memtrack.options import TOKEN_ENV
+from pytest_memtrack.server.app import MAX_BODY_BYTES, App, HttpError, Response, error_response
+from pytest_memtrack.server.sources import DEFAULT_THRESHOLD, MemorySource
 
-from pytest_memtrack.server.app import (
-    DEFAULT_THRESHOLD,
-    MAX_BODY_BYTES,
-    App,
-    HttpError,
-    LiveSource,
-    MemorySource,
-    ReadOnlySource,
-    ReportSource,
-    Response,
-    error_response,
-)
-from pytest_memtrack.settings import parse_score, resolve
-
-__all__ = [
-    "URL_ENV",
-    "TOKEN_ENV",
-    "MemorySource",
-    "ReadOnlySource",
-    "ReportSource",
-    "LiveSource",
-    "RunningServer",
-    "add_cli",
-    "configure",
-    "parse_address",
-    "render_dashboard",
-    "server_url",
-    "start_server",
-]
-
-#: Environment variable holding the live server's URL while the session runs (read it from a test).
-URL_ENV = "MEMTRACK_SERVER_URL"
-#: Environment variable holding the token when none is given on the command line.
-from pytest_memtrack.options import TOKEN_ENV  # noqa: E402
 DEFAULT_HOST = "127.0.0.1"
 
-_SERVER_KEY: pytest.StashKey[RunningServer] = pytest.StashKey()
-
-
-# -- HTTP transport -------------------------------------------------------------------------------------------
 
 class _Handler(BaseHTTPRequestHandler):
     """Reads one request, asks the :class:`App`, writes the :class:`Response`; every answer is JSON or HTML."""
@@ -215,198 +164,3 @@ def is_loopback(host: str) -> bool:
     except (OSError, UnicodeError):
         return False
     return bool(infos) and all(ipaddress.ip_address(info[4][0].split("%")[0]).is_loopback for info in infos)
-
-
-# -- dashboard --------------------------------------------------------------------------------------------------
-
-_ENV: Any = None
-
-
-def _format_bytes(value: Any) -> str:
-    try:
-        number = float(value)
-    except (TypeError, ValueError):
-        return "–"
-    for unit in ("B", "KiB", "MiB", "GiB"):
-        if abs(number) < 1024 or unit == "GiB":
-            return f"{number:.0f} {unit}" if unit == "B" else f"{number:.1f} {unit}"
-        number /= 1024
-    return f"{number:.1f} GiB"  # pragma: no cover - the loop always returns
-
-
-def render_dashboard(app: App, nonce: str) -> str:
-    """The live dashboard page (``GET /``): the summary rendered now, refreshed by a poll every 2 s."""
-    global _ENV
-    if _ENV is None:
-        import jinja2
-
-        env = jinja2.Environment(loader=jinja2.PackageLoader("pytest_memtrack.report", "templates"),
-                                 autoescape=True, undefined=jinja2.StrictUndefined)
-        env.filters["bytes"] = _format_bytes
-        env.filters["pathseg"] = lambda value: quote(str(value), safe="")
-        _ENV = env
-    summary = app.source.get_memory_usage_summary()
-    from pytest_memtrack import __version__
-
-    return _ENV.get_template("dashboard.html.j2").render(
-        summary=summary, mode=app.mode, nonce=nonce, version=__version__, poll_ms=2000,
-        summary_url="/api/packages/memory/summary", package_url="/api/packages/memory/")
-
-
-# -- pytest wiring ------------------------------------------------------------------------------------------------
-
-def parse_address(raw: str, label: str) -> tuple[str, int]:
-    """``PORT``, ``HOST:PORT`` or ``[IPv6]:PORT`` -> (host, port); the host defaults to 127.0.0.1."""
-    text = raw.strip()
-    host, port_text = DEFAULT_HOST, text
-    if text.startswith("["):
-        close = text.find("]")
-        if close < 0 or text[close + 1:close + 2] != ":":
-            raise pytest.UsageError(f"{label} must be PORT, HOST:PORT or [IPv6]:PORT, not {raw!r}.")
-        host, port_text = text[1:close], text[close + 2:]
-    elif ":" in text:
-        host, _, port_text = text.rpartition(":")
-        if not host:
-            raise pytest.UsageError(f"{label} has an empty host in {raw!r}; give HOST:PORT, or only PORT to "
-                                    f"serve on {DEFAULT_HOST}.")
-    if not port_text.isdigit() or not 0 <= int(port_text) <= 65535:
-        raise pytest.UsageError(f"{label} must end with a port number between 0 and 65535, not {raw!r}.")
-    return host, int(port_text)
-
-
-def _parse_token(raw: str, label: str) -> str:
-    token = raw.strip()
-    if not token or any(ch.isspace() for ch in token):
-        raise pytest.UsageError(f"{label} must be a non-empty token without spaces.")
-    return token
-
-
-def configure(config: pytest.Config) -> None:
-    """Validate the serve settings and start the live server (not on xdist workers: the controller serves)."""
-    if hasattr(config, "workerinput"):
-        return
-    address = resolve(config, "memtrack_serve", parse_address, None)
-    token = resolve(config, "memtrack_serve_token", _parse_token, None)
-    if token is None and os.environ.get(TOKEN_ENV, "").strip():
-        token = _parse_token(os.environ[TOKEN_ENV], f"environment variable {TOKEN_ENV}")
-    if address is None:
-        return
-    host, port = address
-    if not token and not is_loopback(host):
-        raise pytest.UsageError(f"--memtrack-serve on the non-loopback host {host!r} needs a token: give "
-                                f"--memtrack-serve-token or set {TOKEN_ENV}.")
-    threshold = resolve(config, "memtrack_leak_threshold", parse_score, DEFAULT_THRESHOLD)
-    try:
-        running = start_server(LiveSource(), host, port, token=token, mode="live",
-                               default_threshold=threshold, verbose=config.get_verbosity() >= 3)
-    except OSError as exc:
-        raise pytest.UsageError(f"--memtrack-serve cannot listen on {host}:{port}: {exc.strerror or exc}.") from None
-    config.stash[_SERVER_KEY] = running
-    config.pluginmanager.register(_LiveServerPlugin(config, running), "memtrack-server")
-
-
-def server_url(config: pytest.Config) -> str | None:
-    """The live server's URL (``http://127.0.0.1:PORT/``) in this session, or None when it does not serve."""
-    running = config.stash.get(_SERVER_KEY, None)
-    return running.url if running is not None else None
-
-
-class _LiveServerPlugin:
-    """Announces the URL, exports it as ``MEMTRACK_SERVER_URL`` and stops the server at the end."""
-
-    def __init__(self, config: pytest.Config, running: RunningServer) -> None:
-        self.config = config
-        self.running = running
-        self._previous_env = os.environ.get(URL_ENV)
-        os.environ[URL_ENV] = running.url
-
-    @pytest.hookimpl(trylast=True)
-    def pytest_sessionstart(self, session: pytest.Session) -> None:
-        line = f"memtrack server: {self.running.url}"
-        reporter = self.config.pluginmanager.get_plugin("terminalreporter")
-        if reporter is not None:
-            reporter.write_line(line)
-        else:
-            print(line, file=sys.stderr, flush=True)
-
-    def pytest_unconfigure(self, config: pytest.Config) -> None:
-        self.running.stop()
-        if self._previous_env is None:
-            os.environ.pop(URL_ENV, None)
-        else:
-            os.environ[URL_ENV] = self._previous_env
-        if _SERVER_KEY in config.stash:
-            del config.stash[_SERVER_KEY]
-
-
-# -- CLI: pytest-memtrack serve REPORT.json -------------------------------------------------------------------------
-
-def add_cli(subparsers: Any) -> None:
-    parser = subparsers.add_parser(
-        "serve", help="serve a saved JSON report over the memory API (read-only) with a dashboard",
-        description="Serve a saved JSON report over the spec's memory API and a dashboard at /. The POST "
-                    "endpoints answer 409: a saved report cannot collect garbage or update metrics.")
-    parser.add_argument("report", metavar="REPORT.json", help="a JSON report written by pytest --memtrack-json")
-    parser.add_argument("--host", default=DEFAULT_HOST,
-                        help=f"address to bind (default {DEFAULT_HOST}); another host needs a token")
-    parser.add_argument("--port", default="8000", help="port to bind (default 8000; 0 picks a free port)")
-    parser.add_argument("--token", default=None, help=f"bearer token for the POST endpoints (default: env {TOKEN_ENV})")
-    parser.add_argument("--verbose", action="store_true", help="log every request to stderr")
-    parser.set_defaults(func=_cli_serve)
-
-
-def load_report(path: str) -> dict[str, Any]:
-    """Read a saved report, or raise ``CliError`` with a sentence."""
-    from pytest_memtrack.cli import CliError
-
-    try:
-        text = Path(path).read_text(encoding="utf-8")
-    except OSError as exc:
-        raise CliError(f"cannot read the report {path!r}: {exc.strerror or exc}.") from None
-    except UnicodeDecodeError:
-        raise CliError(f"{path!r} is not a UTF-8 JSON report.") from None
-    try:
-        report = json.loads(text)
-    except ValueError as exc:
-        raise CliError(f"{path!r} is not valid JSON ({exc}).") from None
-    missing = [key for key in ("summary", "suggestions", "packages")
-               if not isinstance(report, dict) or not isinstance(report.get(key), dict)]
-    if missing:
-        raise CliError(f"{path!r} is not a pytest-memtrack JSON report (missing {', '.join(missing)}).")
-    if report.get("format_version") != 1:
-        raise CliError(f"{path!r} has report format version {report.get('format_version')!r}; this version of "
-                       "pytest-memtrack reads version 1.")
-    return report
-
-
-def _cli_serve(args: argparse.Namespace) -> int:
-    from pytest_memtrack.cli import CliError
-
-    report = load_report(args.report)
-    if not str(args.port).isdigit() or not 0 <= int(args.port) <= 65535:
-        raise CliError(f"--port must be a port number between 0 and 65535, not {args.port!r}.")
-    token = (args.token or os.environ.get(TOKEN_ENV, "")).strip() or None
-    if token is not None and any(ch.isspace() for ch in token):
-        raise CliError("the token must not contain spaces.")
-    host = args.host.strip().strip("[]")
-    if not token and not is_loopback(host):
-        raise CliError(f"serving on the non-loopback host {host!r} needs a token: give --token or set {TOKEN_ENV}.")
-    source = ReportSource(report)
-    try:
-        running = start_server(source, host, int(args.port), token=token, mode="saved report",
-                               default_threshold=source.default_threshold, verbose=args.verbose)
-    except OSError as exc:
-        raise CliError(f"cannot listen on {host}:{args.port}: {exc.strerror or exc}.") from None
-    stop = threading.Event()
-    if threading.current_thread() is threading.main_thread():
-        signal.signal(signal.SIGTERM, lambda *_: stop.set())
-    print(f"memtrack server: {running.url}", flush=True)
-    print(f"serving {args.report} (read-only); press Ctrl-C to stop", file=sys.stderr, flush=True)
-    try:
-        while not stop.wait(0.5):
-            pass
-    except KeyboardInterrupt:
-        pass
-    finally:
-        running.stop()
-    return 0

@@ -59,6 +59,8 @@ import statistics
 from dataclasses import dataclass
 from typing import Iterable, Sequence
 
+from pytest_memtrack.tracking.payloads import is_leaking
+
 __all__ = [
     "HistoryAnalysis",
     "analyze",
@@ -274,7 +276,7 @@ def detect_leak(
 ) -> tuple[bool, float]:
     """Return (is_leaking, score); a zero score is never a leak, whatever threshold."""
     score = leak_score(history, **score_kwargs)  # type: ignore[arg-type]
-    return (score >= threshold and score > 0, score)
+    return (is_leaking(score, threshold), score)
 
 
 @dataclass(frozen=True)
@@ -305,5 +307,5 @@ def analyze(
         statistics=memory_statistics(points),
         trend=_trend_of(values, noise_bytes),
         leak_score=score,
-        is_leaking=score >= threshold and score > 0,
+        is_leaking=is_leaking(score, threshold),
     )

@@ -27,10 +27,10 @@ from pytest_memtrack.tracking.attribution import HARNESS_PACKAGES, is_test_modul
 from pytest_memtrack.tracking.background import DEFAULT_CHECK_INTERVAL, MonitoringStatus, PeriodicCheck
 from pytest_memtrack.tracking.imports import FootprintMeter, ImportMeasurement, ImportObserver
 from pytest_memtrack.tracking.metrics import DEFAULT_HISTORY_SIZE, MemoryMetrics, PackageInfo
-from pytest_memtrack.tracking.monitor import PRESSURE_LEVELS, MemoryMonitor
-from pytest_memtrack.tracking.suggestions import PackageFigures, SuggestionRules, suggest, suggestions_payload
+from pytest_memtrack.tracking.monitor import MemoryMonitor
+from pytest_memtrack.tracking.payloads import leaks_payload, suggestions_payload, summary_payload
+from pytest_memtrack.tracking.suggestions import PackageFigures, SuggestionRules, suggest
 
-TRENDS = ("increasing", "decreasing", "stable")
 #: Not tracked: interpreter state (``sys.modules`` grows with every import), the tracker and the test runner
 #: (pytest keeps per-test bookkeeping in module state until the session ends).
 NOT_TRACKED = frozenset({"sys", "builtins", "__main__"}) | HARNESS_PACKAGES
@@ -347,50 +347,16 @@ class LazyLoader:
 
     def get_memory_usage_summary(self) -> dict[str, Any]:
         """The data of ``GET /api/packages/memory/summary``."""
-        infos = self.packages()
-        metrics = [i.memory_metrics for i in infos]
-        leaking = [i for i in infos if self._is_leaking(i.memory_metrics.memory_leak_score, self.leak_threshold)]
-        return {
-            "total_current_memory": sum(m.current_memory_usage or 0.0 for m in metrics),
-            "total_peak_memory": sum(m.peak_memory_usage or 0.0 for m in metrics),
-            "total_memory_footprint": sum(m.memory_footprint or 0.0 for m in metrics),
-            "packages_with_leaks": [
-                {"package_name": i.name, "leak_score": i.memory_metrics.memory_leak_score,
-                 "trend": i.memory_metrics.memory_trend, "growth_rate": i.memory_metrics.memory_growth_rate}
-                for i in leaking
-            ],
-            "memory_trends": {t: sum(1 for m in metrics if m.memory_trend == t) for t in TRENDS},
-            "memory_pressure_levels": {p: sum(1 for m in metrics if m.memory_pressure_level == p)
-                                       for p in PRESSURE_LEVELS},
-            "system_memory_pressure": self.monitor.get_memory_pressure_level(),
-            "total_packages": len(infos),
-            "loaded_packages": sum(1 for i in infos if i.is_loaded),
-        }
-
-    @staticmethod
-    def _is_leaking(score: float, threshold: float) -> bool:
-        return score > 0 and score >= threshold
+        return summary_payload((i.get_memory_summary() for i in self.packages()), self.leak_threshold,
+                               self.monitor.get_memory_pressure_level())
 
     def detect_memory_leaks(self, threshold: float = 0.1) -> list[dict[str, Any]]:
         """Packages whose leak score reaches ``threshold``, highest score first."""
-        leaks = []
-        for info in self.packages():
-            with info.lock:
-                m = info.memory_metrics
-                if not self._is_leaking(m.memory_leak_score, threshold):
-                    continue
-                leaks.append({
-                    "package_name": info.name, "leak_score": m.memory_leak_score, "memory_trend": m.memory_trend,
-                    "memory_growth_rate": m.memory_growth_rate, "current_memory_usage": m.current_memory_usage,
-                    "peak_memory_usage": m.peak_memory_usage, "memory_footprint": m.memory_footprint,
-                    "memory_check_count": m.memory_check_count, "last_memory_check": m.last_memory_check,
-                })
-        return sorted(leaks, key=lambda leak: -leak["leak_score"])
+        return self.get_memory_leaks_report(threshold)["leaks"]
 
     def get_memory_leaks_report(self, threshold: float = 0.1) -> dict[str, Any]:
         """The data of ``GET /api/packages/memory/leaks?threshold=...``."""
-        leaks = self.detect_memory_leaks(threshold)
-        return {"leaks": leaks, "total_leaks": len(leaks), "threshold": threshold, "detection_time": time.time()}
+        return leaks_payload({i.name: i.get_memory_summary() for i in self.packages()}, threshold, time.time())
 
     def _figures(self) -> list[PackageFigures]:
         return [PackageFigures(i.name, i.status, i.memory_metrics.memory_leak_score, i.memory_metrics.memory_trend,

@@ -17,11 +17,11 @@ import psutil
 
 from pytest_memtrack.tracking import analysis
 from pytest_memtrack.tracking.attribution import package_state_bytes
+from pytest_memtrack.tracking.payloads import PRESSURE_LEVELS
 
 History = Sequence[tuple[float, float]]
 
 DEFAULT_PRESSURE_THRESHOLDS: Mapping[str, float] = {"low": 0.5, "medium": 0.7, "high": 0.85, "critical": 0.95}
-PRESSURE_LEVELS = ("low", "medium", "high", "critical")
 
 
 def pressure_level(used_fraction: float, thresholds: Mapping[str, float] = DEFAULT_PRESSURE_THRESHOLDS) -> str:

@@ -15,6 +15,8 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
 
+from pytest_memtrack.tracking.payloads import is_leaking
+
 MIB = 1024 * 1024
 
 
@@ -54,7 +56,7 @@ def suggest(packages: Iterable[PackageFigures], system_pressure: str, now: float
             f"System memory pressure is {system_pressure}",
             "Run garbage collection and unload packages that are not needed", 0.0 if system_pressure == "high" else 1.0))
     for p in packages:
-        if p.leak_score >= rules.leak_threshold and p.leak_score > 0:
+        if is_leaking(p.leak_score, rules.leak_threshold):
             found.append(_suggestion(
                 "memory_leak", p.name, "high" if p.leak_score >= 0.3 else "medium",
                 f"Package '{p.name}' shows signs of memory leak (score: {p.leak_score:.2f})",
@@ -76,11 +78,3 @@ def suggest(packages: Iterable[PackageFigures], system_pressure: str, now: float
                 "Unload it to free its memory; it loads again on next use", idle))
     order = {"high": 0, "medium": 1, "low": 2}
     return sorted(found, key=lambda s: order[s["severity"]])
-
-
-def suggestions_payload(suggestions: list[dict[str, Any]], generation_time: float) -> dict[str, Any]:
-    """The data of ``GET /api/packages/memory/optimization-suggestions``."""
-    counts = {level: sum(1 for s in suggestions if s["severity"] == level) for level in ("high", "medium", "low")}
-    return {"suggestions": suggestions, "total_suggestions": len(suggestions),
-            "high_severity": counts["high"], "medium_severity": counts["medium"], "low_severity": counts["low"],
-            "generation_time": generation_time}

@@ -1,0 +1,119 @@
+"""``pytest-memtrack history`` and ``pytest-memtrack compare``: the run history and two runs side by side."""
+
+from __future__ import annotations
+
+import argparse
+import datetime
+import json
+import os
+import sys
+from typing import Any
+
+from pytest_memtrack.errors import CliError
+from pytest_memtrack.history.compare import RuleError, compare_reports, parse_rule, render_summary
+from pytest_memtrack.history.store import Store, StoreError, machine_key
+from pytest_memtrack.options import DEFAULT_STORE, RULE_HELP, escape
+from pytest_memtrack.report.loading import load_report
+
+
+def add_cli(subparsers: Any) -> None:
+    history = subparsers.add_parser("history", help="list the runs in the history store",
+                                    description="List the runs saved with --memtrack-save, newest first.")
+    history.add_argument("--store", default=DEFAULT_STORE, help=f"the store (default: {DEFAULT_STORE})")
+    history.add_argument("--limit", type=_positive_int, default=20, help="show at most N runs (default 20)")
+    history.add_argument("--json", action="store_true", help="print the runs as JSON")
+    history.set_defaults(func=history_command)
+
+    compare = subparsers.add_parser(
+        "compare", help="compare two stored runs or two JSON reports",
+        description="Compare run B with baseline A. A and B are stored run ids or names, or JSON report files. "
+                    "Exit status 1 when a --fail rule is broken.")
+    compare.add_argument("baseline", metavar="A", help="the baseline: a run id, a run name or a JSON report file")
+    compare.add_argument("current", metavar="B", help="the run to judge: a run id, a run name or a JSON report file")
+    compare.add_argument("--store", default=DEFAULT_STORE, help=f"the store (default: {DEFAULT_STORE})")
+    compare.add_argument("--fail", action="append", default=[], metavar="RULE", help=escape(RULE_HELP))
+    compare.add_argument("--json", action="store_true", help="print the comparison as JSON")
+    compare.set_defaults(func=compare_command)
+
+
+def _positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        value = 0
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be a positive whole number, not {text!r}")
+    return value
+
+
+def _open(path: str) -> Store:
+    try:
+        return Store(path, create=False)
+    except StoreError as exc:
+        raise CliError(str(exc)) from None
+
+
+def _time(ts: float) -> str:
+    return datetime.datetime.fromtimestamp(ts).strftime("%Y-%m-%d %H:%M:%S")
+
+
+def history_command(args: argparse.Namespace) -> int:
+    with _open(args.store) as store:
+        runs = store.runs(limit=args.limit)
+    if args.json:
+        print(json.dumps([r.as_dict() for r in runs], indent=2))
+        return 0
+    if not runs:
+        print(f"no runs in {args.store}")
+        return 0
+    rows = [("id", "time", "name", "commit", "machine", "tests", "leaking")]
+    rows += [(str(r.id), _time(r.time), r.name or "", (r.commit or "")[:10], r.machine or "", str(r.tests),
+              str(r.leaking)) for r in runs]
+    widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
+    for row in rows:
+        print("  ".join(c.ljust(w) for c, w in zip(row, widths)).rstrip())
+    return 0
+
+
+def _load(ref: str, store_path: str, stores: dict[str, Store]) -> tuple[dict[str, Any], dict[str, Any]]:
+    if os.path.isfile(ref) and not ref.isdigit():
+        report = load_report(ref)
+        run = report["run"]
+        return report, {"id": None, "name": os.path.basename(ref), "time": run.get("finished"), "commit": None,
+                        "machine": machine_key(run), "python": run.get("python")}
+    if "store" not in stores:
+        if not os.path.exists(store_path):
+            raise CliError(f"{ref!r} is not a report file, and there is no history store at {store_path!r}.")
+        stores["store"] = _open(store_path)
+    store = stores["store"]
+    info = store.find(ref)
+    if info is None:
+        raise CliError(f"no stored run has the id or name {ref!r} in {store_path!r}, and it is not a report file.")
+    try:
+        return store.load_report(info.id), info.baseline()
+    except StoreError as exc:
+        raise CliError(str(exc)) from None
+
+
+def compare_command(args: argparse.Namespace) -> int:
+    try:
+        rules = [parse_rule(text) for text in args.fail]
+    except RuleError as exc:
+        raise CliError(f"--fail: {exc}") from None
+    stores: dict[str, Store] = {}
+    try:
+        baseline, info = _load(args.baseline, args.store, stores)
+        current, _ = _load(args.current, args.store, stores)
+    finally:
+        for store in stores.values():
+            store.close()
+    comparison = compare_reports(baseline, current, rules, info)
+    data = comparison.as_dict()
+    if args.json:
+        print(json.dumps(data, indent=2))
+    else:
+        print(render_summary(data, all_rows=True))
+    if comparison.regressions:
+        print(f"{len(comparison.regressions)} figure(s) regressed beyond the tolerance.", file=sys.stderr)
+        return 1
+    return 0

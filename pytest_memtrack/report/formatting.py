@@ -1,0 +1,89 @@
+"""Figures as a reader sees them, for every renderer of the report model (HTML, step summary, dashboard).
+
+Pure functions of JSON-able values; anything missing or not a finite number reads ``units.MISSING``. Bytes go
+through the one byte formatter, ``units.format_bytes``.
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+import json
+import math
+from typing import Any
+
+from pytest_memtrack import units
+from pytest_memtrack.units import MISSING, finite_number
+
+_number = finite_number
+
+
+def format_bytes(value: Any) -> str:
+    """``1536`` -> ``'1.5 KiB'``; negative sizes keep their sign; missing or not a number -> ``MISSING``."""
+    return units.format_bytes(value)
+
+
+def format_signed_bytes(value: Any) -> str:
+    """Growth: ``'+1.5 KiB'``, ``'-12 B'``, ``'0 B'``."""
+    return units.format_bytes(value, signed=True)
+
+
+def format_number(value: Any) -> str:
+    """Plain numbers for generic cells: ints with separators, floats with 4 significant digits."""
+    if isinstance(value, bool) or value is None:
+        return {True: "yes", False: "no", None: MISSING}[value]
+    if isinstance(value, int):
+        return f"{value:,}"
+    if isinstance(value, float):
+        if not math.isfinite(value):
+            return str(value)
+        return f"{value:,.0f}" if abs(value) >= 10_000 else f"{value:.4g}"
+    if isinstance(value, (list, dict)):
+        return json.dumps(value, sort_keys=True, default=str)
+    return str(value)
+
+
+def format_count(value: Any, *, signed: bool = False) -> str:
+    """Counts per run: ``2.333`` -> ``'2.3'``, ``2.0`` -> ``'2'``; ``signed`` adds ``+`` to growth."""
+    number = _number(value)
+    if number is None:
+        return MISSING
+    text = f"{number:,.1f}".removesuffix(".0")
+    return "+" + text if signed and number > 0 else text
+
+
+def short_path(path: Any, rootdir: Any = None) -> str:
+    """A source path as a reader knows it: relative to the project root, or from site-packages on."""
+    text = str(path)
+    for marker in ("/site-packages/", "/dist-packages/"):
+        if marker in text:
+            return text.rsplit(marker, 1)[1]
+    if isinstance(rootdir, str) and rootdir and text.startswith(rootdir.rstrip("/") + "/"):
+        return text[len(rootdir.rstrip("/")) + 1:]
+    return text
+
+
+def format_score(value: Any) -> str:
+    number = _number(value)
+    return MISSING if number is None else f"{number:.2f}"
+
+
+def format_time(timestamp: Any) -> str:
+    number = _number(timestamp)
+    if number is None:
+        return MISSING
+    try:
+        moment = _dt.datetime.fromtimestamp(number, tz=_dt.timezone.utc)
+    except (OverflowError, OSError, ValueError):
+        return MISSING
+    return moment.strftime("%Y-%m-%d %H:%M:%S UTC")
+
+
+def format_duration(seconds: Any) -> str:
+    number = _number(seconds)
+    if number is None:
+        return MISSING
+    if number < 1:
+        return f"{number * 1000:.0f} ms"
+    if number < 120:
+        return f"{number:.1f} s"
+    return f"{number // 60:.0f} min {number % 60:.0f} s"

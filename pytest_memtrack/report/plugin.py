@@ -1,0 +1,49 @@
+"""pytest wiring of the report renderers that write files: the HTML page (``--memtrack-html``) and the GitHub
+Actions step summary (whenever ``GITHUB_STEP_SUMMARY`` is set). The JSON report is written by the session."""
+
+from __future__ import annotations
+
+import os
+from typing import Any
+
+import pytest
+
+from pytest_memtrack.report import github
+from pytest_memtrack.report.html import write_html
+from pytest_memtrack.settings import parse_writable_path, resolve
+
+
+class HtmlReportWriter:
+    """Writes the HTML page once the report model is final."""
+
+    def __init__(self, path: str) -> None:
+        self.path = path
+        self.written = False
+
+    @pytest.hookimpl(trylast=True)
+    def pytest_memtrack_report_ready(self, session: pytest.Session, report: dict[str, Any]) -> None:
+        write_html(report, self.path)
+        self.written = True
+
+    @pytest.hookimpl(trylast=True)
+    def pytest_terminal_summary(self, terminalreporter: Any) -> None:
+        if self.written:
+            terminalreporter.write_line(f"memtrack: HTML report: {self.path}")
+
+
+class GithubSummary:
+    """Appends the Markdown verdict to ``$GITHUB_STEP_SUMMARY`` once the report model is final."""
+
+    @pytest.hookimpl(trylast=True)
+    def pytest_memtrack_report_ready(self, session: pytest.Session, report: dict[str, Any]) -> None:
+        path = os.environ.get(github.ENV)
+        if path:
+            github.append_summary(report, path)
+
+
+def configure(config: pytest.Config) -> None:
+    path = resolve(config, "memtrack_html", parse_writable_path, None)
+    if path is not None:
+        config.pluginmanager.register(HtmlReportWriter(path), "memtrack-html")
+    if os.environ.get(github.ENV) and not config.pluginmanager.has_plugin("memtrack-github-summary"):
+        config.pluginmanager.register(GithubSummary(), "memtrack-github-summary")

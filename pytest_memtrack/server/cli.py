@@ -1,0 +1,64 @@
+"""``pytest-memtrack serve REPORT.json``: a saved report over the spec's memory API, with the dashboard at ``/``.
+
+The POST endpoints answer 409 there: a saved report cannot collect garbage or update metrics.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import signal
+import sys
+import threading
+from typing import Any
+
+from pytest_memtrack.errors import CliError
+from pytest_memtrack.options import TOKEN_ENV
+from pytest_memtrack.report.loading import load_report
+from pytest_memtrack.server.sources import ReportSource
+from pytest_memtrack.server.transport import DEFAULT_HOST, is_loopback, start_server
+
+
+def add_cli(subparsers: Any) -> None:
+    parser = subparsers.add_parser(
+        "serve", help="serve a saved JSON report over the memory API (read-only) with a dashboard",
+        description="Serve a saved JSON report over the spec's memory API and a dashboard at /. The POST "
+                    "endpoints answer 409: a saved report cannot collect garbage or update metrics.")
+    parser.add_argument("report", metavar="REPORT.json", help="a JSON report written by pytest --memtrack-json")
+    parser.add_argument("--host", default=DEFAULT_HOST,
+                        help=f"address to bind (default {DEFAULT_HOST}); another host needs a token")
+    parser.add_argument("--port", default="8000", help="port to bind (default 8000; 0 picks a free port)")
+    parser.add_argument("--token", default=None, help=f"bearer token for the POST endpoints (default: env {TOKEN_ENV})")
+    parser.add_argument("--verbose", action="store_true", help="log every request to stderr")
+    parser.set_defaults(func=serve_command)
+
+
+def serve_command(args: argparse.Namespace) -> int:
+    report = load_report(args.report)
+    if not str(args.port).isdigit() or not 0 <= int(args.port) <= 65535:
+        raise CliError(f"--port must be a port number between 0 and 65535, not {args.port!r}.")
+    token = (args.token or os.environ.get(TOKEN_ENV, "")).strip() or None
+    if token is not None and any(ch.isspace() for ch in token):
+        raise CliError("the token must not contain spaces.")
+    host = args.host.strip().strip("[]")
+    if not token and not is_loopback(host):
+        raise CliError(f"serving on the non-loopback host {host!r} needs a token: give --token or set {TOKEN_ENV}.")
+    source = ReportSource(report)
+    try:
+        running = start_server(source, host, int(args.port), token=token, mode="saved report",
+                               default_threshold=source.default_threshold, verbose=args.verbose)
+    except OSError as exc:
+        raise CliError(f"cannot listen on {host}:{args.port}: {exc.strerror or exc}.") from None
+    stop = threading.Event()
+    if threading.current_thread() is threading.main_thread():
+        signal.signal(signal.SIGTERM, lambda *_: stop.set())
+    print(f"memtrack server: {running.url}", flush=True)
+    print(f"serving {args.report} (read-only); press Ctrl-C to stop", file=sys.stderr, flush=True)
+    try:
+        while not stop.wait(0.5):
+            pass
+    except KeyboardInterrupt:
+        pass
+    finally:
+        running.stop()
+    return 0
