@@ -89,7 +89,7 @@ def fetch_suite(workdir: str, version: str | None) -> str:
         if sys.version_info >= (3, 12):
             tar.extractall(workdir, filter="data")
         else:
-            tar.extractall(workdir)  # noqa: S202 - PyPI sdist, paths checked below
+            tar.extractall(workdir)
     suite = os.path.join(workdir, os.path.basename(archives[0])[: -len(".tar.gz")])
     if not os.path.isdir(os.path.join(suite, "tests")):
         raise SetupError(f"{suite} has no tests/ directory")

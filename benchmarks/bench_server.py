@@ -25,8 +25,8 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from pytest_memtrack.server.transport import start_server  # noqa: E402
-from pytest_memtrack.server.sources import MemorySource, ReportSource  # noqa: E402
+from pytest_memtrack.server.sources import MemorySource, ReportSource
+from pytest_memtrack.server.transport import start_server
 
 SUMMARY = "/api/packages/memory/summary"
 

@@ -5,12 +5,14 @@ The public API is the spec's lazy loader with memory tracking; the pytest plugin
 
 from __future__ import annotations
 
+from typing import Any
+
 __version__ = "0.1.0"
 
 __all__ = ["LazyLoader", "MemoryMetrics", "MemoryMonitor", "PackageInfo", "get_lazy_loader", "__version__"]
 
 
-def __getattr__(name: str):
+def __getattr__(name: str) -> Any:
     # Imported on first use so that ``pytest -p no:memtrack`` and plugin start-up stay cheap.
     if name in ("LazyLoader", "get_lazy_loader"):
         from pytest_memtrack.tracking import loader

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import time
 import tracemalloc
+from collections.abc import Generator
 from typing import Any
 
 import pytest
@@ -110,7 +111,8 @@ class MemtrackSession:
         self._current[nodeid] = {"rss_before": self._memory.rss(), "started": time.perf_counter()}
 
     @pytest.hookimpl(wrapper=True)
-    def pytest_runtest_makereport(self, item: pytest.Item, call: pytest.CallInfo[None]):
+    def pytest_runtest_makereport(self, item: pytest.Item,
+                                  call: pytest.CallInfo[None]) -> Generator[None, pytest.TestReport, pytest.TestReport]:
         report = yield
         if call.when == "teardown" and not self._hunting and item.nodeid not in self._pending_hunt:
             state = self._current.pop(item.nodeid, None)

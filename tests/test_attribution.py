@@ -9,7 +9,8 @@ import sys
 import types
 
 import pytest
-from hypothesis import given, settings, strategies as st
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from pytest_memtrack.tracking import attribution
 from pytest_memtrack.tracking.attribution import PyWalker, measure_packages

@@ -185,7 +185,7 @@ def test_background_monitoring_builds_history_and_finds_a_leak(make_package):
     try:
         checks_seen = 0
         for _ in range(8):  # one call per check: the package keeps 50 KB more at every reading
-            assert wait_for(lambda: loader.monitoring_status().checks > checks_seen)
+            assert wait_for(lambda seen=checks_seen: loader.monitoring_status().checks > seen)
             checks_seen = loader.monitoring_status().checks
             module.handle()
     finally:

@@ -9,11 +9,11 @@ import re
 import shlex
 import subprocess
 import sys
-import tomllib
-from functools import lru_cache
+from functools import cache
 from pathlib import Path
 
 import pytest
+import tomllib
 
 ROOT = Path(__file__).resolve().parents[1]
 README = ROOT / "README.md"
@@ -61,7 +61,7 @@ def shell_commands(block: str) -> list[str]:
     return commands
 
 
-@lru_cache(maxsize=None)
+@cache
 def subcommand_help(*argv: str) -> str:
     done = subprocess.run([sys.executable, "-m", "pytest_memtrack", *argv, "--help"], capture_output=True, text=True,
                           timeout=60)

@@ -14,13 +14,13 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from samples import package_entry, sample_report
+from test_server_app import FakeSource, validate
 
 from pytest_memtrack import cli
 from pytest_memtrack.server.plugin import parse_address
-from pytest_memtrack.server.transport import RunningServer, is_loopback, start_server
 from pytest_memtrack.server.sources import ReportSource
-from samples import package_entry, sample_report
-from test_server_app import FakeSource, validate
+from pytest_memtrack.server.transport import RunningServer, is_loopback, start_server
 
 P = "/api/packages/memory/"
 GET_ENDPOINTS = [(P + "summary", "summary"), (P + "app", "package_info"), (P + "leaks?threshold=0.1", "leaks"),

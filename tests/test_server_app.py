@@ -13,11 +13,11 @@ from typing import Any
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
+from samples import package_entry, sample_report
 
 from pytest_memtrack import schemas
 from pytest_memtrack.server.app import App, HttpError, parse_threshold
 from pytest_memtrack.server.sources import MemorySource, ReadOnlySource, ReportSource
-from samples import package_entry, sample_report
 
 P = "/api/packages/memory/"
 

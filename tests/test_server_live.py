@@ -16,7 +16,6 @@ import socket
 import urllib.parse
 
 import pytest
-
 from test_server_app import validate
 
 INNER_TESTS = '''
@@ -83,11 +82,11 @@ def test_a_session_with_memtrack_serve_answers_http_from_its_own_tests_and_stops
 def test_the_ini_value_memtrack_serve_starts_the_server_on_the_given_port(pytester):
     port = _free_port()
     pytester.makeini(f"[pytest]\nmemtrack_serve = 127.0.0.1:{port}\n")
-    pytester.makepyfile(test_url="""
+    pytester.makepyfile(test_url=f"""
         import os
         def test_url():
-            assert os.environ["MEMTRACK_SERVER_URL"] == "http://127.0.0.1:%d/"
-    """ % port)
+            assert os.environ["MEMTRACK_SERVER_URL"] == "http://127.0.0.1:{port}/"
+    """)
     result = pytester.runpytest("--memtrack", *FAST)
     result.assert_outcomes(passed=1)
     result.stdout.fnmatch_lines([f"memtrack server: http://127.0.0.1:{port}/"])
@@ -152,10 +151,11 @@ def test_a_token_from_the_environment_protects_the_post_endpoints_of_the_live_se
 
 
 def test_a_report_written_by_a_real_session_is_served_with_valid_payloads(pytester):
-    from pytest_memtrack.report.loading import load_report
-    from pytest_memtrack.server.transport import start_server
-    from pytest_memtrack.server.sources import ReportSource
     from test_server import GET_ENDPOINTS, P, request
+
+    from pytest_memtrack.report.loading import load_report
+    from pytest_memtrack.server.sources import ReportSource
+    from pytest_memtrack.server.transport import start_server
 
     pytester.makepyfile(test_some="def test_json():\n    import json\n    assert json.dumps(1)\n")
     result = pytester.runpytest("--memtrack", "--memtrack-json=report.json", *FAST)
@@ -174,8 +174,8 @@ def test_a_report_written_by_a_real_session_is_served_with_valid_payloads(pytest
 
 
 def test_the_live_source_follows_the_loader_the_session_installs():
-    from pytest_memtrack.tracking.loader import LazyLoader, reset_lazy_loader
     from pytest_memtrack.server.sources import LiveSource, MemorySource
+    from pytest_memtrack.tracking.loader import LazyLoader, reset_lazy_loader
 
     first, second = LazyLoader(), LazyLoader()
     first.register("first.pkg")

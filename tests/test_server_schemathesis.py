@@ -7,12 +7,12 @@ from collections.abc import Iterator
 
 import pytest
 from hypothesis import HealthCheck, given, settings
-
-from pytest_memtrack.server.openapi import build_document
-from pytest_memtrack.server.transport import RunningServer, start_server
-from pytest_memtrack.server.sources import ReportSource
 from samples import sample_report
 from test_server_app import FakeSource
+
+from pytest_memtrack.server.openapi import build_document
+from pytest_memtrack.server.sources import ReportSource
+from pytest_memtrack.server.transport import RunningServer, start_server
 
 schemathesis = pytest.importorskip("schemathesis", reason="schemathesis is not installed (pip install schemathesis)")
 from schemathesis.checks import not_a_server_error  # noqa: E402

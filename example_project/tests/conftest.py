@@ -1,5 +1,4 @@
 import pytest
-
 from inventory_app.service import InventoryService
 from inventory_app.store import InventoryStore, sample_catalog
 

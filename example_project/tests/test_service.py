@@ -1,7 +1,6 @@
 """The request handler. The two tests marked max_leak_score are repeated under ``pytest --memtrack``."""
 
 import pytest
-
 from inventory_app.monitoring import memory_report
 from inventory_app.service import Request
 

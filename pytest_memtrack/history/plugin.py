@@ -67,23 +67,25 @@ def _ref_option(config: pytest.Config, name: str) -> str | None:
     return value
 
 
+def parse_rule_or_usage_error(line: str) -> Rule:
+    try:
+        return parse_rule(line)
+    except RuleError as exc:
+        raise pytest.UsageError(f"ini option 'memtrack_compare_fail': {exc}") from None
+
+
 def _parse_ini_rules(lines: list[str]) -> list[Rule]:
-    rules = []
-    for line in lines:
-        try:
-            rules.append(parse_rule(line))
-        except RuleError as exc:
-            raise pytest.UsageError(f"ini option 'memtrack_compare_fail': {exc}") from None
-    return rules
+    return [parse_rule_or_usage_error(line) for line in lines]
 
 
 def configure(config: pytest.Config) -> None:
     """Resolve the history settings and register :class:`HistoryPlugin` when saving or comparing is asked for."""
     save = _ref_option(config, "memtrack_save")
     compare_ref = _ref_option(config, "memtrack_compare")
-    rules = resolve(config, "memtrack_compare_fail", lambda raw, label: _parse_ini_rules(raw.splitlines()), [])
-    if rules and isinstance(rules[0], str):  # the ini linelist arrives as a list of strings
-        rules = _parse_ini_rules(rules)
+    raw_rules: list[Any] = resolve(config, "memtrack_compare_fail",
+                                   lambda raw, label: _parse_ini_rules(raw.splitlines()), [])
+    # The command line's type= parsed its rules; the ini linelist arrives as a list of strings.
+    rules = [r if isinstance(r, Rule) else parse_rule_or_usage_error(r) for r in raw_rules]
     store = _store_path(config)
     if os.path.isdir(store):
         raise pytest.UsageError(f"--memtrack-store must name a file, but {store!r} is a directory.")
@@ -106,7 +108,8 @@ def git_commit(directory: str) -> str | None:
     except (OSError, subprocess.SubprocessError):
         return None
     commit = done.stdout.strip()
-    return commit if done.returncode == 0 and len(commit) >= 7 and all(c in "0123456789abcdef" for c in commit) else None
+    is_hash = len(commit) >= 7 and all(c in "0123456789abcdef" for c in commit)
+    return commit if done.returncode == 0 and is_hash else None
 
 
 def find_baseline(store_path: str, ref: str, run: dict[str, Any]) -> tuple[RunInfo | None, dict[str, Any] | None, str]:

@@ -263,7 +263,7 @@ class Store:
                 (when, name or None, commit, machine_key(run), run.get("python"), run.get("implementation"),
                  run.get("platform"), run.get("machine"), run.get("hostname"), run.get("exitstatus"), blob,
                  _num(run.get("duration")), run.get("workers")))
-            run_id = int(cur.lastrowid)
+            run_id = int(cur.lastrowid or 0)
             db.executemany("INSERT OR REPLACE INTO tests (run_id, nodeid, outcome, rss_delta, leak_score, leaking,"
                            " per_run) VALUES (?, ?, ?, ?, ?, ?, ?)", [(run_id, *t) for t in tests])
             db.executemany("INSERT OR REPLACE INTO packages (run_id, name, current, peak, footprint, leak_score,"
@@ -311,7 +311,8 @@ class Store:
 
     def latest(self, machine: str | None = None, exclude: int | None = None) -> RunInfo | None:
         """The newest run, optionally only of this :func:`machine_key`."""
-        clauses, params = [], []
+        clauses: list[str] = []
+        params: list[object] = []
         if machine is not None:
             clauses.append("r.machine = ?")
             params.append(machine)

@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import math
 import tracemalloc
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
@@ -39,7 +39,7 @@ class MarkerError(Exception):
     """A malformed ``max_leak_score`` marker: fails that test, never the run."""
 
 
-def marker_limit(args: tuple[Any, ...], kwargs: dict[str, Any]) -> float:
+def marker_limit(args: tuple[Any, ...], kwargs: Mapping[str, Any]) -> float:
     """The limit of ``@pytest.mark.max_leak_score(limit)``; raises ``MarkerError`` naming the bad value."""
     values = list(args) + ([kwargs["limit"]] if "limit" in kwargs else [])
     unknown = sorted(set(kwargs) - {"limit"})
@@ -72,23 +72,23 @@ def repeats_unreported(config: pytest.Config, nodeid: str) -> Iterator[None]:
 
     Done at pluggy's hook execution, the one place every hook call passes (``PluginManager._inner_hookexec``,
     which pluggy's own call tracing also wraps); where that is missing, nothing is filtered."""
-    manager = config.pluginmanager
-    inner = getattr(manager, "_inner_hookexec", None)
+    manager: Any = config.pluginmanager
+    inner: Any = getattr(manager, "_inner_hookexec", None)
     failed = _failed_subtests(config)  # keyed by pytest's structured node ids: kept and put back whole
     failed_before = dict(failed) if failed is not None else None
 
     def hookexec(hook_name: str, hook_impls: Any, caller_kwargs: dict[str, Any], firstresult: bool) -> Any:
         if hook_name in _DROPPED_HOOKS and getattr(caller_kwargs.get("report"), "nodeid", None) == nodeid:
             return None if firstresult else []
-        return inner(hook_name, hook_impls, caller_kwargs, firstresult)  # type: ignore[misc]
+        return inner(hook_name, hook_impls, caller_kwargs, firstresult)
 
-    if inner is not None:
-        manager._inner_hookexec = hookexec  # type: ignore[attr-defined]
+    if inner is not None:  # where pluggy has no such hook execution, nothing is filtered
+        manager._inner_hookexec = hookexec
     try:
         yield
     finally:
         if inner is not None and getattr(manager, "_inner_hookexec", None) is hookexec:
-            manager._inner_hookexec = inner  # type: ignore[attr-defined]
+            manager._inner_hookexec = inner
         if failed is not None and failed_before is not None:
             failed.clear()
             failed.update(failed_before)

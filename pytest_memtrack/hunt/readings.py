@@ -36,7 +36,7 @@ def _fd_count() -> int:
     try:
         return _process.num_fds()
     except AttributeError:  # Windows
-        return _process.num_handles()
+        return int(getattr(_process, "num_handles")())  # noqa: B009  (absent from the Linux stubs)
 
 
 #: Allocations made by the hunt itself (readings, snapshots, psutil calls) are not the test's.
@@ -134,9 +134,12 @@ def take_reading() -> Reading:
 
 
 def thread_names() -> dict[int, str]:
-    return {t.ident or 0: f"{t.name} ({getattr(t, '_target', None).__qualname__})"
-            if getattr(getattr(t, "_target", None), "__qualname__", None) else t.name
-            for t in threading.enumerate()}
+    """Live threads by ident: their name, and the function they run where it has one."""
+    names = {}
+    for thread in threading.enumerate():
+        qualname = getattr(getattr(thread, "_target", None), "__qualname__", None)
+        names[thread.ident or 0] = f"{thread.name} ({qualname})" if qualname else thread.name
+    return names
 
 
 def open_fds() -> dict[int, str]:

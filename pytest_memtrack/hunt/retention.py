@@ -9,7 +9,6 @@ a few levels) until it reaches objects that existed before the hunt, then names 
 
 from __future__ import annotations
 
-import functools
 import gc
 import sys
 import weakref
@@ -21,6 +20,7 @@ from typing import Any
 
 from pytest_memtrack.hunt.caches import LRU_CACHE_TYPE
 from pytest_memtrack.tracking.attribution import HARNESS_PACKAGES, is_harness
+
 
 @dataclass(frozen=True)
 class Holder:
@@ -95,7 +95,7 @@ def _lru_currsize(value: object) -> int | None:
     if type(value) is not LRU_CACHE_TYPE:  # never duck-type: attribute access on a stranger's object can do anything
         return None
     try:
-        return int(value.cache_info().currsize)  # type: ignore[attr-defined]
+        return int(value.cache_info().currsize)  # type: ignore[attr-defined, unused-ignore]
     except Exception:
         return None
 
@@ -228,6 +228,6 @@ def find_holders(new_objects: list[object], excluded: Iterable[object] = (), max
                 or _holds_weak_references(anchor):
             continue  # an object's own attributes change all the time; a container that gained items is a holder
         name = _describe(anchor, reached, namespaces, values, owners)
-        if name and not name.partition(".")[0].lstrip("<") in _RUNNER_PACKAGES:
+        if name and name.partition(".")[0].lstrip("<") not in _RUNNER_PACKAGES:
             holders[(name, _type_name(anchor))] += counts[rid]
     return [Holder(name, kind, count) for (name, kind), count in holders.most_common(top)]

@@ -29,9 +29,9 @@ from collections.abc import Callable
 from pytest_memtrack.hunt import caches
 from pytest_memtrack.hunt.evidence import Baseline, gather_evidence, leak_holders, named_sizes_or_nothing
 from pytest_memtrack.hunt.message import budget_message
-from pytest_memtrack.hunt.readings import (TRACE_FRAMES, open_fds, take_reading, test_snapshot, thread_names,
-                                           type_counts)
+from pytest_memtrack.hunt.readings import TRACE_FRAMES, open_fds, take_reading, test_snapshot, thread_names, type_counts
 from pytest_memtrack.hunt.verdict import KINDS, HuntParameters, HuntResult, KindVerdict, Reading, judge, should_stop
+
 
 class HuntBudgetWarning(UserWarning):
     """A hunt stopped at its time budget: its verdict rests on fewer runs than usual, or there is none."""
@@ -97,7 +97,8 @@ def _hunt(run_once: Callable[[], bool], params: HuntParameters, runs_done: int, 
     # then only examines what the test's runs created (25 ms -> well under 1 ms a reading on a 150k-object heap),
     # and still frees the cycles those runs leave, which are made of new objects only. Earlier garbage is frozen
     # too (no full collection first: that alone cost 25 ms a test) and is collected after ``unfreeze``.
-    caches.hunt_lru_caches[:] = caches.bounded_lru_caches()  # before freezing: gc.get_objects() no longer sees frozen objects
+    # Before freezing: gc.get_objects() no longer sees frozen objects.
+    caches.hunt_lru_caches[:] = caches.bounded_lru_caches()
     gc.freeze()
     started_tracing = not tracemalloc.is_tracing()
     if started_tracing:

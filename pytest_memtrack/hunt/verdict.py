@@ -65,6 +65,11 @@ class HuntParameters:
         if self.native_floor is None:
             object.__setattr__(self, "native_floor", float(native.DEFAULT_FLOOR))
 
+    @property
+    def floor(self) -> float:
+        """The native floor in force (``native_floor``, which ``__post_init__`` has filled in)."""
+        return float(self.native_floor if self.native_floor is not None else native.DEFAULT_FLOOR)
+
 
 EMPTY_EVIDENCE: dict[str, list[Any]] = {"allocation_sites": [], "packages": [], "object_types": [],
                                         "new_threads": [], "new_fds": []}
@@ -119,9 +124,10 @@ def _series_score(values: Sequence[float], reference: float, noise: float) -> tu
 
 def judge(readings: Sequence[Reading], params: HuntParameters) -> dict[str, KindVerdict]:
     """The verdict of every kind from the measured readings (the first is the baseline)."""
+    floor = params.floor
     series = {
         "memory": ([r.traced for r in readings], params.leak_reference, 0.0),
-        "native": ([untraced(r) for r in readings], 4 * params.native_floor, params.native_floor),
+        "native": ([untraced(r) for r in readings], 4 * floor, floor),
         "fds": ([r.fds for r in readings], 1.0, 0.0),
         "threads": ([r.threads for r in readings], 1.0, 0.0),
     }
@@ -151,7 +157,7 @@ def should_stop(readings: Sequence[Reading], params: HuntParameters) -> bool:
     threads = _deltas([r.threads for r in readings])
     native = _deltas([untraced(r) for r in readings])
     grew_every_run = {"memory": all(d > 0 for d in traced), "fds": all(d > 0 for d in fds),
-                      "threads": all(d > 0 for d in threads), "native": all(d >= params.native_floor for d in native)}
+                      "threads": all(d > 0 for d in threads), "native": all(d >= params.floor for d in native)}
     # Clearly leaking only with a score of twice the limit: a bounded cache that takes more runs to fill than the
     # warm-ups gave it grows steadily for a while, and more runs let its plateau show (toolz's suite has such tests).
     return any(grew_every_run[k] and verdicts[k].score > 2 * params.limit for k in KINDS)

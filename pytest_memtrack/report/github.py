@@ -6,7 +6,6 @@ Registered by ``report.plugin.configure`` whenever ``--memtrack`` is on; it does
 
 from __future__ import annotations
 
-import os
 from typing import Any
 
 from pytest_memtrack.report.formatting import format_bytes, format_score, format_signed_bytes
@@ -73,7 +72,8 @@ def render_summary(report: dict[str, Any]) -> str:
             metrics = _dict(package.get("memory_metrics"))
             lines.append(f"| {md_cell(package.get('package_name', '?'))} | "
                          f"{format_bytes(metrics.get('current_memory_usage'))} | "
-                         f"{format_bytes(metrics.get('peak_memory_usage'))} | {md_cell(metrics.get('memory_trend', '—'))} | "
+                         f"{format_bytes(metrics.get('peak_memory_usage'))} | "
+                         f"{md_cell(metrics.get('memory_trend', '—'))} | "
                          f"{format_score(metrics.get('memory_leak_score'))} |")
         lines.append("")
     return "\n".join(lines) + "\n"

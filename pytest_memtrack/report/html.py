@@ -27,7 +27,8 @@ from pytest_memtrack.report.formatting import (
 )
 from pytest_memtrack.report.templates import environment, inline_script
 from pytest_memtrack.tracking.payloads import is_leaking
-from pytest_memtrack.units import MISSING, finite_number as _number
+from pytest_memtrack.units import MISSING
+from pytest_memtrack.units import finite_number as _number
 
 #: Leak kinds in display order, with the unit of their per-run figure.
 KINDS = (("memory", "bytes"), ("native", "bytes"), ("fds", "count"), ("threads", "count"))
@@ -86,7 +87,8 @@ def _chart(points: Sequence[Sequence[Any]], width: int, height: int) -> dict[str
         return None
     return {"points": line, "width": width, "height": height, "low": format_bytes(min(values)),
             "high": format_bytes(max(values)), "count": len(values),
-            "first": format_bytes(values[0]), "last": format_bytes(values[-1]), "dot": line.rsplit(" ", 1)[-1].split(",")}
+            "first": format_bytes(values[0]), "last": format_bytes(values[-1]),
+            "dot": line.rsplit(" ", 1)[-1].split(",")}
 
 
 def _dict(value: Any) -> dict[str, Any]:
@@ -169,7 +171,8 @@ def _leak_card(test: dict[str, Any], rootdir: str | None = None) -> dict[str, An
                   for s in _list(evidence.get("allocation_sites"))[:TOP_EVIDENCE]],
         "packages": [{"name": str(_dict(p).get("package", "?")), "bytes": format_bytes(_dict(p).get("bytes_per_run"))}
                      for p in _list(evidence.get("packages"))[:TOP_EVIDENCE]],
-        "object_types": [{"name": str(_dict(o).get("type", "?")), "count": format_count(_dict(o).get("count_per_run"), signed=True)}
+        "object_types": [{"name": str(_dict(o).get("type", "?")),
+                          "count": format_count(_dict(o).get("count_per_run"), signed=True)}
                          for o in _list(evidence.get("object_types"))[:TOP_EVIDENCE]],
         "holders": [{"name": str(_dict(h).get("holder", "?")), "type": str(_dict(h).get("type", "?")),
                      "objects": format_count(_dict(h).get("objects"))}
@@ -209,7 +212,7 @@ def _package_rows(report: dict[str, Any], threshold: float) -> list[dict[str, An
             "leaking": name in leaking_names or (score is not None and is_leaking(score, threshold)),
             "chart": _chart(history, 120, 24),
         })
-    rows.sort(key=lambda r: (not r["leaking"], -r["score_raw"], -r["current_raw"], r["name"]))
+    rows.sort(key=lambda r: (not r["leaking"], -r["score_raw"], -r["current_raw"], r["name"]))  # type: ignore[operator]
     return rows
 
 
@@ -247,7 +250,7 @@ def _comparison(report: dict[str, Any]) -> dict[str, Any] | None:
             value = row.get(column)
             if is_bytes and column in bytes_columns and _number(value) is not None:
                 text = format_signed_bytes(value) if column == "change" else format_bytes(value)
-            elif column == "change" and _number(value) is not None and value > 0:
+            elif column == "change" and (_number(value) or 0.0) > 0:
                 text = "+" + format_number(value)
             elif column == "regressed":
                 text = "REGRESSED" if value else ("ok" if value is not None else MISSING)

@@ -12,9 +12,9 @@ from typing import Any
 import pytest
 
 from pytest_memtrack import __version__
-from pytest_memtrack.tracking.loader import LazyLoader
 from pytest_memtrack.report.loading import FORMAT_VERSION
 from pytest_memtrack.settings import Settings
+from pytest_memtrack.tracking.loader import LazyLoader
 
 _OUTCOME_RANK = {"passed": 0, "skipped": 1, "failed": 3, "error": 4}
 
@@ -34,7 +34,7 @@ class TestRecorder:
             "leak_score": None, "limit": None, "leaking": False, "hunt": None, "message": None,
         })
         entry["duration"] += float(getattr(report, "duration", 0.0) or 0.0)
-        outcome = report.outcome
+        outcome: str = report.outcome
         if report.failed and report.when != "call":
             outcome = "error"
         if hasattr(report, "wasxfail"):

@@ -9,7 +9,7 @@ from __future__ import annotations
 import base64
 import hashlib
 import os
-from functools import lru_cache
+from functools import cache, lru_cache
 from typing import Any
 from urllib.parse import quote
 
@@ -29,7 +29,7 @@ def environment() -> Any:
     return env
 
 
-@lru_cache(maxsize=None)
+@cache
 def inline_script(name: str) -> tuple[str, str]:
     """A page's inline script from ``templates/`` and its CSP hash: only this exact script may run in the page."""
     with open(os.path.join(TEMPLATES, name), encoding="utf-8") as handle:

@@ -5,8 +5,8 @@ from __future__ import annotations
 from typing import Any
 
 from pytest_memtrack.report.model import leaking_tests
-from pytest_memtrack.units import format_bytes
 from pytest_memtrack.settings import Settings
+from pytest_memtrack.units import format_bytes
 
 
 def summary_lines(report: dict[str, Any], verbose: int, top: int = 5) -> list[str]:
@@ -27,7 +27,8 @@ def summary_lines(report: dict[str, Any], verbose: int, top: int = 5) -> list[st
     for nodeid, error in notes[:top]:
         lines.append(f"note {nodeid}: {error}")
     if len(notes) > top:
-        lines.append(f"note: {len(notes) - top} more hunted tests were not fully assessed (hunt.error in the JSON report)")
+        lines.append(f"note: {len(notes) - top} more hunted tests were not fully assessed "
+                     "(hunt.error in the JSON report)")
     for leak in report["leaks"]["leaks"]:
         lines.append(f"package {leak['package_name']}: leak score {leak['leak_score']:.2f}, "
                      f"trend {leak['memory_trend']}, {format_bytes(leak['memory_growth_rate'])}/s")

@@ -123,7 +123,8 @@ class App:
     """Routes requests to a :class:`MemorySource`; never raises, never leaks a traceback to the client.
 
     ``token``: when set, the POST endpoints need ``Authorization: Bearer <token>`` (compared in constant time).
-    ``dashboard(app, csp_nonce)``: renders the HTML page (``str``); ``openapi``: returns the OpenAPI document (``dict``).
+    ``dashboard(summary, mode, csp_nonce)``: renders the HTML page (``str``); ``openapi``: returns the OpenAPI
+    document (``dict``).
     ``log``: where the catch-all writes tracebacks (stderr by default).
     """
 

@@ -43,7 +43,7 @@ class _Handler(BaseHTTPRequestHandler):
         except HttpError as exc:
             self._write(exc.response())
             return
-        self._write(self.server.app.handle(self.command, self.path, self.headers, body))
+        self._write(self.server.app.handle(self.command, self.path, dict(self.headers.items()), body))
 
     def _read_body(self) -> bytes:
         if self.headers.get("Transfer-Encoding"):
@@ -90,7 +90,7 @@ class _Handler(BaseHTTPRequestHandler):
         except OSError:
             pass
 
-    def log_message(self, format: str, *args: Any) -> None:  # noqa: A002 - the base class's name
+    def log_message(self, format: str, *args: Any) -> None:
         if self.server.verbose:
             sys.stderr.write(f"pytest-memtrack server: {self.address_string()} {format % args}\n")
 
@@ -163,4 +163,4 @@ def is_loopback(host: str) -> bool:
         infos = socket.getaddrinfo(host, None)
     except (OSError, UnicodeError):
         return False
-    return bool(infos) and all(ipaddress.ip_address(info[4][0].split("%")[0]).is_loopback for info in infos)
+    return bool(infos) and all(ipaddress.ip_address(str(info[4][0]).split("%")[0]).is_loopback for info in infos)

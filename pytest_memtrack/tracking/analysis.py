@@ -44,8 +44,8 @@ Comparison with CPython's refleak check
 ``Lib/test/libregrtest/refleak.py`` runs a test repeatedly, drops the warm-up
 runs and reports a leak only when *every* remaining memory-block delta is
 ``>= 1`` (``all(delta >= 1)``); since bpo-30776 this ignores false positives
-such as ``[3, 0, 0]`` or ``[8, -8, 1]`` that a total-based check flags.  That all-or-nothing rule suits an interpreter's exact
-block counts; RSS-style histories are noisy, so a single dip would hide a real
+such as ``[3, 0, 0]`` or ``[8, -8, 1]`` that a total-based check flags.  That all-or-nothing rule suits an
+interpreter's exact block counts; RSS-style histories are noisy, so a single dip would hide a real
 leak.  We instead use a sign test (persistence, tolerant of some down steps),
 plus a recency requirement (still growing at the end), plus a consistency
 factor (net growth vs distance travelled), plus a magnitude factor
@@ -56,8 +56,8 @@ from __future__ import annotations
 
 import math
 import statistics
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
-from typing import Iterable, Sequence
 
 from pytest_memtrack.tracking.payloads import is_leaking
 

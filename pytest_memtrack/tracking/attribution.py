@@ -24,10 +24,11 @@ import operator
 import os
 import sys
 import threading
-from collections.abc import Callable, Iterable
 from collections import deque
+from collections.abc import Callable, Iterable
 from itertools import compress
 from types import BuiltinFunctionType, FunctionType, MethodType, ModuleType
+from typing import Any
 
 _BOUNDARY_SUBCLASSES = (ModuleType, type, BuiltinFunctionType)
 _BOUNDARY_EXACT = frozenset({FunctionType, MethodType})
@@ -59,7 +60,7 @@ def _belongs(obj: object, package: str, prefix: str) -> bool:
     """Whether a class, function or method is the package's own: its ``__module__`` names the package or one of
     its submodules. An object whose ``__module__`` cannot be read is not the package's (the pass goes on)."""
     try:
-        owner = obj.__module__  # type: ignore[attr-defined]
+        owner = getattr(obj, "__module__")  # noqa: B009  (any exception, not only AttributeError)
     except Exception:
         return False
     return isinstance(owner, str) and (owner == package or owner.startswith(prefix))
@@ -177,7 +178,7 @@ Walker = _c_walker() or PyWalker
 WALKER_IMPLEMENTATION = "python" if Walker is PyWalker else "c"
 
 
-def _walk(package: str, walker, modules: list[ModuleType] | None = None) -> int:
+def _walk(package: str, walker: Any, modules: list[ModuleType] | None = None) -> int:
     """Bytes reachable from ``package``'s module globals that the walker has not counted yet."""
     if modules is None:
         modules = package_modules(package)
@@ -242,10 +243,6 @@ class FileIndex:
                 if path.startswith(directory):
                     return package
         return None
-
-    def package_for(self, filename: str) -> str | None:
-        module = self.module_for(filename)
-        return top_level(module) if module else None
 
 
 file_index = FileIndex()

@@ -67,7 +67,7 @@ class PeriodicCheck:
             try:
                 self._check()
                 error = None
-            except Exception as exc:  # noqa: BLE001 - kept for status(); the monitor goes on
+            except Exception as exc:
                 error = f"{type(exc).__name__}: {exc}"
             with self._lock:
                 self._checks += 1

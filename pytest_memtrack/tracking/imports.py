@@ -21,6 +21,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from importlib.machinery import ModuleSpec
 from types import ModuleType
+from typing import Any
 
 import psutil
 
@@ -151,7 +152,7 @@ class ImportObserver:
         while self in sys.meta_path:
             sys.meta_path.remove(self)
 
-    def find_spec(self, fullname: str, path=None, target=None) -> ModuleSpec | None:
+    def find_spec(self, fullname: str, path: Any = None, target: Any = None) -> ModuleSpec | None:
         if getattr(self._busy, "active", False) or fullname in sys.modules:
             return None
         if self._skip is not None and self._skip(fullname):
@@ -165,7 +166,7 @@ class ImportObserver:
             self._wrap(spec, fullname)
         return spec
 
-    def _find_with_others(self, fullname: str, path, target) -> ModuleSpec | None:
+    def _find_with_others(self, fullname: str, path: Any, target: Any) -> ModuleSpec | None:
         for finder in list(sys.meta_path):
             if finder is self:
                 continue
@@ -178,7 +179,7 @@ class ImportObserver:
         return None
 
     def _wrap(self, spec: ModuleSpec, package: str) -> None:
-        loader = spec.loader
+        loader: Any = spec.loader
         if loader is None or isinstance(loader, type) or not hasattr(loader, "__dict__") or loader in sys.meta_path:
             # Shared loaders are never patched: class-level ones (builtins, frozen) and finders that are their own
             # loader (pytest's assertion rewriter, which imports test modules and conftests — not the project).

@@ -23,7 +23,13 @@ from collections.abc import Iterable
 from types import ModuleType
 from typing import Any
 
-from pytest_memtrack.tracking.attribution import HARNESS_PACKAGES, is_test_module, is_test_suite_package, measure_packages, top_level
+from pytest_memtrack.tracking.attribution import (
+    HARNESS_PACKAGES,
+    is_test_module,
+    is_test_suite_package,
+    measure_packages,
+    top_level,
+)
 from pytest_memtrack.tracking.background import DEFAULT_CHECK_INTERVAL, MonitoringStatus, PeriodicCheck
 from pytest_memtrack.tracking.imports import FootprintMeter, ImportMeasurement, ImportObserver
 from pytest_memtrack.tracking.metrics import DEFAULT_HISTORY_SIZE, MemoryMetrics, PackageInfo
@@ -258,10 +264,6 @@ class LazyLoader:
             if info is not None and info.status == "loading":
                 return True
         return package not in self._packages and not self._observable(package)
-
-    def _is_loading(self, package: str) -> bool:
-        info = self._packages.get(package)
-        return info is not None and info.status == "loading"
 
     def _observable(self, package: str) -> bool:
         """Whether an ordinarily imported top-level package is tracked (see ``OPTIONAL_TRACKING``)."""

@@ -12,7 +12,6 @@ if TYPE_CHECKING:
     from pytest_memtrack.tracking.monitor import MemoryMonitor
 
 DEFAULT_HISTORY_SIZE = 100
-STATUSES = ("registered", "loading", "loaded", "failed", "unloaded")
 
 #: The keys of the spec's ``memory_metrics`` payload, in the spec's order.
 METRIC_KEYS = (

@@ -1,12 +1,12 @@
 """Optimization suggestions: pure rules over package figures, each with a documented severity.
 
-| type                   | when                                                        | severity                       |
-|------------------------|-------------------------------------------------------------|--------------------------------|
-| memory_leak            | leak score >= leak threshold                                | high if score >= 0.3, else medium |
-| high_memory_footprint  | import footprint >= footprint threshold (default 50 MiB)    | high if >= 5x threshold, else medium |
-| system_memory_pressure | the system's memory pressure is high or critical           | high when critical, else medium |
-| unused_package         | loaded lazily, not used for >= unused_after (default 600 s) | low                            |
-| growing_trend          | trend increasing but leak score below the leak threshold    | low                            |
+| type                   | when                                                     | severity                        |
+|------------------------|----------------------------------------------------------|---------------------------------|
+| memory_leak            | the leak score reaches the threshold (``is_leaking``)    | high if score >= 0.3, else med. |
+| high_memory_footprint  | import footprint >= footprint threshold (default 50 MiB) | high if >= 5x threshold, else m.|
+| system_memory_pressure | the system's memory pressure is high or critical         | high when critical, else medium |
+| unused_package         | loaded lazily, unused for >= unused_after (default 600 s)| low                             |
+| growing_trend          | trend increasing, leak score below the leak threshold    | low                             |
 """
 
 from __future__ import annotations
@@ -54,7 +54,8 @@ def suggest(packages: Iterable[PackageFigures], system_pressure: str, now: float
         found.append(_suggestion(
             "system_memory_pressure", None, "high" if system_pressure == "critical" else "medium",
             f"System memory pressure is {system_pressure}",
-            "Run garbage collection and unload packages that are not needed", 0.0 if system_pressure == "high" else 1.0))
+            "Run garbage collection and unload packages that are not needed",
+            0.0 if system_pressure == "high" else 1.0))
     for p in packages:
         if is_leaking(p.leak_score, rules.leak_threshold):
             found.append(_suggestion(

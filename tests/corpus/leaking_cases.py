@@ -21,7 +21,7 @@ class Registry:
         Registry.instances.append(self)
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def unbounded(key):
     return bytes(10_000) + str(key).encode()
 
