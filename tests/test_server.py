@@ -131,7 +131,8 @@ def test_a_body_over_64_kib_is_refused_with_413_before_it_is_read(live):
     status, headers, body = request(live, "POST", P + "update-metrics", body=b"x" * (64 * 1024 + 1))
     assert status == 413 and headers["Connection"] == "close"
     validate("error", json.loads(body))
-    assert request(live, "POST", P + "update-metrics", body=b"{}" * 100)[0] == 200
+    assert request(live, "POST", P + "update-metrics", body=b"{}" * 100,
+                   headers={"Content-Type": "application/json"})[0] == 200
 
 
 @pytest.mark.parametrize("data, status", [
@@ -155,7 +156,7 @@ def test_malformed_requests_get_a_json_error_never_an_html_page(live, data, stat
     assert request(live, "GET", P + "summary")[0] == 200
 
 
-def test_the_post_endpoints_require_the_token_when_one_is_set():
+def test_every_endpoint_requires_the_token_when_one_is_set():
     source = FakeSource()
     with start_server(source, "127.0.0.1", 0, token="t0ken") as running:
         status, headers, _ = request(running, "POST", P + "garbage-collection")
@@ -164,7 +165,10 @@ def test_the_post_endpoints_require_the_token_when_one_is_set():
         assert source.gc_calls == 0
         ok = request(running, "POST", P + "garbage-collection", headers={"Authorization": "Bearer t0ken"})
         assert ok[0] == 200 and source.gc_calls == 1
-        assert request(running, "GET", P + "summary")[0] == 200
+        assert request(running, "GET", P + "summary")[0] == 401
+        assert request(running, "GET", "/")[0] == 401
+        assert request(running, "GET", P + "summary", headers={"Authorization": "Bearer t0ken"})[0] == 200
+        assert request(running, "GET", "/?token=t0ken")[0] == 200  # how a browser opens the dashboard
 
 
 def test_a_non_loopback_host_without_a_token_is_refused():

@@ -180,7 +180,7 @@ def test_a_saved_report_answers_the_post_endpoints_with_409_and_a_sentence():
         ReportSource(sample_report()).force_garbage_collection()
 
 
-def test_with_a_token_the_post_endpoints_need_the_bearer_token_and_the_get_endpoints_do_not():
+def test_with_a_token_every_endpoint_needs_the_bearer_token():
     source = FakeSource()
     app = App(source, token="s3cret")
     for headers in ({}, {"Authorization": "s3cret"}, {"Authorization": "Bearer wrong"}, {"Authorization": "Basic x"},
@@ -191,7 +191,9 @@ def test_with_a_token_the_post_endpoints_need_the_bearer_token_and_the_get_endpo
     assert source.gc_calls == 0
     assert call(app, "POST", P + "garbage-collection", {"Authorization": "Bearer s3cret"})[0] == 200
     assert call(app, "POST", P + "update-metrics", {"authorization": "bearer s3cret"})[0] == 200
-    assert call(app, "GET", P + "summary")[0] == 200
+    assert call(app, "GET", P + "summary")[0] == 401
+    assert call(app, "GET", P + "summary", {"Authorization": "Bearer s3cret"})[0] == 200
+    assert call(app, "GET", P + "summary?token=s3cret")[0] == 200
     assert source.gc_calls == 1 and source.updates == 1
 
 

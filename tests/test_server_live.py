@@ -29,7 +29,8 @@ answers = {}
 
 def fetch(path, method="GET"):
     url = os.environ["MEMTRACK_SERVER_URL"] + path.lstrip("/")
-    request = urllib.request.Request(url, method=method, data=b"" if method == "POST" else None)
+    request = urllib.request.Request(url, method=method, data=b"{}" if method == "POST" else None,
+                                     headers={"Content-Type": "application/json"} if method == "POST" else {})
     with urllib.request.urlopen(request, timeout=10) as response:
         assert response.headers["Content-Type"] == "application/json; charset=utf-8"
         return json.load(response)
@@ -135,7 +136,8 @@ def test_a_token_from_the_environment_protects_the_post_endpoints_of_the_live_se
 
         def post(headers):
             url = os.environ["MEMTRACK_SERVER_URL"] + "api/packages/memory/update-metrics"
-            request = urllib.request.Request(url, method="POST", data=b"", headers=headers)
+            request = urllib.request.Request(url, method="POST", data=b"{}",
+                                             headers={"Content-Type": "application/json", **headers})
             try:
                 with urllib.request.urlopen(request, timeout=10) as response:
                     return response.status

@@ -11,18 +11,18 @@ Routes (the spec's, in the envelope ``{"status": "success", "data": ...}``)::
     GET  /api/packages/memory/summary
     GET  /api/packages/memory/leaks?threshold=0.1
     GET  /api/packages/memory/optimization-suggestions
-    POST /api/packages/memory/garbage-collection    needs the token when one is set
-    POST /api/packages/memory/update-metrics        needs the token when one is set
+    POST /api/packages/memory/garbage-collection    JSON or empty body, same origin only
+    POST /api/packages/memory/update-metrics        JSON or empty body, same origin only
     GET  /api/packages/memory/{package_name}        URL-decoded; dotted names allowed
 
 The fixed routes are matched before ``{package_name}``, so a package literally named ``summary``, ``leaks``,
 ``optimization-suggestions``, ``garbage-collection`` or ``update-metrics`` is shadowed (as in the spec's API).
-Errors are ``{"status": "error", "error": {"code": <HTTP status>, "message": <sentence>}}``.
+Errors are ``{"status": "error", "error": {"code": <HTTP status>, "message": <sentence>}}``. Before any route,
+the access rules (``access``): the Host header, cross-site writes, the token.
 """
 
 from __future__ import annotations
 
-import hmac
 import json
 import math
 import secrets
@@ -33,6 +33,7 @@ from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import parse_qs, unquote, urlsplit
 
+from pytest_memtrack.server.access import AccessRules, Refused, check, host_names
 from pytest_memtrack.server.sources import DEFAULT_THRESHOLD, MemorySource, ReadOnlySource
 
 __all__ = [
@@ -122,25 +123,31 @@ _PACKAGE_ROUTE = {"GET": "_package"}
 class App:
     """Routes requests to a :class:`MemorySource`; never raises, never leaks a traceback to the client.
 
-    ``token``: when set, the POST endpoints need ``Authorization: Bearer <token>`` (compared in constant time).
+    ``token``: when set, every route needs it (``access``); ``hosts``: the ``Host`` values that name this server
+    (``access.host_names``; empty: no Host check), set by the transport once it has bound (``bind``).
     ``dashboard(summary, mode, csp_nonce)``: renders the HTML page (``str``); ``openapi``: returns the OpenAPI
     document (``dict``).
     ``log``: where the catch-all writes tracebacks (stderr by default).
     """
 
-    def __init__(self, source: MemorySource, *, token: str | None = None,
+    def __init__(self, source: MemorySource, *, token: str | None = None, hosts: frozenset[str] = frozenset(),
                  default_threshold: float = DEFAULT_THRESHOLD, mode: str = "live",
                  dashboard: Callable[[dict[str, Any], str, str], str] | None = None,
                  openapi: Callable[[], dict[str, Any]] | None = None,
                  log: Callable[[str], None] | None = None) -> None:
         self.source = source
         self.token = token or None
+        self.rules = AccessRules(hosts=hosts, token=self.token)
         self.default_threshold = default_threshold
         self.mode = mode
         self._dashboard_renderer = dashboard
         self._openapi_builder = openapi
         self._openapi_body: bytes | None = None
         self._log = log or (lambda text: print(text, file=sys.stderr, flush=True))
+
+    def bind(self, host: str, port: int, *, loopback: bool) -> None:
+        """The address the transport listens on: on loopback, only Host values naming it are answered."""
+        self.rules = AccessRules(hosts=host_names(host, port) if loopback else frozenset(), token=self.token)
 
     # -- entry point -------------------------------------------------------------------------------------------
 
@@ -163,6 +170,10 @@ class App:
             raise HttpError(400, "The request target must be an absolute path such as /api/packages/memory/summary.")
         parts = urlsplit(target)
         path, query = parts.path, parts.query
+        try:
+            check(self.rules, method, query, lambda name: _header(headers, name), body)
+        except Refused as exc:
+            raise HttpError(exc.status, exc.message, exc.headers) from None
         routes = _FIXED_ROUTES.get(path)
         args: tuple[Any, ...] = ()
         if routes is None and path.startswith(API_PREFIX) and "/" not in path[len(API_PREFIX):] \
@@ -176,24 +187,7 @@ class App:
         if lookup not in routes:
             raise HttpError(405, f"{_shorten(path)} does not accept {method}; use {' or '.join(allowed)}.",
                             [("Allow", ", ".join(allowed))])
-        if lookup == "POST":
-            self._check_token(headers)
         return getattr(self, routes[lookup])(*args, query=query)  # HEAD: the transport drops the body
-
-    # -- authentication ----------------------------------------------------------------------------------------
-
-    def _check_token(self, headers: Mapping[str, str]) -> None:
-        if self.token is None:
-            return
-        supplied = _header(headers, "Authorization") or ""
-        scheme, _, credentials = supplied.strip().partition(" ")
-        challenge = [("WWW-Authenticate", 'Bearer realm="pytest-memtrack"')]
-        if scheme.lower() != "bearer" or not credentials.strip():
-            raise HttpError(401, "This endpoint needs the server's token in an 'Authorization: Bearer <token>' "
-                                 "header.", challenge)
-        if not hmac.compare_digest(credentials.strip().encode("utf-8", "surrogateescape"),
-                                   self.token.encode("utf-8")):
-            raise HttpError(401, "The bearer token does not match the server's token.", challenge)
 
     # -- handlers ----------------------------------------------------------------------------------------------
 

@@ -55,17 +55,25 @@ def _error(description: str) -> dict[str, Any]:
     return _json("error", description)
 
 
+#: Answers of the access rules (``server.access``), possible on every route.
+ACCESS_ERRORS = {
+    "401": "The server has a token and the request did not carry it ('Authorization: Bearer <token>' or ?token=).",
+    "403": "The Host header does not name this server, or a write came from another origin.",
+}
+
+
 def _operation(op_id: str, summary: str, payload: str, errors: dict[str, str], *, parameters: list | None = None,
-               secured: bool = False) -> dict[str, Any]:
+               write: bool = False) -> dict[str, Any]:
     responses = {"200": _json(payload + "_response", f"Success: the {payload.replace('_', ' ')} payload.")}
-    responses.update({code: _error(text) for code, text in errors.items()})
+    responses.update({code: _error(text) for code, text in {**ACCESS_ERRORS, **errors}.items()})
+    if write:
+        responses["415"] = _error("The request body is not JSON ('Content-Type: application/json').")
     responses["500"] = _error("The server failed; the details are in its log, never in the response.")
     operation: dict[str, Any] = {"operationId": op_id, "summary": summary, "responses": responses}
     if parameters:
         operation["parameters"] = parameters
-    if secured:
-        # Either no token is configured (loopback server) or the bearer token is required.
-        operation["security"] = [{}, {"bearerToken": []}]
+    # Either no token is configured (loopback server) or the bearer token is required, on every route.
+    operation["security"] = [{}, {"bearerToken": []}]
     return operation
 
 
@@ -75,7 +83,6 @@ def build_document(server_url: str | None = None) -> dict[str, Any]:
     for name in ("summary", "package_info", "leaks", "suggestions", "garbage_collection", "update_metrics"):
         schemas[name + "_response"] = _envelope_of(name)
     read_only = {"409": "This server serves a saved report, which cannot do this.",
-                 "401": "A token is configured and the request did not carry it as 'Authorization: Bearer <token>'.",
                  "413": "The request body is larger than 64 KiB."}
     base = "/api/packages/memory"
     document: dict[str, Any] = {
@@ -102,14 +109,15 @@ def build_document(server_url: str | None = None) -> dict[str, Any]:
                 "getOptimizationSuggestions", "Memory optimisation suggestions.", "suggestions", {})},
             f"{base}/garbage-collection": {"post": _operation(
                 "forceGarbageCollection", "Run the garbage collector and report the memory freed.",
-                "garbage_collection", read_only, secured=True)},
+                "garbage_collection", read_only, write=True)},
             f"{base}/update-metrics": {"post": _operation(
                 "updateMemoryMetrics", "Update the memory metrics of every package.", "update_metrics",
-                read_only, secured=True)},
+                read_only, write=True)},
             f"{base}/{{package_name}}": {"get": _operation(
                 "getPackageMemoryInfo", "Detailed memory information for one package.", "package_info",
                 {"404": "No package of that name is tracked.",
-                 "400": "The package name is not valid percent-encoded UTF-8."},
+                 "400": "The package name is not valid percent-encoded UTF-8.",
+                 "405": "The name is one of the POST-only routes (garbage-collection, update-metrics)."},
                 parameters=[{"name": "package_name", "in": "path", "required": True,
                              "description": "Registered package name (URL-encoded; dotted names allowed). The "
                                             "names summary, leaks, optimization-suggestions, garbage-collection "
@@ -120,8 +128,9 @@ def build_document(server_url: str | None = None) -> dict[str, Any]:
             "schemas": schemas,
             "securitySchemes": {"bearerToken": {
                 "type": "http", "scheme": "bearer",
-                "description": "Required on the POST endpoints whenever the server has a token "
-                               "(--memtrack-serve-token, MEMTRACK_TOKEN); always required off loopback."}},
+                "description": "Required on every route whenever the server has a token "
+                               "(--memtrack-serve-token, MEMTRACK_TOKEN); always required off loopback. "
+                               "A browser opens the dashboard as /?token=TOKEN."}},
         },
     }
     if server_url:

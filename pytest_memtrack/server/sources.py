@@ -106,7 +106,8 @@ class LiveSource:
         return self._loader().force_garbage_collection()
 
     def update_all_memory_metrics(self) -> dict[str, Any]:
-        return self._loader().update_all_memory_metrics()
+        # The session's own readings make the history and the scores; a request refreshes current figures only.
+        return self._loader().update_all_memory_metrics(into_history=False)  # type: ignore[call-arg]
 
     def package_names(self) -> list[str]:
         return self._loader().package_names()

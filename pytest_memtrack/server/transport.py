@@ -125,6 +125,7 @@ class RunningServer:
         shown = f"[{self.host}]" if ":" in self.host else self.host
         self.url = f"http://{shown}:{self.port}/"
         self.app = httpd.app
+        self.app.bind(self.host, self.port, loopback=is_loopback(self.host))
         self._thread = threading.Thread(target=httpd.serve_forever, kwargs={"poll_interval": 0.1},
                                         name="memtrack-server", daemon=True)
         self._thread.start()

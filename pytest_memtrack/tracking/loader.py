@@ -310,10 +310,23 @@ class LazyLoader:
         by_import = measure_packages(wanted)
         return {i.name: float(by_import[i.import_name]) for i in infos if i.import_name in by_import}
 
-    def update_all_memory_metrics(self) -> dict[str, Any]:
-        """Take a fresh reading for every loaded package (data of ``POST .../update-metrics``)."""
+    def update_all_memory_metrics(self, *, into_history: bool = True) -> dict[str, Any]:
+        """Take a fresh reading for every loaded package (data of ``POST .../update-metrics``).
+
+        ``into_history=False``: the readings update the current and peak figures only. The server of a pytest
+        session asks so: its history and leak scores are the session's own readings, which requests from outside
+        (however many) must never push out of the bounded history.
+        """
         readings = self.measure_loaded()
-        self.record_readings(readings)
+        if into_history:
+            self.record_readings(readings)
+        else:
+            now = time.time()
+            for name, value in readings.items():
+                info = self._info(name, observed=True)
+                assert info is not None
+                with info.lock:
+                    info.memory_metrics.refresh(now, value)
         return {"message": "Memory metrics updated for all packages", "update_time": time.time()}
 
     # ------------------------------------------------------------------ background checks

@@ -59,6 +59,13 @@ class MemoryMetrics:
             self.memory_pressure_level = pressure_level
         self.reanalyze(monitor)
 
+    def refresh(self, timestamp: float, memory_bytes: float) -> None:
+        """A reading that updates the current and peak figures but stays out of the history, and so out of the
+        statistics, trend and leak score (readings asked for from outside a session: see ``LazyLoader``)."""
+        self.current_memory_usage = float(memory_bytes)
+        self.peak_memory_usage = max(self.peak_memory_usage or 0.0, float(memory_bytes))
+        self.last_memory_check = float(timestamp)
+
     def reanalyze(self, monitor: MemoryMonitor) -> None:
         result = monitor.analyze(self.memory_history)
         stats = result.statistics
