@@ -7,17 +7,22 @@ import os
 import pathlib
 
 import pytest
+from once import once_per_session
 
 CORPUS = pathlib.Path(__file__).parent / "corpus"
 
 
 @pytest.fixture(scope="module")
 def corpus_report(tmp_path_factory: pytest.TempPathFactory) -> dict:
-    """Runs the corpus once in a subprocess (real process: fds, threads and RSS are its own)."""
+    """Runs the corpus once per session, shared by xdist's workers, in a subprocess (real process: fds, threads
+    and RSS are its own)."""
+    return once_per_session(tmp_path_factory, "corpus", run_corpus)
+
+
+def run_corpus(work: pathlib.Path) -> dict:
     import subprocess
     import sys
 
-    work = tmp_path_factory.mktemp("corpus")
     for name in ("leaking_cases.py", "benign_cases.py"):
         (work / f"test_{name}").write_text((CORPUS / name).read_text())
     report = work / "report.json"

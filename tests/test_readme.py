@@ -14,6 +14,7 @@ from functools import lru_cache
 from pathlib import Path
 
 import pytest
+from once import once_per_session
 
 ROOT = Path(__file__).resolve().parents[1]
 README = ROOT / "README.md"
@@ -75,12 +76,17 @@ def subcommands() -> set[str]:
     return set(re.findall(r"^ {4}([a-z][\w-]*)\s", listing, re.M))
 
 
-@pytest.fixture(scope="module")
-def pytest_help() -> str:
+def run_pytest_help(_: Path) -> str:
     done = subprocess.run([sys.executable, "-m", "pytest", "--help", "-p", "no:cacheprovider"], cwd=ROOT,
                           capture_output=True, text=True, timeout=60)
     assert done.returncode == 0, done.stderr
     return done.stdout
+
+
+@pytest.fixture(scope="module")
+def pytest_help(tmp_path_factory: pytest.TempPathFactory) -> str:
+    """``pytest --help``, run once per session (shared by xdist's workers)."""
+    return once_per_session(tmp_path_factory, "pytest_help", run_pytest_help)
 
 
 def test_the_first_section_shows_commands_that_a_user_can_paste():
