@@ -25,6 +25,8 @@ LEAKING = "tests/test_service.py::test_stock_report_can_be_downloaded_again"
 WARM = "tests/test_service.py::test_quotes_use_a_warm_price_cache"
 COMMAND = ["--memtrack", "--memtrack-json=reports/memtrack.json", "--memtrack-html=reports/memtrack.html"]
 
+pytestmark = pytest.mark.slow  # every test runs the example project in a subprocess
+
 
 def leak_line() -> int:
     """The line of service.py marked ``# LEAK`` (the culprit the failure message must name)."""

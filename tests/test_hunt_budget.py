@@ -117,6 +117,7 @@ def test_a_budget_that_runs_out_during_the_warm_ups_gives_no_verdict():
     assert "no leak verdict" in result.error and "1.5 s" in result.error and "raise --memtrack-hunt-budget" in result.error
 
 
+@pytest.mark.slow
 def test_a_budget_that_runs_out_after_measured_runs_judges_on_them():
     clock = FakeClock(1.0)
     kept: list[bytes] = []
@@ -136,6 +137,7 @@ def test_no_budget_runs_as_before(budget, recwarn):
     assert not [w for w in recwarn if issubclass(w.category, hunting.HuntBudgetWarning)]
 
 
+@pytest.mark.slow
 def test_a_budget_reached_on_the_last_allowed_run_is_no_stop():
     clock = FakeClock(1.0)
     kept: list[bytes] = []
@@ -177,6 +179,7 @@ def test_a_slow_test_stops_at_the_budget_with_a_note_and_passes(pytester, reques
     assert test["hunt"]["runs"] <= 3 and "--memtrack-hunt-budget" in test["hunt"]["error"]  # reported + warm-ups
 
 
+@pytest.mark.slow
 def test_a_slow_test_with_a_measured_run_is_judged_on_it_and_passes(pytester, fake_time):
     pytester.makepyfile(test_app=SLOW_FROM_THE_FIRST_MEASURED_RUN)
     result = run(pytester, "--memtrack", "--memtrack-hunt-budget=0.5", "--memtrack-warmup-runs=1")
@@ -185,6 +188,7 @@ def test_a_slow_test_with_a_measured_run_is_judged_on_it_and_passes(pytester, fa
                                  "after 2 repeated runs*1 warm-up, 1 measured*"])
 
 
+@pytest.mark.slow
 def test_a_leak_seen_within_the_budget_still_fails_with_the_note(pytester, fake_time):
     pytester.makepyfile(test_app=SLOW_LEAK)
     result = run(pytester, "--memtrack", "--memtrack-hunt-budget=1.8", "-rf")

@@ -110,6 +110,7 @@ def test_the_first_section_shows_commands_that_a_user_can_paste():
                 assert not missing, f"README: `{command}`: pyproject.toml has no extra {missing}"
 
 
+@pytest.mark.slow
 def test_every_memtrack_option_in_the_readme_exists(pytest_help: str):
     text = readme()
     known = set(OPTION.findall(pytest_help))
@@ -117,12 +118,14 @@ def test_every_memtrack_option_in_the_readme_exists(pytest_help: str):
     assert mentioned <= known, f"README.md mentions options that pytest --help does not know: {sorted(mentioned - known)}"
 
 
+@pytest.mark.slow
 def test_every_memtrack_option_is_documented_in_the_readme(pytest_help: str):
     text = readme()
     undocumented = set(OPTION.findall(pytest_help)) - set(OPTION.findall(text))
     assert not undocumented, f"options missing from README.md: {sorted(undocumented)}"
 
 
+@pytest.mark.slow
 def test_every_ini_key_in_the_readme_exists(pytest_help: str):
     text = readme()
     ini_help = pytest_help.split("[pytest] ini-options", 1)[-1]
@@ -132,6 +135,7 @@ def test_every_ini_key_in_the_readme_exists(pytest_help: str):
     assert keys <= known, f"README.md sets ini keys that pytest does not know: {sorted(keys - known)}"
 
 
+@pytest.mark.slow
 def test_every_pytest_memtrack_command_in_the_readme_exists_with_its_options():
     text = readme()
     available = subcommands()
