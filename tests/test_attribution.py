@@ -257,6 +257,7 @@ def test_measure_packages_walks_a_real_module(monkeypatch):
     assert got >= sum(map(sys.getsizeof, module.STATE))
 
 
+@pytest.mark.slow
 def test_the_pure_python_walker_can_be_forced():
     code = "from pytest_memtrack.tracking import attribution; print(attribution.WALKER_IMPLEMENTATION)"
     forced = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True,

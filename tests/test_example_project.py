@@ -1,7 +1,7 @@
 """The example project (example_project/) run the way its README command runs it, in a copy, in a subprocess.
 
-One session of ``pytest --memtrack --memtrack-json=... --memtrack-html=...`` is shared by the tests of this module
-(it takes several seconds); each test checks one thing a user relies on.
+One session of ``pytest --memtrack --memtrack-json=... --memtrack-html=...`` is shared by the tests of this module,
+and by xdist's workers (it takes several seconds); each test checks one thing a user relies on.
 """
 
 from __future__ import annotations
@@ -16,6 +16,7 @@ import time
 from pathlib import Path
 
 import pytest
+from once import once_per_session
 
 from pytest_memtrack.schemas import validate
 
@@ -23,6 +24,8 @@ EXAMPLE = Path(__file__).resolve().parents[1] / "example_project"
 LEAKING = "tests/test_service.py::test_stock_report_can_be_downloaded_again"
 WARM = "tests/test_service.py::test_quotes_use_a_warm_price_cache"
 COMMAND = ["--memtrack", "--memtrack-json=reports/memtrack.json", "--memtrack-html=reports/memtrack.html"]
+
+pytestmark = pytest.mark.slow  # every test runs the example project in a subprocess
 
 
 def leak_line() -> int:
@@ -47,22 +50,46 @@ def run(directory: Path, *args: str) -> pytest.RunResult:
                             time.time() - started)
 
 
-@pytest.fixture(scope="module")
-def project(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    directory = tmp_path_factory.mktemp("copy") / "example_project"
+def copy_of_the_example(parent: Path) -> Path:
+    directory = parent / "example_project"
     shutil.copytree(EXAMPLE, directory,
                     ignore=shutil.ignore_patterns("reports", ".memtrack", ".pytest_cache", "__pycache__"))
     return directory
 
 
 @pytest.fixture(scope="module")
-def memtrack_run(project: Path) -> pytest.RunResult:
-    return run(project, *COMMAND)
+def project(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return copy_of_the_example(tmp_path_factory.mktemp("copy"))
+
+
+def run_the_readme_command(parent: Path) -> dict:
+    directory = copy_of_the_example(parent)
+    result = run(directory, *COMMAND)
+    return {"ret": int(result.ret), "outlines": result.outlines, "errlines": result.errlines,
+            "duration": result.duration, "reports": str(directory / "reports")}
 
 
 @pytest.fixture(scope="module")
-def report(memtrack_run: pytest.RunResult, project: Path) -> dict:
-    path = project / "reports" / "memtrack.json"
+def readme_command(tmp_path_factory: pytest.TempPathFactory) -> dict:
+    """The README command, run once per session (shared by xdist's workers) in a copy of its own: its output and
+    where it wrote its reports."""
+    return once_per_session(tmp_path_factory, "example_project", run_the_readme_command)
+
+
+@pytest.fixture(scope="module")
+def memtrack_run(readme_command: dict) -> pytest.RunResult:
+    return pytest.RunResult(readme_command["ret"], readme_command["outlines"], readme_command["errlines"],
+                            readme_command["duration"])
+
+
+@pytest.fixture(scope="module")
+def reports(readme_command: dict) -> Path:
+    return Path(readme_command["reports"])
+
+
+@pytest.fixture(scope="module")
+def report(memtrack_run: pytest.RunResult, reports: Path) -> dict:
+    path = reports / "memtrack.json"
     assert path.is_file(), "\n".join(memtrack_run.outlines + memtrack_run.errlines)
     return json.loads(path.read_text())
 
@@ -113,8 +140,8 @@ def test_the_json_report_validates_against_its_schema(report: dict):
     validate("report", report)
 
 
-def test_the_html_report_is_written_and_shows_the_leaking_test(memtrack_run: pytest.RunResult, project: Path):
-    html = (project / "reports" / "memtrack.html").read_text()
+def test_the_html_report_is_written_and_shows_the_leaking_test(memtrack_run: pytest.RunResult, reports: Path):
+    html = (reports / "memtrack.html").read_text()
     assert html.lstrip().lower().startswith("<!doctype html")
     assert LEAKING in html
     memtrack_run.stdout.fnmatch_lines(["memtrack: JSON report: *memtrack.json", "memtrack: HTML report: *memtrack.html"])

@@ -192,6 +192,7 @@ def test_with_filterwarnings_error_an_unusable_store_is_still_reported_as_a_line
     assert (project.path / "report.json").exists()
 
 
+@pytest.mark.slow
 @needs_session
 def test_under_xdist_only_the_controller_saves_one_run(project):
     pytest.importorskip("xdist")

@@ -137,6 +137,7 @@ def _writer(path: str, n: int, tag: str) -> None:
             store.save(copy.deepcopy(report), name=f"{tag}-{i}")
 
 
+@pytest.mark.slow
 def test_two_processes_saving_twenty_runs_each_leave_forty_readable_runs(tmp_path):
     path = str(tmp_path / "shared" / "history.sqlite")
     ctx = multiprocessing.get_context("spawn")

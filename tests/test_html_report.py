@@ -425,6 +425,7 @@ def test_plain():
 """
 
 
+@pytest.mark.slow
 def test_the_html_option_writes_the_page_after_a_run(pytester):
     pytester.makepyfile(LEAKY_TESTS)
     result = pytester.runpytest("--memtrack", "--memtrack-html=out/r.html", "--memtrack-max-runs=5", "-p", "no:cacheprovider")

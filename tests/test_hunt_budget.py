@@ -4,6 +4,8 @@ verdict uses what was measured, the user is told, and the budget alone never fai
 from __future__ import annotations
 
 import json
+import threading
+import time
 
 import pytest
 
@@ -25,9 +27,9 @@ def test_slow():
     time.sleep(0.3)
 """
 
-#: Slow from its 5th run (the 4th of the hunt): with a budget of 0.8 s the 2 warm-ups and the first measured run
-#: end well within it (the margin absorbs tracing and readings on a loaded machine), the second measured run ends
-#: past it, and the two measured readings show the leak (one alone could not: it scores 0).
+#: Slow from its 5th run (the 4th of the hunt): with a budget of 1.8 s the 2 warm-ups and the first measured run
+#: end within it, the second measured run ends past it, and the two measured readings show the leak (one alone
+#: could not: it scores 0).
 SLOW_LEAK = """
 import time
 import pytest
@@ -82,6 +84,26 @@ def _allocate(keep: list[bytes]) -> None:
     keep.append(bytes(100_000))
 
 
+@pytest.fixture
+def fake_time(monkeypatch: pytest.MonkeyPatch) -> FakeClock:
+    """For the in-process runs of ``pytester.runpytest``: time passes for the hunt's budget only when a test sleeps,
+    and sleeping does not wait. ``time.sleep`` on the main thread (where tests run) moves the clock the hunt reads
+    (``hunt.budget_clock``) on; elsewhere (xdist's and the plugin's threads) it sleeps as usual. The verdicts are
+    then those of a machine on which the runs themselves take no time: deterministic, and no real waiting."""
+    clock = FakeClock(0.0)
+    real_sleep = time.sleep
+
+    def sleep(seconds: float) -> None:
+        if threading.current_thread() is threading.main_thread():
+            clock.now += seconds
+        else:
+            real_sleep(seconds)
+
+    monkeypatch.setattr(hunting, "budget_clock", clock)
+    monkeypatch.setattr(time, "sleep", sleep)
+    return clock
+
+
 # ---------------------------------------------------------------------------------------------------- hunt() itself
 
 
@@ -95,6 +117,7 @@ def test_a_budget_that_runs_out_during_the_warm_ups_gives_no_verdict():
     assert "no leak verdict" in result.error and "1.5 s" in result.error and "raise --memtrack-hunt-budget" in result.error
 
 
+@pytest.mark.slow
 def test_a_budget_that_runs_out_after_measured_runs_judges_on_them():
     clock = FakeClock(1.0)
     kept: list[bytes] = []
@@ -114,6 +137,7 @@ def test_no_budget_runs_as_before(budget, recwarn):
     assert not [w for w in recwarn if issubclass(w.category, hunting.HuntBudgetWarning)]
 
 
+@pytest.mark.slow
 def test_a_budget_reached_on_the_last_allowed_run_is_no_stop():
     clock = FakeClock(1.0)
     kept: list[bytes] = []
@@ -135,7 +159,12 @@ def test_an_error_filter_shows_the_budget_warning_instead_of_raising_it():
 # ------------------------------------------------------------------------------------------------ as users run it
 
 
-def test_a_slow_test_stops_at_the_budget_with_a_note_and_passes(pytester):
+# The real clock once, end to end (about a second: the reported run and two warm-ups of 0.3 s); the fake one for the
+# rest.
+@pytest.mark.parametrize("clock", ["fake", pytest.param("real", marks=pytest.mark.slow)])
+def test_a_slow_test_stops_at_the_budget_with_a_note_and_passes(pytester, request, clock):
+    if clock == "fake":
+        request.getfixturevalue("fake_time")
     pytester.makepyfile(test_app=SLOW)
     result = run(pytester, "--memtrack", "--memtrack-hunt-budget=0.5", "--memtrack-json=report.json")
     result.assert_outcomes(passed=1, warnings=1)
@@ -150,7 +179,8 @@ def test_a_slow_test_stops_at_the_budget_with_a_note_and_passes(pytester):
     assert test["hunt"]["runs"] <= 3 and "--memtrack-hunt-budget" in test["hunt"]["error"]  # reported + warm-ups
 
 
-def test_a_slow_test_with_a_measured_run_is_judged_on_it_and_passes(pytester):
+@pytest.mark.slow
+def test_a_slow_test_with_a_measured_run_is_judged_on_it_and_passes(pytester, fake_time):
     pytester.makepyfile(test_app=SLOW_FROM_THE_FIRST_MEASURED_RUN)
     result = run(pytester, "--memtrack", "--memtrack-hunt-budget=0.5", "--memtrack-warmup-runs=1")
     result.assert_outcomes(passed=1, warnings=1)
@@ -158,9 +188,10 @@ def test_a_slow_test_with_a_measured_run_is_judged_on_it_and_passes(pytester):
                                  "after 2 repeated runs*1 warm-up, 1 measured*"])
 
 
-def test_a_leak_seen_within_the_budget_still_fails_with_the_note(pytester):
+@pytest.mark.slow
+def test_a_leak_seen_within_the_budget_still_fails_with_the_note(pytester, fake_time):
     pytester.makepyfile(test_app=SLOW_LEAK)
-    result = run(pytester, "--memtrack", "--memtrack-hunt-budget=1.8", "-rf")  # 4 quick runs fit on a busy machine
+    result = run(pytester, "--memtrack", "--memtrack-hunt-budget=1.8", "-rf")
     result.assert_outcomes(failed=1)
     result.stdout.fnmatch_lines([
         "*memtrack: leak score * exceeds max_leak_score(0.1)*",
@@ -185,7 +216,7 @@ def test_a_bad_ini_budget_is_a_usage_error_naming_the_key(pytester):
     result.stderr.fnmatch_lines(["*ini option 'memtrack_hunt_budget' must be a number of seconds*'soon'*"])
 
 
-def test_zero_means_no_limit(pytester):
+def test_zero_means_no_limit(pytester, fake_time):
     pytester.makepyfile(test_app=SLOW.replace("0.3", "0.05"))
     pytester.makeini("[pytest]\nmemtrack_hunt_budget = 0.01\n")  # the command line wins over the ini
     result = run(pytester, "--memtrack", "--memtrack-hunt-budget=0", "--memtrack-json=report.json")

@@ -7,17 +7,22 @@ import os
 import pathlib
 
 import pytest
+from once import once_per_session
 
 CORPUS = pathlib.Path(__file__).parent / "corpus"
 
 
 @pytest.fixture(scope="module")
 def corpus_report(tmp_path_factory: pytest.TempPathFactory) -> dict:
-    """Runs the corpus once in a subprocess (real process: fds, threads and RSS are its own)."""
+    """Runs the corpus once per session, shared by xdist's workers, in a subprocess (real process: fds, threads
+    and RSS are its own)."""
+    return once_per_session(tmp_path_factory, "corpus", run_corpus)
+
+
+def run_corpus(work: pathlib.Path) -> dict:
     import subprocess
     import sys
 
-    work = tmp_path_factory.mktemp("corpus")
     for name in ("leaking_cases.py", "benign_cases.py"):
         (work / f"test_{name}").write_text((CORPUS / name).read_text())
     report = work / "report.json"
@@ -46,6 +51,7 @@ def _benign_names() -> list[str]:
             if line.startswith("def test_")]
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("name", _leaking_names())
 def test_every_leaking_case_fails_its_marker(corpus_report: dict, name: str) -> None:
     entry = _tests(corpus_report, "test_leaking_cases.py")[name]
@@ -55,6 +61,7 @@ def test_every_leaking_case_fails_its_marker(corpus_report: dict, name: str) -> 
     assert "exceeds max_leak_score(0.1)" in entry["message"]
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("name", _benign_names())
 def test_every_benign_case_passes_its_marker(corpus_report: dict, name: str) -> None:
     entry = _tests(corpus_report, "test_benign_cases.py")[name]
@@ -63,6 +70,7 @@ def test_every_benign_case_passes_its_marker(corpus_report: dict, name: str) -> 
     assert entry["leak_score"] <= 0.1
 
 
+@pytest.mark.slow
 def test_each_leak_is_reported_under_the_kind_that_leaked(corpus_report: dict) -> None:
     tests = _tests(corpus_report, "test_leaking_cases.py")
 
@@ -75,6 +83,7 @@ def test_each_leak_is_reported_under_the_kind_that_leaked(corpus_report: dict) -
     assert leaking_kinds("test_leak_native_memory_invisible_to_tracemalloc") == {"native"}
 
 
+@pytest.mark.slow
 def test_the_failure_names_the_culprit_line_and_what_grew(corpus_report: dict) -> None:
     entry = _tests(corpus_report, "test_leaking_cases.py")["test_leak_global_list_of_buffers"]
     sites = entry["hunt"]["evidence"]["allocation_sites"]
@@ -89,11 +98,13 @@ def test_the_failure_names_the_culprit_line_and_what_grew(corpus_report: dict) -
     assert any("leaky-worker" in t for t in thread_entry["hunt"]["evidence"]["new_threads"])
 
 
+@pytest.mark.slow
 def test_hunts_reach_a_verdict_in_six_runs_on_average(corpus_report: dict) -> None:
     runs = [t["hunt"]["verdict_runs"] for t in corpus_report["tests"] if t["hunt"]]
     assert runs and sum(runs) / len(runs) <= 6, runs
 
 
+@pytest.mark.slow
 def test_leaking_tests_show_in_the_short_summary_and_the_memtrack_section(corpus_report: dict) -> None:
     out = corpus_report["_stdout"]
     assert corpus_report["_returncode"] == 1
@@ -117,6 +128,7 @@ def test_native_growth_is_rss_beyond_everything_traced_not_only_the_tests() -> N
     assert judge(_readings(1 << 20, 0), HuntParameters())["native"].leaking
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("name, holder", [
     ("test_leak_global_list_of_buffers", "test_leaking_cases.GLOBAL_LIST"),
     ("test_leak_cache_keyed_by_request_id", "test_leaking_cases.CACHE_BY_REQUEST"),

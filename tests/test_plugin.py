@@ -38,6 +38,7 @@ def test_without_memtrack_the_plugin_does_nothing_and_markers_are_registered(pyt
     assert "memtrack:" not in result.stdout.str() and "LEAK" not in result.stdout.str()
 
 
+@pytest.mark.slow
 def test_a_leaking_test_fails_with_the_culprit_line_and_a_clean_one_passes(pytester):
     pytester.makepyfile(test_app=LEAKY)
     result = run(pytester, "--memtrack", "-rf")
@@ -50,6 +51,7 @@ def test_a_leaking_test_fails_with_the_culprit_line_and_a_clean_one_passes(pytes
     ])
 
 
+@pytest.mark.slow
 def test_the_json_report_validates_and_carries_every_test(pytester):
     pytester.makepyfile(test_app="import mt_project_pkg\n" + LEAKY)
     pytester.mkpydir("mt_project_pkg").joinpath("__init__.py").write_text("from . import sub\n")
@@ -69,6 +71,7 @@ def test_the_json_report_validates_and_carries_every_test(pytester):
     assert "pytest" not in report["packages"] and "json" not in report["packages"]
 
 
+@pytest.mark.slow
 def test_the_default_limit_hunts_every_test_without_a_marker(pytester):
     pytester.makepyfile(test_app="KEPT = []\ndef test_grows():\n    KEPT.append(bytes(100_000))\n"
                                   "import pytest\n@pytest.mark.memtrack_skip\ndef test_skipped():\n    KEPT.append(bytes(100_000))\n")
@@ -123,6 +126,7 @@ def test_plugin_can_be_disabled_with_p_no(pytester):
     result.assert_outcomes(passed=3)
 
 
+@pytest.mark.slow
 def test_xdist_with_two_workers_writes_one_merged_report(pytester):
     pytest.importorskip("xdist")
     pytester.makepyfile(test_a=LEAKY, test_b="import mt_xdist_pkg\ndef test_b1():\n    pass\ndef test_b2():\n    pass\n")
@@ -147,6 +151,7 @@ def test_measure_all_tracks_the_standard_library_too(pytester):
     assert report["packages"]["json"]["memory_metrics"]["current_memory_usage"] > 0
 
 
+@pytest.mark.slow
 def test_an_interrupted_run_still_writes_a_complete_report(pytester):
     pytester.makepyfile("def test_a():\n    pass\ndef test_b():\n    raise KeyboardInterrupt\ndef test_c():\n    pass\n")
     result = pytester.runpytest_subprocess(*NO_PLUGINS, "--memtrack", "--memtrack-json=r.json")
@@ -158,6 +163,7 @@ def test_an_interrupted_run_still_writes_a_complete_report(pytester):
         or report["tests"][0]["outcome"] == "passed"
 
 
+@pytest.mark.slow
 def test_junit_xml_carries_each_tests_memory_figures(pytester):
     pytester.makepyfile(test_app=LEAKY)
     run(pytester, "--memtrack", "--junitxml=junit.xml")
@@ -165,6 +171,7 @@ def test_junit_xml_carries_each_tests_memory_figures(pytester):
     assert 'name="memtrack_rss_delta"' in xml and 'name="memtrack_leak_score"' in xml
 
 
+@pytest.mark.slow
 def test_a_crashed_xdist_worker_still_leaves_a_complete_report(pytester):
     pytest.importorskip("xdist")
     pytester.makepyfile(test_a="def test_ok():\n    pass\ndef test_ok2():\n    pass\n",
@@ -178,6 +185,7 @@ def test_a_crashed_xdist_worker_still_leaves_a_complete_report(pytester):
     assert outcomes["test_a.py::test_ok"] == "passed" and outcomes["test_b.py::test_crash"] in ("failed", "error")
 
 
+@pytest.mark.slow
 def test_ctrl_c_during_a_run_still_writes_a_complete_report(pytester):
     import signal
     import subprocess

@@ -14,6 +14,7 @@ from pathlib import Path
 
 import pytest
 import tomllib
+from once import once_per_session
 
 ROOT = Path(__file__).resolve().parents[1]
 README = ROOT / "README.md"
@@ -75,12 +76,17 @@ def subcommands() -> set[str]:
     return set(re.findall(r"^ {4}([a-z][\w-]*)\s", listing, re.M))
 
 
-@pytest.fixture(scope="module")
-def pytest_help() -> str:
+def run_pytest_help(_: Path) -> str:
     done = subprocess.run([sys.executable, "-m", "pytest", "--help", "-p", "no:cacheprovider"], cwd=ROOT,
                           capture_output=True, text=True, timeout=60)
     assert done.returncode == 0, done.stderr
     return done.stdout
+
+
+@pytest.fixture(scope="module")
+def pytest_help(tmp_path_factory: pytest.TempPathFactory) -> str:
+    """``pytest --help``, run once per session (shared by xdist's workers)."""
+    return once_per_session(tmp_path_factory, "pytest_help", run_pytest_help)
 
 
 def test_the_first_section_shows_commands_that_a_user_can_paste():
@@ -104,6 +110,7 @@ def test_the_first_section_shows_commands_that_a_user_can_paste():
                 assert not missing, f"README: `{command}`: pyproject.toml has no extra {missing}"
 
 
+@pytest.mark.slow
 def test_every_memtrack_option_in_the_readme_exists(pytest_help: str):
     text = readme()
     known = set(OPTION.findall(pytest_help))
@@ -111,12 +118,14 @@ def test_every_memtrack_option_in_the_readme_exists(pytest_help: str):
     assert mentioned <= known, f"README.md mentions options that pytest --help does not know: {sorted(mentioned - known)}"
 
 
+@pytest.mark.slow
 def test_every_memtrack_option_is_documented_in_the_readme(pytest_help: str):
     text = readme()
     undocumented = set(OPTION.findall(pytest_help)) - set(OPTION.findall(text))
     assert not undocumented, f"options missing from README.md: {sorted(undocumented)}"
 
 
+@pytest.mark.slow
 def test_every_ini_key_in_the_readme_exists(pytest_help: str):
     text = readme()
     ini_help = pytest_help.split("[pytest] ini-options", 1)[-1]
@@ -126,6 +135,7 @@ def test_every_ini_key_in_the_readme_exists(pytest_help: str):
     assert keys <= known, f"README.md sets ini keys that pytest does not know: {sorted(keys - known)}"
 
 
+@pytest.mark.slow
 def test_every_pytest_memtrack_command_in_the_readme_exists_with_its_options():
     text = readme()
     available = subcommands()

@@ -66,6 +66,7 @@ def test_a_warning_at_import_is_attributed_to_the_importer_not_to_the_import_obs
         result.assert_outcomes(passed=2)
 
 
+@pytest.mark.slow
 def test_a_hunted_test_that_cannot_run_twice_keeps_the_outcome_of_its_first_run(pytester):
     # python-dateutil: test_import_star pops from a module-level dict, test_tzstr_internal_timedeltas expects a
     # warning that tzstr's instance cache gives only once. Hunted, their reported run came last and failed.
@@ -127,6 +128,7 @@ def test_wider_fixtures_are_torn_down_once_after_the_hunt_and_their_teardown_err
     hunted.stdout.fnmatch_lines(["*ERROR at teardown of test_after_module*", "*RuntimeError: module teardown failed*"])
 
 
+@pytest.mark.slow
 def test_subtests_of_the_hunts_repeats_are_not_reported(pytester):
     pytest.importorskip("_pytest.subtests", reason="pytest reports subtests itself from 9.0")
     # more_itertools: every repeat's subTest reports were logged, counted and kept by the terminal reporter

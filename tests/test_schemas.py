@@ -308,6 +308,7 @@ def test_load_schema_rejects_an_unknown_name() -> None:
         schemas.load_schema("nope")
 
 
+@pytest.mark.slow
 def test_importing_the_schemas_and_loading_one_does_not_need_jsonschema() -> None:
     code = (
         "import sys\n"

@@ -290,6 +290,7 @@ def serve_cli(*args: str, env: dict[str, str] | None = None) -> Iterator[tuple[t
             outcome.extend([str(proc.returncode), err])
 
 
+@pytest.mark.slow
 def test_the_serve_command_serves_a_saved_report_until_terminated(report_file):
     with serve_cli(str(report_file), "--port", "0") as (address, outcome):
         status, _, body = request(address, "GET", P + "zope.interface")
@@ -302,6 +303,7 @@ def test_the_serve_command_serves_a_saved_report_until_terminated(report_file):
     assert outcome[0] == "0" and "Traceback" not in outcome[1]
 
 
+@pytest.mark.slow
 def test_the_serve_command_with_a_token_requires_it_on_the_post_endpoints(report_file):
     with serve_cli(str(report_file), "--port", "0", env={"MEMTRACK_TOKEN": "abc123"}) as (address, _):
         assert request(address, "POST", P + "update-metrics")[0] == 401

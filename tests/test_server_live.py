@@ -65,6 +65,7 @@ def _free_port() -> int:
         return sock.getsockname()[1]
 
 
+@pytest.mark.slow
 def test_a_session_with_memtrack_serve_answers_http_from_its_own_tests_and_stops_at_the_end(pytester):
     pytester.makepyfile(test_inner=INNER_TESTS)
     result = pytester.runpytest_subprocess("--memtrack", "--memtrack-serve=0", *FAST)

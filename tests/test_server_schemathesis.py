@@ -33,6 +33,7 @@ def server(request: pytest.FixtureRequest) -> Iterator[RunningServer]:
         yield running
 
 
+@pytest.mark.slow
 def test_schemathesis_finds_no_server_error_and_no_schema_violation_in_our_own_openapi_document(server):
     schema = schemathesis.openapi.from_dict(build_document(server.url))
     operations = [result.ok() for result in schema.get_all_operations()]

@@ -32,6 +32,10 @@ from pytest_memtrack.hunt.message import budget_message
 from pytest_memtrack.hunt.readings import TRACE_FRAMES, open_fds, take_reading, test_snapshot, thread_names, type_counts
 from pytest_memtrack.hunt.verdict import KINDS, HuntParameters, HuntResult, KindVerdict, Reading, judge, should_stop
 
+#: The clock the time budget is measured with when ``hunt`` is given none, looked up at each hunt: a test replaces
+#: it to run the budget on a fake clock instead of sleeping.
+budget_clock: Callable[[], float] = time.monotonic
+
 
 class HuntBudgetWarning(UserWarning):
     """A hunt stopped at its time budget: its verdict rests on fewer runs than usual, or there is none."""
@@ -74,15 +78,16 @@ def _warnings_isolated(run_once: Callable[[], bool]) -> Callable[[], bool]:
 
 
 def hunt(run_once: Callable[[], bool], params: HuntParameters, *, runs_done: int = 0,
-         root: str | None = None, clock: Callable[[], float] = time.monotonic) -> HuntResult:
+         root: str | None = None, clock: Callable[[], float] | None = None) -> HuntResult:
     """Repeat ``run_once`` (which returns whether the run passed) and decide whether it leaks.
 
     tracemalloc traces from the first run on, so what the warm-ups put in a bounded cache is traced too and its
     later evictions show as frees (objects allocated before tracing started are invisible when freed). Object
     types are counted over the unfrozen objects only — what the runs created — which keeps counting cheap even
-    under tracing. ``params.time_budget`` bounds the wall time of the repeats (``clock`` measures it).
+    under tracing. ``params.time_budget`` bounds the wall time of the repeats (``clock`` measures it, by default
+    ``budget_clock``).
     """
-    result = _hunt(run_once, params, runs_done, root, clock)
+    result = _hunt(run_once, params, runs_done, root, budget_clock if clock is None else clock)
     if result.budget_stop and result.error:
         _warn_budget(result.error)
     return result
