@@ -24,6 +24,7 @@ from pytest_memtrack.report.terminal import write_summary
 from pytest_memtrack.settings import Settings
 from pytest_memtrack.tracking.loader import LazyLoader, reset_lazy_loader
 from pytest_memtrack.tracking.merge import export_packages, import_packages
+from pytest_memtrack.tracking.monitor import PASS_NOISE_BYTES
 from pytest_memtrack.tracking.process import ProcessMemory
 
 
@@ -40,6 +41,7 @@ class MemtrackSession:
         self.loader.history_size = settings.history_size
         self.loader.leak_threshold = settings.leak_threshold
         self.loader.monitor.leak_threshold = settings.leak_threshold
+        self.loader.monitor.noise_bytes = PASS_NOISE_BYTES
         self.loader.track_all = settings.measure_all
         self.loader.observe_imports()
         self._memory = ProcessMemory()
@@ -178,6 +180,9 @@ class MemtrackSession:
             run.result.runs += 1  # the reported run
             message = describe(run.result, limit) if run.result.score > limit else None
             state["hunt"] = (run.result, limit, message)
+            # The package view agrees with the hunt: its growth is charged to the packages it was allocated in.
+            self.loader.charge_hunt(item.nodeid, run.result.evidence.get("packages", []),
+                                    run.result.kinds["memory"].score)
         for report in run.reports:
             if report.when == "teardown":
                 self._attach(report, state)

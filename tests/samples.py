@@ -32,6 +32,7 @@ def package_entry(name: str, current: float, *, score: float = 0.0, trend: str =
         },
         "is_loaded": status == "loaded",
         "status": status,
+        "leak_tests": [],
     }
 
 
@@ -98,7 +99,7 @@ def sample_report() -> dict[str, Any]:
             "leaks": [{"package_name": "app", "leak_score": 0.62, "memory_trend": "increasing",
                        "memory_growth_rate": 51200.0, "current_memory_usage": leak["current_memory_usage"],
                        "peak_memory_usage": leak["peak_memory_usage"], "memory_footprint": leak["memory_footprint"],
-                       "memory_check_count": 10, "last_memory_check": T0 + 10}],
+                       "memory_check_count": 10, "last_memory_check": T0 + 10, "tests": []}],
             "total_leaks": 1, "threshold": 0.1, "detection_time": T0 + 12,
         },
         "suggestions": {

@@ -177,9 +177,11 @@ def _trend_of(values: Sequence[float], noise_bytes: float) -> str:
     k = max(1, n // 3)
     change = statistics.median(values[-k:]) - statistics.median(values[:k])
     noise = max(0.0, noise_bytes)
-    if slope > 0 and change > noise:
+    # The same floor as the leak score's: a step counts only beyond ``noise``, so a history whose steps are all
+    # within it reads "stable", never "increasing" beside a score of 0.
+    if slope > noise and change > noise:
         return "increasing"
-    if slope < 0 and change < -noise:
+    if slope < -noise and change < -noise:
         return "decreasing"
     return "stable"
 

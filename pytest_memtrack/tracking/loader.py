@@ -19,7 +19,7 @@ import sys
 import threading
 import time
 import weakref
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from types import ModuleType
 from typing import Any
 
@@ -301,6 +301,29 @@ class LazyLoader:
             info = self._info(name, observed=True)
             assert info is not None
             info.update_memory_metrics(reading=value, timestamp=now, pressure_level=level)
+
+    def charge_hunt(self, nodeid: str, allocated_in: Iterable[Mapping[str, Any]], leak_score: float) -> list[str]:
+        """Charge a hunted test's Python-memory leak score to the tracked packages its growth was allocated in,
+        each in proportion to its share of the growth (``allocated_in``: the hunt's evidence, ``{"package":
+        module name, "bytes_per_run": ...}``). Returns the packages charged."""
+        growth: dict[str, float] = {}
+        for entry in allocated_in:
+            size = float(entry.get("bytes_per_run") or 0.0)
+            if size > 0:
+                package = top_level(str(entry.get("package", "")))
+                growth[package] = growth.get(package, 0.0) + size
+        total = sum(growth.values())
+        charged: list[str] = []
+        if leak_score <= 0 or total <= 0:
+            return charged
+        for package, size in growth.items():
+            info = self._packages.get(package)
+            if info is None:
+                continue
+            with info.lock:
+                info.memory_metrics.charge(nodeid, round(leak_score * size / total, 4))
+            charged.append(package)
+        return charged
 
     def measure_loaded(self, names: Iterable[str] | None = None) -> dict[str, float]:
         """One attribution pass over loaded packages: module-state bytes each (no recording)."""

@@ -28,6 +28,7 @@ def export_packages(loader: LazyLoader) -> list[dict[str, Any]]:
                 "load_time": info.load_time, "footprint": m.memory_footprint, "peak": m.peak_memory_usage,
                 "pressure": m.memory_pressure_level, "checks": m.memory_check_count,
                 "history": [[t, b] for t, b in m.memory_history],
+                "leak_tests": dict(m.leak_tests),
             })
     return records
 
@@ -77,6 +78,8 @@ def import_packages(worker_data: list[dict[str, Any]], like: LazyLoader) -> Lazy
         metrics.memory_check_count = sum(r["checks"] for r in records)
         levels = [r["pressure"] for r in records]
         metrics.memory_pressure_level = max(levels, key=["low", "medium", "high", "critical"].index)
+        for record in records:
+            metrics.leak_tests.update(record.get("leak_tests") or {})
         metrics.reanalyze(like.monitor)
         merged._packages[name] = info
     return merged

@@ -44,6 +44,11 @@ class MemoryMetrics:
     memory_check_count: int = 0
     last_memory_check: float | None = None
     max_history: int = DEFAULT_HISTORY_SIZE
+    #: The leak score of the history alone; ``memory_leak_score`` is the higher of it and the hunts' charges.
+    history_leak_score: float = 0.0
+    #: Hunted tests whose measured growth was allocated in this package: node id -> the part of the test's leak
+    #: score charged to the package (``LazyLoader.charge_hunt``).
+    leak_tests: dict[str, float] = field(default_factory=dict)
 
     def record(self, timestamp: float, memory_bytes: float, monitor: MemoryMonitor,
                pressure_level: str | None = None) -> None:
@@ -73,7 +78,15 @@ class MemoryMetrics:
         self.memory_variance = float(stats["variance"])
         self.memory_growth_rate = float(stats["growth_rate"])
         self.memory_trend = result.trend
-        self.memory_leak_score = float(result.leak_score)
+        self.history_leak_score = float(result.leak_score)
+        self.memory_leak_score = max(self.history_leak_score, *self.leak_tests.values(), 0.0)
+
+    def charge(self, nodeid: str, score: float) -> None:
+        """A hunted test showed growth allocated in this package, worth ``score`` of its leak score: the package's
+        leak score is at least that, so the package view agrees with the hunts (a package read once before and
+        once after a hunt shows one step, which no history score can call a leak)."""
+        self.leak_tests[nodeid] = max(score, self.leak_tests.get(nodeid, 0.0))
+        self.memory_leak_score = max(self.history_leak_score, *self.leak_tests.values())
 
     def to_payload(self) -> dict[str, Any]:
         """The spec's ``memory_metrics`` object."""
@@ -131,4 +144,5 @@ class PackageInfo:
                 "memory_metrics": self.memory_metrics.to_payload(),
                 "is_loaded": self.is_loaded,
                 "status": self.status,
+                "leak_tests": sorted(self.memory_metrics.leak_tests),
             }

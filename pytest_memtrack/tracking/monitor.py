@@ -44,6 +44,13 @@ def validate_thresholds(thresholds: Mapping[str, float]) -> dict[str, float]:
     return dict(zip(PRESSURE_LEVELS, values))
 
 
+#: The noise floor of the plugin's package passes, per reading: module-state readings move by a few hundred bytes
+#: between passes without anything being kept (dict resizes, interned strings, caches of the tooling), so a step
+#: within it counts as no change, for the leak score and the trend alike. Per-test leaks smaller than this are
+#: the hunt's to find (tracemalloc, per run), and a hunt's growth is charged to the packages it was allocated in.
+PASS_NOISE_BYTES = 1024.0
+
+
 class MemoryMonitor:
     """Low-level readings plus the leak/trend/statistics analysis, with the loader's configurable thresholds."""
 

@@ -49,6 +49,7 @@ def leak_entries(packages: Mapping[str, Mapping[str, Any]], threshold: float) ->
             "memory_footprint": metrics.get("memory_footprint"),
             "memory_check_count": metrics.get("memory_check_count", 0),
             "last_memory_check": metrics.get("last_memory_check"),
+            "tests": list(package.get("leak_tests") or []),
         })
     return sorted(leaks, key=lambda leak: (-leak["leak_score"], leak["package_name"]))
 

@@ -1,0 +1,93 @@
+"""One truth on every surface: the package view agrees with the hunts, and no page says more than was checked."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from pytest_memtrack.schemas import validate
+from pytest_memtrack.tracking.analysis import memory_trend
+from pytest_memtrack.tracking.loader import LazyLoader
+from pytest_memtrack.tracking.monitor import PASS_NOISE_BYTES
+
+NO_PLUGINS = ("-p", "no:cacheprovider", "-p", "no:schemathesis", "-p", "no:hypothesispytest")
+
+# A project package that keeps 50 KiB per call in a module-level list, and a test that calls it.
+CACHE_PACKAGE = {
+    "shop/__init__.py": "",
+    "shop/cache.py": "KEPT = []\n\ndef remember(n):\n    KEPT.append(bytearray(n))\n    return len(KEPT)\n",
+}
+LEAKING_TEST = """
+import pytest
+from shop import cache
+
+@pytest.mark.max_leak_score(0.1)
+def test_remembers():
+    cache.remember(50 * 1024)
+
+def test_plain():
+    assert True
+"""
+
+
+@pytest.fixture
+def shop(pytester: pytest.Pytester) -> pytest.Pytester:
+    for path, text in CACHE_PACKAGE.items():
+        target = pytester.path / path
+        target.parent.mkdir(parents=True, exist_ok=True)
+        target.write_text(text)
+    pytester.makepyfile(test_shop=LEAKING_TEST)
+    pytester.syspathinsert()
+    return pytester
+
+
+def test_a_hunted_leak_inside_a_package_makes_that_package_leaking_on_every_surface(shop):
+    result = shop.runpytest("--memtrack", "--memtrack-json=report.json", *NO_PLUGINS)
+    result.assert_outcomes(failed=1, passed=1)
+    report = json.loads((shop.path / "report.json").read_text())
+    validate("report", report)
+    nodeid = "test_shop.py::test_remembers"
+    leaks = {leak["package_name"]: leak for leak in report["leaks"]["leaks"]}
+    assert "shop" in leaks and leaks["shop"]["tests"] == [nodeid]
+    assert leaks["shop"]["leak_score"] >= report["leaks"]["threshold"]
+    assert "shop" in [p["package_name"] for p in report["summary"]["packages_with_leaks"]]
+    assert report["packages"]["shop"]["leak_tests"] == [nodeid]
+    assert any(s["type"] == "memory_leak" and s["package_name"] == "shop"
+               for s in report["suggestions"]["suggestions"])
+
+
+def test_the_same_run_under_xdist_charges_the_package_in_the_merged_report(shop):
+    result = shop.runpytest("--memtrack", "--memtrack-json=report.json", "-n", "2", *NO_PLUGINS)
+    result.assert_outcomes(failed=1, passed=1)
+    report = json.loads((shop.path / "report.json").read_text())
+    assert [leak["package_name"] for leak in report["leaks"]["leaks"]] == ["shop"]
+    assert report["leaks"]["leaks"][0]["tests"] == ["test_shop.py::test_remembers"]
+
+
+def test_a_charge_is_the_packages_share_of_the_tests_growth():
+    loader = LazyLoader()
+    loader.register("shop")
+    loader.register("other")
+    charged = loader.charge_hunt("t::x", [{"package": "shop.cache", "bytes_per_run": 3000.0},
+                                          {"package": "other", "bytes_per_run": 1000.0},
+                                          {"package": "json.decoder", "bytes_per_run": 0.0},
+                                          {"package": "uuid", "bytes_per_run": 4000.0}], 0.8)
+    assert charged == ["shop", "other"]  # uuid is not tracked; it keeps its share of the growth
+    assert loader.get_package_info("shop").memory_metrics.memory_leak_score == pytest.approx(0.3)
+    assert loader.get_package_info("other").memory_metrics.memory_leak_score == pytest.approx(0.1)
+    leaks = loader.get_memory_leaks_report(0.1)["leaks"]
+    assert [(leak["package_name"], leak["tests"]) for leak in leaks] == [("shop", ["t::x"]), ("other", ["t::x"])]
+
+
+def test_steps_within_the_pass_noise_floor_read_stable_and_score_zero_alike():
+    history = [(float(t), 1_000_000.0 + 175.0 * t) for t in range(12)]  # +175 B a pass: no package keeps that
+    loader = LazyLoader()
+    loader.monitor.noise_bytes = PASS_NOISE_BYTES
+    info = loader.register("json")
+    for t, value in history:
+        loader.record_readings({"json": value}, timestamp=t + 1)
+    metrics = info.memory_metrics
+    assert (metrics.memory_trend, metrics.memory_leak_score) == ("stable", 0.0)
+    assert not [s for s in loader.get_memory_optimization_suggestions() if s["package_name"] == "json"]
+    assert memory_trend(history) == "increasing"  # the library default has no floor
