@@ -9,7 +9,6 @@ import re
 import shlex
 import subprocess
 import sys
-import tomllib
 from functools import lru_cache
 from pathlib import Path
 
@@ -75,6 +74,14 @@ def subcommands() -> set[str]:
     return set(re.findall(r"^ {4}([a-z][\w-]*)\s", listing, re.M))
 
 
+def _load_toml(text: str) -> dict:
+    try:
+        import tomllib
+    except ModuleNotFoundError:  # Python 3.10: tomllib is 3.11+; tomli is the same parser, and pytest needs it there
+        tomllib = pytest.importorskip("tomli", reason="reading pyproject.toml before Python 3.11 needs tomli")
+    return tomllib.loads(text)
+
+
 @pytest.fixture(scope="module")
 def pytest_help() -> str:
     done = subprocess.run([sys.executable, "-m", "pytest", "--help", "-p", "no:cacheprovider"], cwd=ROOT,
@@ -91,7 +98,7 @@ def test_the_first_section_shows_commands_that_a_user_can_paste():
     commands = [command for block in blocks for command in shell_commands(block)]
     assert any("pytest" in command and "--memtrack" in command for command in commands), commands
     cwd = ROOT
-    extras = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"].get("optional-dependencies", {})
+    extras = _load_toml((ROOT / "pyproject.toml").read_text())["project"].get("optional-dependencies", {})
     for command in commands:
         words = shlex.split(command)  # raises on unbalanced quotes
         if words[0] == "cd":
