@@ -13,7 +13,6 @@ from functools import cache
 from pathlib import Path
 
 import pytest
-import tomllib
 from once import once_per_session
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -76,6 +75,14 @@ def subcommands() -> set[str]:
     return set(re.findall(r"^ {4}([a-z][\w-]*)\s", listing, re.M))
 
 
+def _load_toml(text: str) -> dict:
+    try:
+        import tomllib
+    except ModuleNotFoundError:  # Python 3.10: tomllib is 3.11+; tomli is the same parser, and pytest needs it there
+        tomllib = pytest.importorskip("tomli", reason="reading pyproject.toml before Python 3.11 needs tomli")
+    return tomllib.loads(text)
+
+
 def run_pytest_help(_: Path) -> str:
     done = subprocess.run([sys.executable, "-m", "pytest", "--help", "-p", "no:cacheprovider"], cwd=ROOT,
                           capture_output=True, text=True, timeout=60)
@@ -97,7 +104,7 @@ def test_the_first_section_shows_commands_that_a_user_can_paste():
     commands = [command for block in blocks for command in shell_commands(block)]
     assert any("pytest" in command and "--memtrack" in command for command in commands), commands
     cwd = ROOT
-    extras = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"].get("optional-dependencies", {})
+    extras = _load_toml((ROOT / "pyproject.toml").read_text())["project"].get("optional-dependencies", {})
     for command in commands:
         words = shlex.split(command)  # raises on unbalanced quotes
         if words[0] == "cd":

@@ -169,6 +169,28 @@ def test_subtests_of_the_hunts_repeats_are_not_reported(pytester):
     assert (pytester.path / "j.xml").read_text().count('name="test_fixture_subtests"') == 1
 
 
+def test_the_hunts_repeats_are_not_recorded_by_hook_call_monitors(pytester):
+    # pytester's HookRecorder kept a record of every hook call of every repeat (the item, its CallInfo) until the
+    # run ended: per-run state of the harness, which on CPython 3.13 the hunt read as the test's own growth (the
+    # records' dicts reused blocks the test had freed; test_subtests_of_the_hunts_repeats_are_not_reported).
+    pytester.makepyfile("""
+        import pytest
+
+        @pytest.mark.max_leak_score(1.0)
+        def test_hunted():
+            pass
+    """)
+    def makereport_calls(*args: str) -> list[str]:
+        recorder = pytester.inline_run(*NO_PLUGINS, *args)
+        return [call.call.when for call in recorder.getcalls("pytest_runtest_makereport")]
+
+    plain = makereport_calls()
+    hunted = makereport_calls("--memtrack", "--memtrack-json=r.json")
+    assert plain == ["setup", "call", "teardown"]
+    assert hunted == plain
+    assert json.loads((pytester.path / "r.json").read_text())["tests"][0]["hunt"]["runs"] >= 5
+
+
 def test_the_suites_own_packages_are_not_tracked_as_the_projects(pytester):
     # click: tests/test_utils/__init__.py made "test_utils" a tracked package in the report.
     pytester.makepyfile(**{

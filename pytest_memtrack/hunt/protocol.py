@@ -14,6 +14,14 @@ runs), printed, written to JUnit XML, and kept by the terminal reporter for the 
 test with a thousand subtests, which the hunt's own readings then see as the test's growth. While the repeats run,
 such reports for that test are dropped before any plugin sees them, and pytest's count of the test's failed
 subtests is put back afterwards.
+
+Nor do hook-call monitors see the repeats' hook calls. pytester's ``HookRecorder`` (an in-process pytester run)
+keeps every call it sees, with its arguments, until the run ends: for a test with 300 subtests, 300 records (each
+with its ``CallInfo``) a repeat. That is per-run state of the harness, which the readings ought not to see, and
+on CPython 3.13 they did: the records' small dicts take their key tables from the interpreter's free list, which
+hands out again the blocks the test's code just freed (the ``**params`` dict of every ``subTest``), and
+tracemalloc attributes a block to its first allocation, so the harness's records read as ~30 KiB/run of the test's
+growth at ``contextlib.py``.
 """
 
 from __future__ import annotations
@@ -66,21 +74,35 @@ def _failed_subtests(config: pytest.Config) -> dict[Any, int] | None:
     return config.stash.get(failed_subtests_key, None)
 
 
+def _beneath_monitors(hookexec: Any) -> Any:
+    """The hook executor beneath pluggy's hook-call monitors (``PluginManager.add_hookcall_monitoring``: pytester's
+    ``HookRecorder``, ``--debug`` tracing), which wrap the executor to see every call. The descent stops at any
+    other wrapper, which is kept, and wherever pluggy's monitor does not look as expected."""
+    while getattr(hookexec, "__qualname__", "").endswith(".add_hookcall_monitoring.<locals>.traced_hookexec"):
+        try:
+            hookexec = hookexec.__closure__[hookexec.__code__.co_freevars.index("oldcall")].cell_contents
+        except (AttributeError, IndexError, TypeError, ValueError):
+            break
+    return hookexec
+
+
 @contextmanager
 def repeats_unreported(config: pytest.Config, nodeid: str) -> Iterator[None]:
     """While the block runs, reports of ``nodeid`` logged by the test itself reach no plugin.
 
     Done at pluggy's hook execution, the one place every hook call passes (``PluginManager._inner_hookexec``,
-    which pluggy's own call tracing also wraps); where that is missing, nothing is filtered."""
+    which pluggy's own call tracing also wraps); where that is missing, nothing is filtered. The calls that go on
+    skip the hook-call monitors (``_beneath_monitors``)."""
     manager: Any = config.pluginmanager
     inner: Any = getattr(manager, "_inner_hookexec", None)
+    unmonitored = _beneath_monitors(inner)
     failed = _failed_subtests(config)  # keyed by pytest's structured node ids: kept and put back whole
     failed_before = dict(failed) if failed is not None else None
 
     def hookexec(hook_name: str, hook_impls: Any, caller_kwargs: dict[str, Any], firstresult: bool) -> Any:
         if hook_name in _DROPPED_HOOKS and getattr(caller_kwargs.get("report"), "nodeid", None) == nodeid:
             return None if firstresult else []
-        return inner(hook_name, hook_impls, caller_kwargs, firstresult)
+        return unmonitored(hook_name, hook_impls, caller_kwargs, firstresult)
 
     if inner is not None:  # where pluggy has no such hook execution, nothing is filtered
         manager._inner_hookexec = hookexec

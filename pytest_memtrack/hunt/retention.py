@@ -13,7 +13,7 @@ import gc
 import sys
 import weakref
 from collections import Counter, deque
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from types import FrameType, FunctionType, ModuleType
 from typing import Any
@@ -170,6 +170,38 @@ def grown_holders(before: dict[tuple[str, ...], tuple[int, str]], after: dict[tu
     return sorted(grown, key=lambda holder: -holder.objects)[:top]
 
 
+def _attribute_owners(containers: Sequence[object]) -> dict[int, object]:
+    """id of each of ``containers`` that is an instance's attribute -> that instance (a scan of the heap over the
+    containers, and one more over the dicts among their referrers).
+
+    What refers to an attribute's value depends on where the instance keeps its attributes: the instance itself when
+    CPython keeps them inline (3.11+, until something reads its ``__dict__``; 3.13 even after), else its
+    ``__dict__``, a dict of its own (always on 3.10, and on 3.11 and 3.12 once the ``__dict__`` was read), which only
+    the instance refers to: the owner is then one level further up."""
+    ids = {id(container) for container in containers}
+    owners: dict[int, object] = {}
+    dicts: dict[int, dict[Any, Any]] = {}  # referrers that may be an instance's __dict__
+    for referrer in gc.get_referrers(*containers):
+        if isinstance(referrer, (type, ModuleType, FrameType)):
+            continue
+        if type(referrer) is dict:
+            dicts[id(referrer)] = referrer
+            continue
+        for value in list(_instance_dict(referrer).values()):
+            if id(value) in ids:
+                owners.setdefault(id(value), referrer)
+    if dicts:
+        for referrer in gc.get_referrers(*dicts.values()):
+            if isinstance(referrer, (type, ModuleType, FrameType)):
+                continue
+            attributes = _instance_dict(referrer)
+            if id(attributes) in dicts:
+                for value in list(attributes.values()):
+                    if id(value) in ids:
+                        owners.setdefault(id(value), referrer)
+    return owners
+
+
 def find_holders(new_objects: list[object], excluded: Iterable[object] = (), max_depth: int = 4,
                  top: int = 5, min_objects: int = 1) -> list[Holder]:
     """The pre-existing objects that the surviving ``new_objects`` hang from, most objects first.
@@ -211,17 +243,9 @@ def find_holders(new_objects: list[object], excluded: Iterable[object] = (), max
     if not anchors:
         return []
     namespaces, values = _global_names()
-    # Owners of anchor containers that are instance attributes (one more scan, over the anchors only).
-    owners: dict[int, object] = {}
     plain = [anchor for anchor in anchors.values() if isinstance(anchor, (list, set, dict)) and id(anchor) not in values
              and id(anchor) not in namespaces]
-    if plain:
-        plain_ids = {id(anchor) for anchor in plain}
-        for referrer in gc.get_referrers(*plain):
-            if not isinstance(referrer, (type, ModuleType, FrameType)):
-                for value in list(_instance_dict(referrer).values()):
-                    if id(value) in plain_ids:
-                        owners.setdefault(id(value), referrer)
+    owners = _attribute_owners(plain) if plain else {}
     holders: Counter[tuple[str, str]] = Counter()
     for rid, anchor in anchors.items():
         if not isinstance(anchor, (list, dict, set, deque)) or counts[rid] < min_objects \
