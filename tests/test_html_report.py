@@ -186,14 +186,14 @@ def test_an_all_green_run_says_no_leaks_found():
     report["packages"]["app"] = package_entry("app", 2_000_000)
     report["leaks"].update(leaks=[], total_leaks=0)
     root = dom(report)
-    assert root.by_id("verdict").text == "No leaks found"
+    assert root.by_id("verdict").text == "No leaks found in the 1 hunted test"
     assert "No leaks found" in root.by_id("leaks").text
     assert root.find_all("header", class_="verdict good")
 
 
 def test_an_empty_run_renders_sensibly():
     root = dom(empty_report())
-    assert root.by_id("verdict").text == "No tests ran — no leaks found"
+    assert root.by_id("verdict").text == "No tests ran — nothing was checked for leaks"
     assert "No packages were tracked" in root.by_id("packages").text
     assert "No tests ran." in root.by_id("tests").text
     assert "No suggestions" in root.by_id("suggestions").text
@@ -394,7 +394,11 @@ def test_the_github_summary_lists_leaking_tests_and_escapes_pipes_and_html():
 
 
 def test_the_github_summary_of_a_green_run_says_so_and_keeps_the_top_ten_leaks():
-    assert "✅ pytest-memtrack: no leaks found in 0 tests" in github.render_summary(empty_report())
+    assert "⚪ pytest-memtrack: No tests ran — nothing was checked for leaks" in github.render_summary(empty_report())
+    green = sample_report()
+    green["tests"] = [passing_test("t.py::test_a", 0.0)]
+    green["comparison"] = None
+    assert "✅ pytest-memtrack: No leaks found in the 1 hunted test" in github.render_summary(green)
     report = sample_report()
     report["tests"] = [leaking_test(f"t.py::test_{i}") for i in range(14)]
     text = github.render_summary(report)

@@ -91,3 +91,77 @@ def test_steps_within_the_pass_noise_floor_read_stable_and_score_zero_alike():
     assert (metrics.memory_trend, metrics.memory_leak_score) == ("stable", 0.0)
     assert not [s for s in loader.get_memory_optimization_suggestions() if s["package_name"] == "json"]
     assert memory_trend(history) == "increasing"  # the library default has no floor
+
+
+# -- no page says more than was checked -----------------------------------------------------------------------------
+
+def unhunted_report():
+    from samples import passing_test, sample_report
+
+    report = sample_report()
+    report["tests"] = [passing_test("t.py::test_a"), passing_test("t.py::test_b")]
+    report["comparison"] = None
+    return report
+
+
+def test_a_run_that_hunted_nothing_says_not_checked_on_every_surface():
+    from html.parser import HTMLParser
+
+    from pytest_memtrack.report import github
+    from pytest_memtrack.report.html import render_html
+    from pytest_memtrack.report.terminal import summary_lines
+
+    report = unhunted_report()
+    page = render_html(report)
+    assert "Not checked for leaks: none of the 2 tests was hunted" in page and "No leaks found" not in page
+    assert 'class="verdict neutral"' in page and "--memtrack-max-leak-score=0.1" in page
+    HTMLParser().feed(page)
+    summary = github.render_summary(report)
+    assert summary.startswith("### ⚪ pytest-memtrack: Not checked for leaks") and "✅" not in summary
+    lines = summary_lines(report, verbose=0)
+    assert lines[-1].startswith("not checked for leaks (no test hunted)") and "max_leak_score" in lines[-2]
+
+
+def test_a_session_that_hunts_nothing_says_so_in_the_terminal(pytester):
+    pytester.makepyfile("def test_plain():\n    assert True\n")
+    result = pytester.runpytest("--memtrack", *NO_PLUGINS)
+    result.assert_outcomes(passed=1)
+    result.stdout.fnmatch_lines(["*not checked for leaks (no test hunted)*"])
+    assert "no leaking tests" not in result.stdout.str()
+
+
+def test_reproduce_carries_the_limit_wherever_it_came_from(pytester):
+    pytester.makepyfile("KEPT = []\n\ndef test_leaks():\n    KEPT.append(bytearray(100_000))\n")
+    pytester.makeini("[pytest]\nmemtrack_max_leak_score = 0.2\n")
+    result = pytester.runpytest("--memtrack", *NO_PLUGINS)
+    result.assert_outcomes(failed=1)
+    command = "pytest test_reproduce_carries_the_limit_wherever_it_came_from.py::test_leaks --memtrack " \
+              "--memtrack-max-leak-score=0.2"
+    result.stdout.fnmatch_lines([f"  reproduce: {command}"])
+    # And it does reproduce: run without the ini file, the printed command hunts and fails the test again.
+    (pytester.path / "tox.ini").unlink()  # pytester.makeini writes tox.ini
+    again = pytester.runpytest(*command.split()[1:], *NO_PLUGINS)
+    again.assert_outcomes(failed=1)
+
+
+def test_advice_and_the_headline_amount_follow_the_kind_that_scored_highest():
+    from pytest_memtrack.report.verdict import advice, lead_kind, per_run_text
+
+    test = {"leak_score": 1.0, "limit": 0.1, "nodeid": "t.py::test_thread", "hunt": {
+        "kinds": {"memory": {"leaking": True, "score": 0.2, "per_run": 4096.0},
+                  "native": {"leaking": False, "score": 0.0, "per_run": -213_000.0},
+                  "fds": {"leaking": False, "score": 0.0, "per_run": 0.0},
+                  "threads": {"leaking": True, "score": 1.0, "per_run": 1.0}},
+        "evidence": {"allocation_sites": [{"file": "/usr/lib/python3.11/threading.py", "line": 265,
+                                           "bytes_per_run": 4096.0, "count_per_run": 3}],
+                     "new_threads": ["worker (poll)"], "new_fds": [], "object_types": [], "packages": []}}}
+    assert lead_kind(test) == "threads"
+    assert per_run_text("threads", 1.0) == "1 thread per run"
+    assert per_run_text("native", -213_000.0) == "no growth"
+    assert advice(test).startswith("Each run leaves worker (poll) running")
+    test["hunt"]["kinds"]["threads"].update(leaking=False, score=0.0)
+    test["hunt"]["evidence"]["allocation_sites"].append({"file": "shop/cache.py", "line": 4, "bytes_per_run": 3000.0})
+    assert advice(test).startswith("Start at shop/cache.py:4")  # the project's own frame, not threading.py
+    test["hunt"]["kinds"]["memory"].update(leaking=False, score=0.0)
+    test["hunt"]["kinds"]["native"].update(leaking=True, score=0.5, per_run=300_000.0)
+    assert "malloc's bytes in use grow" in advice(test, "malloc") and "RSS" in advice(test, "rss")

@@ -8,7 +8,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from pytest_memtrack.report.formatting import format_bytes, format_score, format_signed_bytes
+from pytest_memtrack.report.formatting import format_bytes, format_score
+from pytest_memtrack.report.verdict import HOW_TO_HUNT, first_project_site, headline, lead_kind, per_run_text
 
 ENV = "GITHUB_STEP_SUMMARY"
 TOP_TESTS = 10
@@ -38,13 +39,11 @@ def render_summary(report: dict[str, Any]) -> str:
     summary = _dict(report.get("summary"))
     comparison = _dict(report.get("comparison"))
     regressions = comparison.get("regressions") if comparison else None
-    if leaking:
-        title = f"❌ pytest-memtrack: {len(leaking)} of {len(tests)} tests leak"
-    elif regressions:
-        title = f"❌ pytest-memtrack: {regressions} memory regressions against the baseline"
-    else:
-        title = f"✅ pytest-memtrack: no leaks found in {len(tests)} tests"
-    lines = [f"### {title}", ""]
+    said = headline(report)
+    mark = {"bad": "❌", "good": "✅"}.get(said.tone, "⚪")
+    lines = [f"### {mark} pytest-memtrack: {said.text}", ""]
+    if said.tone == "neutral" and said.tests:
+        lines += [f"To check tests for leaks, {md_cell(HOW_TO_HUNT)}.", ""]
     facts = [f"system memory pressure **{md_cell(summary.get('system_memory_pressure', 'unknown'))}**",
              f"tracked memory {format_bytes(summary.get('total_current_memory'))} "
              f"(peak {format_bytes(summary.get('total_peak_memory'))})"]
@@ -52,14 +51,15 @@ def render_summary(report: dict[str, Any]) -> str:
         facts.append(f"{regressions} regressions against the baseline")
     lines += [" · ".join(facts), ""]
     if leaking:
-        lines += ["| test | leak score | memory / run | where |", "|---|---:|---:|---|"]
+        lines += ["| test | leak score | growth | where |", "|---|---:|---:|---|"]
         for test in leaking[:TOP_TESTS]:
             hunt = _dict(test.get("hunt"))
-            memory = _dict(_dict(hunt.get("kinds")).get("memory"))
-            sites = _dict(hunt.get("evidence")).get("allocation_sites") or []
-            where = f"{_dict(sites[0]).get('file', '?')}:{_dict(sites[0]).get('line', '?')}" if sites else "—"
+            lead = lead_kind(test) or "memory"
+            growth = per_run_text(lead, _dict(_dict(hunt.get("kinds")).get(lead)).get("per_run"))
+            site = first_project_site(_dict(hunt.get("evidence")).get("allocation_sites") or [])
+            where = f"{site.get('file', '?')}:{site.get('line', '?')}" if site and lead == "memory" else "—"
             lines.append(f"| {md_cell(test.get('nodeid', '?'))} | {format_score(test.get('leak_score'))} | "
-                         f"{format_signed_bytes(memory.get('per_run'))} | {md_cell(where)} |")
+                         f"{md_cell(lead)} {md_cell(growth)} | {md_cell(where)} |")
         if len(leaking) > TOP_TESTS:
             lines.append(f"\n…and {len(leaking) - TOP_TESTS} more leaking tests (see the HTML report).")
         lines.append("")

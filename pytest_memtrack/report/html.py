@@ -26,13 +26,19 @@ from pytest_memtrack.report.formatting import (
     short_path,
 )
 from pytest_memtrack.report.templates import environment, inline_script
+from pytest_memtrack.report.verdict import (
+    HOW_TO_HUNT,
+    KINDS,
+    advice,
+    headline,
+    is_hunted,
+    lead_kind,
+    per_run_text,
+    reproduce,
+)
 from pytest_memtrack.tracking.payloads import is_leaking
 from pytest_memtrack.units import MISSING
 from pytest_memtrack.units import finite_number as _number
-
-#: Leak kinds in display order, with the unit of their per-run figure.
-KINDS = (("memory", "bytes"), ("native", "bytes"), ("fds", "count"), ("threads", "count"))
-
 
 _SEVERITY_ORDER = {"critical": 0, "high": 1, "medium": 2, "low": 3}
 
@@ -99,34 +105,10 @@ def _list(value: Any) -> list[Any]:
     return value if isinstance(value, list) else []
 
 
-def _next_step(test: dict[str, Any]) -> str:
-    """One sentence telling the reader where to look first."""
-    hunt = _dict(test.get("hunt"))
-    kinds, evidence = _dict(hunt.get("kinds")), _dict(hunt.get("evidence"))
-    leaking = [name for name, _ in KINDS if _dict(kinds.get(name)).get("leaking")]
-    sites = _list(evidence.get("allocation_sites"))
-    if "memory" in leaking and sites:
-        site = _dict(sites[0])
-        return (f"Start at {site.get('file', '?')}:{site.get('line', '?')}: it keeps "
-                f"{format_bytes(site.get('bytes_per_run'))} per run alive. Look for a cache, a global list or a "
-                "registry that grows on every call and is never cleared.")
-    if "fds" in leaking:
-        fds = ", ".join(str(f) for f in _list(evidence.get("new_fds"))[:3]) or "file descriptors"
-        return f"Each run leaves {fds} open: close them (use a with-block) or close them in a fixture's teardown."
-    if "threads" in leaking:
-        names = ", ".join(str(t) for t in _list(evidence.get("new_threads"))[:3]) or "threads"
-        return f"Each run leaves {names} running: stop and join them in teardown."
-    if "native" in leaking:
-        return ("RSS grows without matching Python allocations: suspect a C extension, a native cache or the "
-                "allocator's fragmentation; rerun with --memtrack-trace-all to rule out Python objects.")
-    if "memory" in leaking:
-        return "Python memory grows every run; rerun with --memtrack-trace-all to see the allocation sites."
-    return "Rerun this test alone to confirm the leak."
-
-
 def _test_row(test: dict[str, Any]) -> dict[str, Any]:
     hunt = _dict(test.get("hunt"))
     kinds = _dict(hunt.get("kinds"))
+    lead = lead_kind(test)
     return {
         "nodeid": str(test.get("nodeid", "?")),
         "outcome": str(test.get("outcome") or "?"),
@@ -138,13 +120,15 @@ def _test_row(test: dict[str, Any]) -> dict[str, Any]:
         "score_raw": -1.0 if _number(test.get("leak_score")) is None else _number(test.get("leak_score")),
         "limit": format_score(test.get("limit")),
         "leaking": bool(test.get("leaking")),
-        "per_run": format_signed_bytes(_dict(kinds.get("memory")).get("per_run")) if kinds else MISSING,
+        # The headline amount is the leading kind's, in its unit ("1 thread per run", "+3.8 KiB per run").
+        "per_run": per_run_text(lead, _dict(kinds.get(lead)).get("per_run")) if lead else MISSING,
+        "lead_kind": lead,
         "worker": test.get("worker"),
         "hunt_error": hunt.get("error"),
     }
 
 
-def _leak_card(test: dict[str, Any], rootdir: str | None = None) -> dict[str, Any]:
+def _leak_card(test: dict[str, Any], rootdir: str | None = None, native_reading: str | None = None) -> dict[str, Any]:
     hunt = _dict(test.get("hunt"))
     kinds, evidence = _dict(hunt.get("kinds")), _dict(hunt.get("evidence"))
     kind_rows = []
@@ -152,10 +136,13 @@ def _leak_card(test: dict[str, Any], rootdir: str | None = None) -> dict[str, An
         kind = _dict(kinds.get(name))
         if not kind:
             continue
-        per_run = kind.get("per_run")
-        shown = format_signed_bytes(per_run) if unit == "bytes" else f"{format_number(per_run)} per run"
+        per_run = _number(kind.get("per_run"))
+        hint = ""
+        if per_run is not None and per_run < 0:
+            hint = (f"The reading fell by {format_bytes(-per_run) if unit == 'bytes' else format_number(-per_run)} "
+                    "per run: memory given back (to the allocator, the OS), which is no leak and no growth.")
         kind_rows.append({"name": name, "leaking": bool(kind.get("leaking")), "score": format_score(kind.get("score")),
-                          "per_run": shown})
+                          "per_run": per_run_text(name, per_run), "hint": hint})
     readings = [_dict(r) for r in _list(hunt.get("readings"))]
     traced = _chart([(i, r.get("traced")) for i, r in enumerate(readings)], 220, 48)
     rss = _chart([(i, r.get("rss")) for i, r in enumerate(readings)], 220, 48)
@@ -181,8 +168,8 @@ def _leak_card(test: dict[str, Any], rootdir: str | None = None) -> dict[str, An
         "new_fds": [str(f) for f in _list(evidence.get("new_fds"))[:TOP_EVIDENCE]],
         "traced_chart": traced,
         "rss_chart": rss,
-        "next_step": _next_step(test),
-        "reproduce": f"pytest {shlex.quote(str(test.get('nodeid', '')))} --memtrack",
+        "next_step": advice(test, native_reading),
+        "reproduce": reproduce(test),
     }
 
 
@@ -206,7 +193,10 @@ def _package_rows(report: dict[str, Any], threshold: float) -> list[dict[str, An
             "footprint": format_bytes(metrics.get("memory_footprint")),
             "footprint_raw": _number(metrics.get("memory_footprint")) or 0.0,
             "trend": str(metrics.get("memory_trend") or MISSING),
-            "growth": format_signed_bytes(metrics.get("memory_growth_rate")),
+            "growth": format_signed_bytes(metrics.get("memory_growth_rate")) + "/s"
+            if _number(metrics.get("memory_growth_rate")) is not None else MISSING,
+            "growth_raw": _number(metrics.get("memory_growth_rate")) or 0.0,
+            "tests": [str(t) for t in _list(entry.get("leak_tests"))],
             "score": format_score(score),
             "score_raw": -1.0 if score is None else score,
             "leaking": name in leaking_names or (score is not None and is_leaking(score, threshold)),
@@ -284,7 +274,7 @@ def build_view(report: dict[str, Any]) -> dict[str, Any]:
     leaking = [t for t in tests if t.get("leaking")]
     leaking.sort(key=lambda t: -(_number(t.get("leak_score")) or 0.0))
     inconclusive = [t for t in tests if not t.get("leaking") and _dict(t.get("hunt")).get("error")]
-    hunted = sum(1 for t in tests if t.get("hunt"))
+    hunted = sum(1 for t in tests if is_hunted(t))
     packages = _package_rows(report, threshold)
     leaking_packages = [p for p in packages if p["leaking"]]
     suggestions = [_dict(s) for s in _list(_dict(report.get("suggestions")).get("suggestions"))]
@@ -293,14 +283,8 @@ def build_view(report: dict[str, Any]) -> dict[str, Any]:
     regressions = comparison["regressions"] if comparison else None
     failed = sum(1 for t in tests if t.get("outcome") in ("failed", "error"))
 
-    if leaking:
-        verdict, tone = f"{len(leaking)} of {len(tests)} tests leak", "bad"
-    elif regressions:
-        verdict, tone = f"{regressions} memory regression{'s' if regressions != 1 else ''} against the baseline", "bad"
-    elif not tests:
-        verdict, tone = "No tests ran — no leaks found", "neutral"
-    else:
-        verdict, tone = "No leaks found", "good"
+    said = headline(report)
+    verdict, tone = said.text, said.tone
     details = []
     if leaking_packages:
         details.append(f"{len(leaking_packages)} package{'s' if len(leaking_packages) != 1 else ''} growing "
@@ -309,6 +293,8 @@ def build_view(report: dict[str, Any]) -> dict[str, Any]:
         details.append(f"{regressions} regression{'s' if regressions != 1 else ''} against the baseline")
     if hunted:
         details.append(f"{hunted} test{'s' if hunted != 1 else ''} hunted for leaks")
+    elif tests:
+        details.append(f"To check tests for leaks, {HOW_TO_HUNT}")
     if failed:
         details.append(f"{failed} test{'s' if failed != 1 else ''} failed")
     pressure = str(summary.get("system_memory_pressure") or "unknown")
@@ -337,7 +323,9 @@ def build_view(report: dict[str, Any]) -> dict[str, Any]:
         "interrupted": bool(run.get("interrupted")),
         "tool": _dict(report.get("tool")),
         "threshold": threshold,
-        "leaks": [_leak_card(t, run.get("rootdir")) for t in leaking],
+        "leaks": [_leak_card(t, run.get("rootdir"), run.get("native_reading")) for t in leaking],
+        "hunted": hunted,
+        "how_to_hunt": HOW_TO_HUNT,
         "open_leaks": OPEN_LEAKS,
         "inconclusive": [_test_row(t) for t in inconclusive],
         "packages": packages,

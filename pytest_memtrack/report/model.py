@@ -12,6 +12,7 @@ from typing import Any
 import pytest
 
 from pytest_memtrack import __version__
+from pytest_memtrack.hunt.native import NATIVE_READING
 from pytest_memtrack.report.loading import FORMAT_VERSION
 from pytest_memtrack.settings import Settings
 from pytest_memtrack.tracking.loader import LazyLoader
@@ -62,6 +63,7 @@ def run_info(config: pytest.Config, started: float, exitstatus: int | None, inte
         "platform": platform.platform(), "machine": platform.machine(), "hostname": socket.gethostname(),
         "pid": os.getpid(), "argv": list(sys.argv), "rootdir": str(config.rootpath), "workers": workers,
         "interrupted": interrupted, "exitstatus": exitstatus, "config": settings.as_dict(),
+        "native_reading": NATIVE_READING,  # which reading the hunts' native kind is: "malloc" or "rss"
     }
 
 

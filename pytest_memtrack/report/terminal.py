@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from pytest_memtrack.report.model import leaking_tests
+from pytest_memtrack.report.verdict import HOW_TO_HUNT, is_hunted, per_run_text, reproduce
 from pytest_memtrack.settings import Settings
 from pytest_memtrack.units import format_bytes
 
@@ -15,13 +16,12 @@ def summary_lines(report: dict[str, Any], verbose: int, top: int = 5) -> list[st
     lines: list[str] = []
     leaking = leaking_tests(report)
     summary = report["summary"]
-    hunted = sum(1 for t in report["tests"] if t.get("leak_score") is not None)
+    hunted = sum(1 for t in report["tests"] if is_hunted(t))
     for test in leaking:
         per_run = (test.get("hunt") or {}).get("kinds", {})
-        kinds = ", ".join(
-            f"{k} {format_bytes(v['per_run']) if k in ('memory', 'native') else format(v['per_run'], 'g')}/run"
-            for k, v in per_run.items() if v.get("leaking"))
+        kinds = ", ".join(f"{k} {per_run_text(k, v['per_run'])}" for k, v in per_run.items() if v.get("leaking"))
         lines.append(f"LEAK {test['nodeid']}: score {test['leak_score']:.2f} > {test['limit']:g} ({kinds})")
+        lines.append(f"  reproduce: {reproduce(test)}")
     notes = [(test["nodeid"], test["hunt"]["error"]) for test in report["tests"]
              if not test.get("leaking") and (test.get("hunt") or {}).get("error")]
     for nodeid, error in notes[:top]:
@@ -42,8 +42,14 @@ def summary_lines(report: dict[str, Any], verbose: int, top: int = 5) -> list[st
                 lines.append(f"{p['package_name'][:24]:<24} {format_bytes(m['current_memory_usage']):>10} "
                              f"{format_bytes(m['peak_memory_usage']):>10} {format_bytes(m['memory_footprint']):>10} "
                              f"{m['memory_trend']:>10} {m['memory_leak_score']:>6.2f}")
-    verdict = (f"{len(leaking)} leaking test(s)" if leaking else "no leaking tests") + \
-        f" ({hunted} hunted), {summary['total_packages']} packages, " \
+    if leaking:
+        checked = f"{len(leaking)} leaking test(s) ({hunted} hunted)"
+    elif hunted:
+        checked = f"no leaking tests ({hunted} hunted)"
+    else:
+        checked = "not checked for leaks (no test hunted)"
+        lines.append(f"To check tests for leaks, {HOW_TO_HUNT}.")
+    verdict = f"{checked}, {summary['total_packages']} packages, " \
         f"{format_bytes(summary['total_current_memory'])} module state, system pressure " \
         f"{summary['system_memory_pressure']}"
     lines.append(verdict)

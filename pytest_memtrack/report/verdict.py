@@ -1,0 +1,134 @@
+"""What a report says about its run, decided once for every surface (terminal, HTML, step summary).
+
+Pure functions of the report model: the headline (leaks, regressions, or that nothing was checked), which leak
+kind of a test to lead with, the advice for it, and the command that reproduces its hunt.
+"""
+
+from __future__ import annotations
+
+import shlex
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from pytest_memtrack.units import finite_number, format_bytes
+
+#: Leak kinds in display order, with the unit of their per-run figure.
+KINDS = (("memory", "bytes"), ("native", "bytes"), ("fds", "count"), ("threads", "count"))
+_COUNT_WORDS = {"fds": ("file descriptor", "file descriptors"), "threads": ("thread", "threads")}
+#: How a user gets tests hunted, said wherever nothing was.
+HOW_TO_HUNT = ("mark a test @pytest.mark.max_leak_score(0.1), or run with --memtrack-max-leak-score=0.1 to hunt "
+               "every test")
+
+
+def _dict(value: Any) -> Mapping[str, Any]:
+    return value if isinstance(value, Mapping) else {}
+
+
+def _list(value: Any) -> Sequence[Any]:
+    return value if isinstance(value, list) else []
+
+
+@dataclass(frozen=True)
+class Headline:
+    """The run's verdict in one line, and its tone: "bad", "good" or "neutral" (nothing was checked)."""
+
+    text: str
+    tone: str
+    tests: int
+    hunted: int
+    leaking: int
+
+
+def headline(report: Mapping[str, Any]) -> Headline:
+    tests = [_dict(t) for t in _list(report.get("tests"))]
+    leaking = sum(1 for t in tests if t.get("leaking"))
+    hunted = sum(1 for t in tests if is_hunted(t))
+    regressions = _dict(report.get("comparison")).get("regressions")
+    if leaking:
+        return Headline(f"{leaking} of {len(tests)} tests leak", "bad", len(tests), hunted, leaking)
+    if isinstance(regressions, int) and regressions:
+        text = f"{regressions} memory regression{'s' if regressions != 1 else ''} against the baseline"
+        return Headline(text, "bad", len(tests), hunted, leaking)
+    if not tests:
+        return Headline("No tests ran — nothing was checked for leaks", "neutral", 0, 0, 0)
+    if not hunted:
+        return Headline(f"Not checked for leaks: none of the {len(tests)} tests was hunted", "neutral",
+                        len(tests), 0, 0)
+    return Headline(f"No leaks found in the {hunted} hunted test{'s' if hunted != 1 else ''}", "good",
+                    len(tests), hunted, 0)
+
+
+def is_hunted(test: Mapping[str, Any]) -> bool:
+    """A test was checked for leaks when its hunt reached a score (an inconclusive hunt has none)."""
+    return test.get("leak_score") is not None
+
+
+def lead_kind(test: Mapping[str, Any]) -> str | None:
+    """The kind to lead with: the highest-scoring of those that leaked, else of those that grew; None if none."""
+    kinds = _dict(_dict(test.get("hunt")).get("kinds"))
+    scored = [(bool(_dict(kinds.get(name)).get("leaking")), finite_number(_dict(kinds.get(name)).get("score")) or 0.0,
+               -index, name) for index, (name, _) in enumerate(KINDS) if name in kinds]
+    scored = [entry for entry in scored if entry[0] or entry[1] > 0]
+    return max(scored)[3] if scored else None
+
+
+def per_run_text(kind: str, per_run: Any) -> str:
+    """A kind's growth per run with its unit: ``+3.8 KiB per run``, ``1 thread per run``, ``no growth``."""
+    number = finite_number(per_run)
+    if number is None:
+        return "—"
+    if number <= 0:
+        return "no growth"
+    if kind in _COUNT_WORDS:
+        one, many = _COUNT_WORDS[kind]
+        text = f"{number:,.1f}".removesuffix(".0")
+        return f"{text} {one if text == '1' else many} per run"
+    return f"{format_bytes(number, signed=True)} per run"
+
+
+def first_project_site(sites: Sequence[Any]) -> Mapping[str, Any] | None:
+    """The first allocation site in the project's own code (a path relative to the rootdir, not the standard
+    library's or a frozen module's), else the first site."""
+    clean = [_dict(site) for site in sites]
+    for site in clean:
+        path = str(site.get("file", ""))
+        if path and not path.startswith(("/", "<")) and "site-packages" not in path and ":\\" not in path:
+            return site
+    return clean[0] if clean else None
+
+
+def advice(test: Mapping[str, Any], native_reading: str | None = None) -> str:
+    """One sentence telling the reader where to look first, for the kind that scored highest."""
+    evidence = _dict(_dict(test.get("hunt")).get("evidence"))
+    kind = lead_kind(test)
+    if kind == "threads":
+        names = ", ".join(str(t) for t in _list(evidence.get("new_threads"))[:3]) or "threads"
+        return f"Each run leaves {names} running: stop and join them in teardown."
+    if kind == "fds":
+        fds = ", ".join(str(f) for f in _list(evidence.get("new_fds"))[:3]) or "file descriptors"
+        return f"Each run leaves {fds} open: close them (use a with-block) or close them in a fixture's teardown."
+    if kind == "native":
+        reading = ("malloc's bytes in use grow" if native_reading == "malloc"
+                   else "the process's memory (RSS) grows" if native_reading == "rss"
+                   else "native memory grows")
+        return (f"Each run {reading} beyond what Python's allocator traced: suspect a C extension, a native cache "
+                "or memory mapped outside malloc; rerun with --memtrack-trace-all to rule out Python objects.")
+    if kind == "memory":
+        site = first_project_site(_list(evidence.get("allocation_sites")))
+        holders = _list(evidence.get("holders"))
+        if site is not None:
+            kept = f"; it is kept alive by {_dict(holders[0]).get('holder')}" if holders else ""
+            return (f"Start at {site.get('file', '?')}:{site.get('line', '?')}: it allocates "
+                    f"{format_bytes(site.get('bytes_per_run'))} per run that stays alive{kept}. Look for a cache, a "
+                    "global list or a registry that grows on every call and is never cleared.")
+        return "Python memory grows every run; rerun with --memtrack-trace-all to see the allocation sites."
+    return "Rerun this test alone to confirm the leak."
+
+
+def reproduce(test: Mapping[str, Any]) -> str:
+    """The command that hunts this test again with the same limit, wherever the limit came from (its marker,
+    ``--memtrack-max-leak-score`` or the ini file)."""
+    command = f"pytest {shlex.quote(str(test.get('nodeid', '')))} --memtrack"
+    limit = finite_number(test.get("limit"))
+    return command + (f" --memtrack-max-leak-score={limit:g}" if limit is not None else "")
