@@ -59,7 +59,10 @@ def pytest_load_initial_conftests(early_config: pytest.Config, parser: pytest.Pa
 
         # Installed as the process's loader now, so application code imported by conftest files
         # (``loader = get_lazy_loader()`` at module level) shares the session's loader.
+        from pytest_memtrack.tracking.project import project_packages
+
         loader = LazyLoader(track_all=_early_flag(early_config, "memtrack_measure_all"))
+        loader.project = project_packages(str(early_config.rootpath))
         loader.observe_imports(ignore_present=True)
         early_config.stash[EARLY_LOADER] = loader
         early_config.stash[PREVIOUS_LOADER] = reset_lazy_loader(loader)

@@ -26,6 +26,7 @@ from pytest_memtrack.tracking.loader import LazyLoader, reset_lazy_loader
 from pytest_memtrack.tracking.merge import export_packages, import_packages
 from pytest_memtrack.tracking.monitor import PASS_NOISE_BYTES
 from pytest_memtrack.tracking.process import ProcessMemory
+from pytest_memtrack.tracking.project import project_packages
 
 
 class MemtrackSession:
@@ -43,6 +44,7 @@ class MemtrackSession:
         self.loader.monitor.leak_threshold = settings.leak_threshold
         self.loader.monitor.noise_bytes = PASS_NOISE_BYTES
         self.loader.track_all = settings.measure_all
+        self.loader.project = project_packages(str(config.rootpath))
         self.loader.observe_imports()
         self._memory = ProcessMemory()
         self._current: dict[str, dict[str, Any]] = {}
@@ -225,7 +227,8 @@ class MemtrackSession:
         self.package_pass(force=self.passes < 2)
         if self.is_worker:
             self.config.workeroutput["memtrack"] = {  # type: ignore[attr-defined]
-                "worker": self.worker_id, "packages": export_packages(self.loader), "problems": self.problems}
+                "worker": self.worker_id, "packages": export_packages(self.loader), "problems": self.problems,
+                "left_out": sorted(self.loader.left_out)}
             return
         try:
             loader = self.loader
@@ -233,6 +236,7 @@ class MemtrackSession:
                 loader = import_packages(self.worker_packages, like=self.loader)
                 for data in self.worker_packages:
                     self.problems.extend(data.get("problems", []))
+                    loader.left_out.update(data.get("left_out", []))
             if exitstatus == pytest.ExitCode.INTERRUPTED:
                 self.interrupted = True
             self.report = build_report(

@@ -165,3 +165,39 @@ def test_advice_and_the_headline_amount_follow_the_kind_that_scored_highest():
     test["hunt"]["kinds"]["memory"].update(leaking=False, score=0.0)
     test["hunt"]["kinds"]["native"].update(leaking=True, score=0.5, per_run=300_000.0)
     assert "malloc's bytes in use grow" in advice(test, "malloc") and "RSS" in advice(test, "rss")
+
+
+# -- the project under test is tracked, whatever the plugin depends on --------------------------------------------
+
+def test_the_projects_own_packages_are_found_from_its_metadata_and_folders(tmp_path):
+    from pytest_memtrack.tracking.project import project_packages
+
+    (tmp_path / "pyproject.toml").write_text('[build-system]\nrequires = []\n\n[project]\nname = "Jinja2"\n')
+    (tmp_path / "src" / "jinja2").mkdir(parents=True)
+    (tmp_path / "src" / "jinja2" / "__init__.py").write_text("")
+    (tmp_path / "tests").mkdir()
+    (tmp_path / "tests" / "__init__.py").write_text("")
+    (tmp_path / "helpers").mkdir()  # no __init__.py: a folder, not a package
+    assert project_packages(str(tmp_path)) == {"jinja2"}
+    assert "pytest" in project_packages_of_installed("pytest")
+
+
+def project_packages_of_installed(name: str) -> frozenset[str]:
+    from pytest_memtrack.tracking.project import _installed_top_levels
+
+    return frozenset(_installed_top_levels(name))
+
+
+@pytest.mark.slow
+def test_testing_a_package_the_plugin_depends_on_still_tracks_it_and_says_what_was_left_out(pytester):
+    """jinja2 is our dependency and tooling elsewhere; in jinja2's own suite it is the project."""
+    pytester.makefile(".toml", pyproject='[project]\nname = "markupsafe"\n')
+    pytester.makepyfile(test_uses="import markupsafe, json\n\ndef test_escape():\n"
+                                  "    assert markupsafe.escape('<') == '&lt;'\n")
+    # A fresh process: in-process, what earlier tests imported is the outer session's, not this run's.
+    result = pytester.runpytest_subprocess("--memtrack", "--memtrack-json=report.json", "-v", *NO_PLUGINS)
+    result.assert_outcomes(passed=1)
+    report = json.loads((pytester.path / "report.json").read_text())
+    assert "markupsafe" in report["packages"]
+    assert "markupsafe" not in report["run"]["untracked_packages"]
+    result.stdout.fnmatch_lines(["Not tracked: *--memtrack-measure-all tracks them too."])

@@ -35,6 +35,7 @@ from pytest_memtrack.report.verdict import (
     lead_kind,
     per_run_text,
     reproduce,
+    untracked_note,
 )
 from pytest_memtrack.tracking.payloads import is_leaking
 from pytest_memtrack.units import MISSING
@@ -325,6 +326,7 @@ def build_view(report: dict[str, Any]) -> dict[str, Any]:
         "threshold": threshold,
         "leaks": [_leak_card(t, run.get("rootdir"), run.get("native_reading")) for t in leaking],
         "hunted": hunted,
+        "untracked": untracked_note(report),
         "how_to_hunt": HOW_TO_HUNT,
         "open_leaks": OPEN_LEAKS,
         "inconclusive": [_test_row(t) for t in inconclusive],

@@ -74,6 +74,8 @@ def build_report(loader: LazyLoader, recorder: TestRecorder, *, settings: Settin
     run = run_info(config, started, exitstatus, interrupted, workers, settings)
     run["crashed_workers"] = list(crashed_workers)
     run["problems"] = list(problems)
+    # What was imported but not tracked, and how to include it (--memtrack-measure-all).
+    run["untracked_packages"] = sorted(loader.left_out - set(loader.package_names()))
     packages = {}
     histories = {}
     for name in names:

@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from pytest_memtrack.report.model import leaking_tests
-from pytest_memtrack.report.verdict import HOW_TO_HUNT, is_hunted, per_run_text, reproduce
+from pytest_memtrack.report.verdict import HOW_TO_HUNT, is_hunted, per_run_text, reproduce, untracked_note
 from pytest_memtrack.settings import Settings
 from pytest_memtrack.units import format_bytes
 
@@ -32,6 +32,9 @@ def summary_lines(report: dict[str, Any], verbose: int, top: int = 5) -> list[st
     for leak in report["leaks"]["leaks"]:
         lines.append(f"package {leak['package_name']}: leak score {leak['leak_score']:.2f}, "
                      f"trend {leak['memory_trend']}, {format_bytes(leak['memory_growth_rate'])}/s")
+    note = untracked_note(report)
+    if verbose > 0 and note:
+        lines.append(note)
     if verbose > 0 or leaking or report["leaks"]["leaks"]:
         packages = sorted(report["packages"].values(),
                           key=lambda p: -(p["memory_metrics"]["current_memory_usage"] or 0))[:top]

@@ -132,3 +132,21 @@ def reproduce(test: Mapping[str, Any]) -> str:
     command = f"pytest {shlex.quote(str(test.get('nodeid', '')))} --memtrack"
     limit = finite_number(test.get("limit"))
     return command + (f" --memtrack-max-leak-score={limit:g}" if limit is not None else "")
+
+
+def untracked_note(report: Mapping[str, Any]) -> str | None:
+    """What was imported but not tracked, and how to include it; None when nothing was left out."""
+    import sys
+
+    names = [str(n) for n in _list(_dict(report.get("run")).get("untracked_packages"))]
+    if not names:
+        return None
+    stdlib = [n for n in names if n in sys.stdlib_module_names]
+    tooling = [n for n in names if n not in sys.stdlib_module_names]
+    parts = []
+    if tooling:
+        shown = ", ".join(tooling[:8]) + (f" and {len(tooling) - 8} more" if len(tooling) > 8 else "")
+        parts.append(f"the test tooling ({shown})")
+    if stdlib:
+        parts.append(f"{len(stdlib)} standard-library module{'s' if len(stdlib) != 1 else ''}")
+    return f"Not tracked: {' and '.join(parts)}; --memtrack-measure-all tracks them too."

@@ -86,6 +86,10 @@ class LazyLoader:
     def __init__(self, monitor: MemoryMonitor | None = None, *, history_size: int = DEFAULT_HISTORY_SIZE,
                  leak_threshold: float = 0.1, rules: SuggestionRules | None = None, track_all: bool = False) -> None:
         self.track_all = track_all
+        #: The project under test's own packages (``project.project_packages``): always tracked.
+        self.project: frozenset[str] = frozenset()
+        #: Packages imported but not tracked (the standard library, the test tooling), for the report to say.
+        self.left_out: set[str] = set()
         self._ignored: set[str] = set()
         self.monitor = monitor or MemoryMonitor(leak_threshold=leak_threshold)
         self.history_size = history_size
@@ -220,7 +224,7 @@ class LazyLoader:
         ``ignore_present``: the plugin starts observing before conftests load, when what is imported is pytest's
         own start-up (its plugins and their dependencies), which is tooling, not the project (see ``track_all``)."""
         if ignore_present and not self.track_all:
-            self._ignored.update(top_level(name) for name in list(sys.modules))
+            self._ignored.update(top_level(name) for name in list(sys.modules) if top_level(name) not in self.project)
         with self._lock:
             if self._observer is None:
                 self._observer = ImportObserver(self._on_import, self._meter, skip=self._not_observed)
@@ -267,9 +271,16 @@ class LazyLoader:
 
     def _observable(self, package: str) -> bool:
         """Whether an ordinarily imported top-level package is tracked (see ``OPTIONAL_TRACKING``)."""
-        if package.startswith("_") or package in NOT_TRACKED or package in self._ignored:
+        if package in NOT_TRACKED:
             return False
-        return self.track_all or package not in OPTIONAL_TRACKING
+        if package in self.project:
+            return True
+        if package.startswith("_") or package in self._ignored:
+            return False
+        if self.track_all or package not in OPTIONAL_TRACKING:
+            return True
+        self.left_out.add(package)
+        return False
 
     def _on_import(self, measurement: ImportMeasurement, module: ModuleType | None) -> None:
         """A module was imported the ordinary way: its footprint and time add to its top-level package's."""

@@ -55,6 +55,7 @@ def import_packages(worker_data: list[dict[str, Any]], like: LazyLoader) -> Lazy
     """A loader (not observing anything) holding the merged packages of all workers."""
     merged = LazyLoader(like.monitor, history_size=like.history_size, leak_threshold=like.leak_threshold,
                         rules=like.rules)
+    merged.left_out.update(like.left_out)
     by_name: dict[str, list[dict[str, Any]]] = defaultdict(list)
     for data in worker_data:
         for record in data.get("packages", []):
