@@ -42,6 +42,8 @@ def render_summary(report: dict[str, Any]) -> str:
         title = f"❌ pytest-memtrack: {len(leaking)} of {len(tests)} tests leak"
     elif regressions:
         title = f"❌ pytest-memtrack: {regressions} memory regressions against the baseline"
+    elif comparison.get("error") and comparison.get("rules"):
+        title = "❌ pytest-memtrack: the regression gate could not run: " + md_cell(comparison["error"])
     else:
         title = f"✅ pytest-memtrack: no leaks found in {len(tests)} tests"
     lines = [f"### {title}", ""]
