@@ -1,0 +1,96 @@
+"""Writing the report files at the end of a session: a failed write is said, never hidden nor fatal; a killed writer's
+temporary file is cleared by the next write; Ctrl-C while writing neither loses a report nor prints a traceback."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import signal
+import subprocess
+import sys
+
+import pytest
+
+from pytest_memtrack.report import atomic
+
+TEMPORARY = re.compile(r"^\.r\.json\.memtrack-tmp-(\d+)-[0-9a-f]+$")
+
+# -- temporary files -------------------------------------------------------------------------------------------------
+
+def test_our_temporary_files_are_named_recognisably_after_the_target_and_our_pid(tmp_path):
+    name = atomic.temporary_name(str(tmp_path / "r.json"))
+    assert TEMPORARY.match(name) and int(TEMPORARY.match(name).group(1)) == os.getpid()
+    assert atomic.temporary_name(str(tmp_path / "r.json")) != name
+
+
+def _dead_pid() -> int:
+    child = subprocess.Popen([sys.executable, "-c", "pass"])
+    child.wait()
+    return child.pid
+
+
+def test_the_next_write_clears_stale_temporaries_of_dead_writers_and_nothing_else(tmp_path):
+    dead = _dead_pid()
+    stale = [tmp_path / f".r.json.memtrack-tmp-{dead}-0a1b2c3d", tmp_path / f".r.html.memtrack-tmp-{dead}-ffff"]
+    live = tmp_path / f".r.json.memtrack-tmp-{os.getppid()}-0a1b2c3d"  # a live process: maybe still writing
+    others = [tmp_path / "notes.txt", tmp_path / ".r.json.abc123.tmp", tmp_path / f".r.json.memtrack-tmp-{dead}"]
+    for path in [*stale, live, *others]:
+        path.write_text("half a report")
+    atomic.write_text_atomic(tmp_path / "r.json", "{}")
+    assert sorted(os.listdir(tmp_path)) == sorted([live.name, *(p.name for p in others), "r.json"])
+
+
+@pytest.mark.skipif(not hasattr(os, "fork") or sys.platform == "win32", reason="flock: POSIX only")
+def test_a_temporary_whose_writer_still_holds_its_lock_is_kept_even_when_its_pid_looks_dead(tmp_path):
+    """A writer in another PID namespace (a container sharing the directory) has a PID that means nothing here."""
+    locker = subprocess.Popen([sys.executable, "-c", (
+        "import fcntl, sys, time\n"
+        "handle = open(sys.argv[1], 'w')\n"
+        "fcntl.flock(handle, fcntl.LOCK_EX)\n"
+        "print('locked', flush=True)\n"
+        "time.sleep(60)\n"), str(tmp_path / f".r.json.memtrack-tmp-{_dead_pid()}-0a1b2c3d")],
+        stdout=subprocess.PIPE, text=True)
+    try:
+        assert locker.stdout.readline() == "locked\n"
+        assert atomic.clear_stale_temporaries(str(tmp_path)) == []
+        assert len(os.listdir(tmp_path)) == 1
+    finally:
+        locker.kill()
+        locker.wait()
+        locker.stdout.close()
+    assert len(atomic.clear_stale_temporaries(str(tmp_path))) == 1 and os.listdir(tmp_path) == []
+
+
+KILLED_WHILE_WRITING = """
+import os
+import signal
+
+if os.environ.get("KILL_WHILE_WRITING"):
+    def _killed(*args, **kwargs):  # the moment before the temporary file becomes the report
+        os.kill(os.getpid(), signal.SIGKILL)
+
+    os.replace = _killed
+
+
+def test_plain():
+    pass
+"""
+
+
+@pytest.mark.slow
+def test_writers_killed_while_writing_leave_at_most_one_temporary_and_the_next_run_clears_it(pytester, monkeypatch):
+    pytester.makepyfile(test_kill=KILLED_WHILE_WRITING)
+    (pytester.path / "reports").mkdir()
+    argv = [sys.executable, "-m", "pytest", "-p", "no:cacheprovider", "--memtrack", "--memtrack-json=reports/r.json"]
+    monkeypatch.setenv("KILL_WHILE_WRITING", "1")
+    for _ in range(3):
+        killed = pytester.run(*argv, timeout=120)
+        assert killed.ret == -signal.SIGKILL
+        left = os.listdir(pytester.path / "reports")
+        assert len(left) == 1 and TEMPORARY.match(left[0]), left  # each write cleared the one killed before it
+    monkeypatch.delenv("KILL_WHILE_WRITING")
+    result = pytester.run(*argv, timeout=120)
+    assert result.ret == 0
+    assert os.listdir(pytester.path / "reports") == ["r.json"]
+    assert json.loads((pytester.path / "reports" / "r.json").read_text())["tests"][0]["outcome"] == "passed"
