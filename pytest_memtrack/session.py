@@ -18,6 +18,7 @@ import pytest
 from pytest_memtrack.hunt.message import describe
 from pytest_memtrack.hunt.protocol import MarkerError, limit_for, run_hunted
 from pytest_memtrack.hunt.verdict import HuntParameters
+from pytest_memtrack.report.atomic import describe_os_error
 from pytest_memtrack.report.json_report import write_json
 from pytest_memtrack.report.model import TestRecorder, build_report
 from pytest_memtrack.report.terminal import write_summary
@@ -54,6 +55,8 @@ class MemtrackSession:
         self.workers_seen = 0
         self.crashed_workers: list[str] = []
         self.problems: list[str] = []
+        self.json_error: str | None = None  # why the JSON report was not written
+        self.json_written = False
         self.interrupted = False
         self.started = time.time()
         self.report: dict[str, Any] | None = None
@@ -222,6 +225,9 @@ class MemtrackSession:
             self.config.workeroutput["memtrack"] = {  # type: ignore[attr-defined]
                 "worker": self.worker_id, "packages": export_packages(self.loader), "problems": self.problems}
             return
+        self._finish(session, exitstatus)
+
+    def _finish(self, session: pytest.Session, exitstatus: int) -> None:
         try:
             loader = self.loader
             if self.worker_packages:
@@ -251,8 +257,9 @@ class MemtrackSession:
         if self.settings.json_path:
             try:
                 write_json(report, self.settings.json_path)
-            except OSError as exc:
-                self.problems.append(f"could not write the JSON report: {exc}")
+                self.json_written = True
+            except OSError as exc:  # the exit status stays the tests': our own failure never fails a suite
+                self.json_error = describe_os_error(exc)
         try:
             hook.pytest_memtrack_report_ready(session=session, report=report)
         except Exception as exc:
@@ -261,7 +268,8 @@ class MemtrackSession:
     def pytest_terminal_summary(self, terminalreporter: Any) -> None:
         if self.is_worker:
             return
-        write_summary(terminalreporter, self.report, self.problems, self.settings)
+        write_summary(terminalreporter, self.report, self.problems, self.settings,
+                      json_written=self.json_written, json_error=self.json_error)
 
     def pytest_unconfigure(self, config: pytest.Config) -> None:
         self.loader.stop_observing()

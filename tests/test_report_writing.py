@@ -11,10 +11,59 @@ import subprocess
 import sys
 
 import pytest
+from stores import unprivileged
 
 from pytest_memtrack.report import atomic
 
 TEMPORARY = re.compile(r"^\.r\.json\.memtrack-tmp-(\d+)-[0-9a-f]+$")
+
+BREAKS_THE_REPORT_DIRECTORY = """
+import os
+import pathlib
+import shutil
+
+
+def test_breaks_the_report_directory():
+    if os.environ.get("BREAK") == "read-only":
+        os.chmod("reports", 0o555)
+    else:
+        shutil.rmtree("reports")
+        pathlib.Path("reports").write_text("a file where the report directory was")
+"""
+
+
+def test_a_report_that_cannot_be_written_is_a_warning_naming_it_and_the_run_still_passes(pytester):
+    pytester.makepyfile(test_break=BREAKS_THE_REPORT_DIRECTORY)
+    (pytester.path / "reports").mkdir()
+    result = pytester.runpytest("--memtrack", "--memtrack-json=reports/r.json", "--memtrack-html=reports/r.html")
+    assert result.ret == 0  # the plugin's own failure never turns a passing suite red
+    reports = pytester.path / "reports"
+    result.stdout.fnmatch_lines([
+        f"memtrack: warning: could not write the JSON report {reports / 'r.json'}: Not a directory: {reports}",
+        f"memtrack: warning: could not write the HTML report {reports / 'r.html'}: Not a directory: {reports}",
+    ])
+    assert "memtrack: JSON report:" not in result.stdout.str()
+    assert "memtrack: HTML report:" not in result.stdout.str()
+
+
+@pytest.mark.slow
+def test_a_report_directory_made_read_only_keeps_the_previous_report_and_the_run_still_passes(pytester, monkeypatch):
+    pytester.makepyfile(test_break=BREAKS_THE_REPORT_DIRECTORY)
+    monkeypatch.setenv("BREAK", "read-only")
+    reports = pytester.path / "reports"
+    reports.mkdir()
+    (reports / "r.json").write_text("the previous report")
+    try:
+        result = pytester.run(*unprivileged([sys.executable, "-m", "pytest", "-p", "no:cacheprovider", "--memtrack",
+                                             "--memtrack-json=reports/r.json"]), timeout=120)
+    finally:
+        reports.chmod(0o755)
+    assert result.ret == 0
+    result.stdout.fnmatch_lines([f"memtrack: warning: could not write the JSON report {reports / 'r.json'}: "
+                                 f"Permission denied: {reports}"])
+    assert "memtrack: JSON report:" not in result.stdout.str()
+    assert os.listdir(reports) == ["r.json"] and (reports / "r.json").read_text() == "the previous report"
+
 
 # -- temporary files -------------------------------------------------------------------------------------------------
 
