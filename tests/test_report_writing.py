@@ -9,6 +9,7 @@ import re
 import signal
 import subprocess
 import sys
+import threading
 
 import pytest
 from stores import unprivileged
@@ -143,3 +144,104 @@ def test_writers_killed_while_writing_leave_at_most_one_temporary_and_the_next_r
     assert result.ret == 0
     assert os.listdir(pytester.path / "reports") == ["r.json"]
     assert json.loads((pytester.path / "reports" / "r.json").read_text())["tests"][0]["outcome"] == "passed"
+
+
+# -- Ctrl-C ------------------------------------------------------------------------------------------------------------
+
+CTRL_C_IN_A_REPORT_HOOK = """
+import os
+import signal
+
+
+def pytest_memtrack_report_ready(session, report):
+    os.kill(os.getpid(), signal.SIGINT)  # Ctrl-C while the reports are being written
+"""
+
+CTRL_C_WHILE_WRITING_THE_JSON = """
+import os
+import signal
+
+_fsync = os.fsync
+_signalled = []
+
+
+def _fsync_with_ctrl_c(fd):
+    if not _signalled:  # the first report file written is the JSON report
+        _signalled.append(fd)
+        for _ in range(int(os.environ["CTRL_C_TIMES"])):
+            os.kill(os.getpid(), signal.SIGINT)
+    return _fsync(fd)
+
+
+os.fsync = _fsync_with_ctrl_c
+"""
+
+PLAIN = "def test_plain():\n    pass\n"
+
+
+@pytest.mark.skipif(threading.current_thread() is not threading.main_thread(), reason="signals reach the main thread")
+def test_the_first_ctrl_c_is_held_the_second_raises_later_ones_are_ignored_and_the_handler_is_restored():
+    before = signal.getsignal(signal.SIGINT)
+    with atomic.DeferredInterrupt() as held:
+        os.kill(os.getpid(), signal.SIGINT)
+        assert held.count == 1
+        with pytest.raises(KeyboardInterrupt):
+            os.kill(os.getpid(), signal.SIGINT)
+        os.kill(os.getpid(), signal.SIGINT)
+        assert held.count == 3
+    assert signal.getsignal(signal.SIGINT) is before
+
+
+def _run_interrupted(pytester):
+    reports = pytester.path / "reports"
+    reports.mkdir()
+    (reports / "r.json").write_text("the previous report")
+    result = pytester.runpytest_subprocess("-p", "no:cacheprovider", "--memtrack", "--memtrack-json=reports/r.json",
+                                           "--memtrack-html=reports/r.html", timeout=120)
+    output = result.stdout.str() + result.stderr.str()
+    assert "Traceback" not in output and "KeyboardInterrupt" not in output, output
+    assert result.ret == pytest.ExitCode.INTERRUPTED
+    return result, reports
+
+
+@pytest.mark.slow
+def test_ctrl_c_in_a_report_hook_finishes_every_report_without_a_traceback(pytester):
+    pytester.makepyfile(test_plain=PLAIN)
+    pytester.makeconftest(CTRL_C_IN_A_REPORT_HOOK)
+    result, reports = _run_interrupted(pytester)
+    result.stdout.fnmatch_lines([
+        "memtrack: Ctrl-C while the reports were written: they were finished first; the session ends as "
+        "interrupted (exit status 2).",
+        f"memtrack: JSON report: {reports / 'r.json'}",
+        f"memtrack: HTML report: {reports / 'r.html'}",
+    ])
+    assert json.loads((reports / "r.json").read_text())["tests"][0]["outcome"] == "passed"
+    assert "test_plain" in (reports / "r.html").read_text()
+    assert sorted(os.listdir(reports)) == ["r.html", "r.json"]
+
+
+@pytest.mark.slow
+def test_ctrl_c_while_the_json_report_is_written_lets_it_finish(pytester, monkeypatch):
+    pytester.makepyfile(test_plain=PLAIN)
+    pytester.makeconftest(CTRL_C_WHILE_WRITING_THE_JSON)
+    monkeypatch.setenv("CTRL_C_TIMES", "1")
+    result, reports = _run_interrupted(pytester)
+    result.stdout.fnmatch_lines(["memtrack: Ctrl-C while the reports were written: they were finished first; *",
+                                 f"memtrack: JSON report: {reports / 'r.json'}"])
+    assert json.loads((reports / "r.json").read_text())["tests"][0]["outcome"] == "passed"
+    assert sorted(os.listdir(reports)) == ["r.html", "r.json"]
+
+
+@pytest.mark.slow
+def test_ctrl_c_twice_while_the_json_report_is_written_abandons_it_and_keeps_the_previous_file(pytester, monkeypatch):
+    pytester.makepyfile(test_plain=PLAIN)
+    pytester.makeconftest(CTRL_C_WHILE_WRITING_THE_JSON)
+    monkeypatch.setenv("CTRL_C_TIMES", "2")
+    result, reports = _run_interrupted(pytester)
+    result.stdout.fnmatch_lines([
+        "memtrack: Ctrl-C twice while the reports were written: writing them was abandoned; a report not written "
+        "keeps its previous file.",
+        f"memtrack: warning: could not write the JSON report {reports / 'r.json'}: interrupted (Ctrl-C)",
+    ])
+    assert "memtrack: JSON report:" not in result.stdout.str()
+    assert os.listdir(reports) == ["r.json"] and (reports / "r.json").read_text() == "the previous report"

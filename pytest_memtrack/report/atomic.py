@@ -1,4 +1,4 @@
-"""Writing report files safely: whole or not at all, and no litter.
+"""Writing report files safely: whole or not at all, no litter, and Ctrl-C does not cost a report.
 
 * :func:`write_text_atomic` writes through a temporary file beside the target and ``os.replace``: a crash or a
   concurrent reader never sees half a report, and a failed write leaves the target as it was (absent, or its
@@ -7,6 +7,9 @@
   remove its own, so every write first clears the stale ones in its directory: those whose PID is no longer alive
   and, where ``flock`` exists, whose lock nobody holds (every writer keeps its temporary locked while writing, which
   protects a writer in another PID namespace sharing the directory, whose PID means nothing here).
+* :class:`DeferredInterrupt` holds Ctrl-C while the reports are written: the first SIGINT is remembered and the
+  writing finishes; a second one raises ``KeyboardInterrupt`` in the write in progress, which then leaves the
+  previous file.
 """
 
 from __future__ import annotations
@@ -15,6 +18,11 @@ import errno
 import os
 import re
 import secrets
+import signal
+import sys
+import threading
+from types import FrameType
+from typing import Any
 
 try:
     import fcntl
@@ -118,3 +126,41 @@ def write_text_atomic(path: str | os.PathLike[str], text: str, *, encoding: str 
         except OSError:
             pass
         raise
+
+
+class DeferredInterrupt:
+    """``with DeferredInterrupt() as held:`` the first SIGINT only counts (``held.count``), the second raises
+    ``KeyboardInterrupt``, later ones only count. Only in the main thread (the only one that receives signals);
+    the previous handler is restored on leaving. A SIGINT that is ignored (``SIG_IGN``) stays ignored."""
+
+    NOTICE = b"\nmemtrack: Ctrl-C: finishing the reports first (Ctrl-C again abandons them)\n"
+
+    def __init__(self) -> None:
+        self.count = 0
+        self._previous: Any = None
+        self._installed = False
+
+    def _handle(self, signum: int, frame: FrameType | None) -> None:
+        self.count += 1
+        if self.count == 2:
+            raise KeyboardInterrupt
+        if self.count > 2:  # ignored: the abandoned write's cleanup must run to its end
+            return
+        try:
+            os.write(sys.stderr.fileno(), self.NOTICE)  # a raw write: safe inside a signal handler
+        except (OSError, ValueError, AttributeError):
+            pass
+
+    def __enter__(self) -> DeferredInterrupt:
+        if threading.current_thread() is threading.main_thread():
+            previous = signal.getsignal(signal.SIGINT)
+            if previous is not signal.SIG_IGN:
+                self._previous = previous
+                signal.signal(signal.SIGINT, self._handle)
+                self._installed = True
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        if self._installed:
+            signal.signal(signal.SIGINT, self._previous if self._previous is not None else signal.SIG_DFL)
+            self._installed = False

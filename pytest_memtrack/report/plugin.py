@@ -29,6 +29,9 @@ class HtmlReportWriter:
         except OSError as exc:  # a warning line, never a failed session (the JSON report decides nothing here)
             self.error = describe_os_error(exc)
             return
+        except KeyboardInterrupt:
+            self.error = "interrupted (Ctrl-C)"
+            raise
         self.written = True
 
     @pytest.hookimpl(trylast=True)
