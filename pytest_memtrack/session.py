@@ -18,6 +18,7 @@ import pytest
 from pytest_memtrack.hunt.message import describe
 from pytest_memtrack.hunt.protocol import MarkerError, limit_for, run_hunted
 from pytest_memtrack.hunt.verdict import HuntParameters
+from pytest_memtrack.report.atomic import DeferredInterrupt, describe_os_error
 from pytest_memtrack.report.json_report import write_json
 from pytest_memtrack.report.model import TestRecorder, build_report
 from pytest_memtrack.report.terminal import write_summary
@@ -58,6 +59,9 @@ class MemtrackSession:
         self.workers_seen = 0
         self.crashed_workers: list[str] = []
         self.problems: list[str] = []
+        self.notes: list[str] = []  # what happened while the reports were written (Ctrl-C)
+        self.json_error: str | None = None  # why the JSON report was not written
+        self.json_written = False
         self.interrupted = False
         self.started = time.time()
         self.report: dict[str, Any] | None = None
@@ -230,6 +234,24 @@ class MemtrackSession:
                 "worker": self.worker_id, "packages": export_packages(self.loader), "problems": self.problems,
                 "left_out": sorted(self.loader.left_out)}
             return
+        # Ctrl-C while the reports are written: the first is held until they are finished, a second abandons the
+        # one being written (which keeps its previous file); never a traceback, and the session ends interrupted.
+        with DeferredInterrupt() as held:
+            try:
+                self._finish(session, exitstatus)
+            except KeyboardInterrupt:
+                pass
+        if held.count:
+            if held.count > 1:
+                self.notes.append("Ctrl-C twice while the reports were written: writing them was abandoned; a "
+                                  "report not written keeps its previous file.")
+            else:
+                self.notes.append("Ctrl-C while the reports were written: they were finished first; the session "
+                                  "ends as interrupted (exit status 2).")
+            self.interrupted = True
+            session.exitstatus = pytest.ExitCode.INTERRUPTED
+
+    def _finish(self, session: pytest.Session, exitstatus: int) -> None:
         try:
             loader = self.loader
             if self.worker_packages:
@@ -260,8 +282,12 @@ class MemtrackSession:
         if self.settings.json_path:
             try:
                 write_json(report, self.settings.json_path)
-            except OSError as exc:
-                self.problems.append(f"could not write the JSON report: {exc}")
+                self.json_written = True
+            except OSError as exc:  # the exit status stays the tests': our own failure never fails a suite
+                self.json_error = describe_os_error(exc)
+            except KeyboardInterrupt:
+                self.json_error = "interrupted (Ctrl-C)"
+                raise
         try:
             hook.pytest_memtrack_report_ready(session=session, report=report)
         except Exception as exc:
@@ -270,7 +296,8 @@ class MemtrackSession:
     def pytest_terminal_summary(self, terminalreporter: Any) -> None:
         if self.is_worker:
             return
-        write_summary(terminalreporter, self.report, self.problems, self.settings)
+        write_summary(terminalreporter, self.report, self.problems, self.settings, notes=self.notes,
+                      json_written=self.json_written, json_error=self.json_error)
 
     def pytest_unconfigure(self, config: pytest.Config) -> None:
         self.loader.stop_observing()

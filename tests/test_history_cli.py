@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import copy
 import json
+import subprocess
 
 import pytest
 from samples import sample_report
+from stores import cli, damage, foreign_database, make_store, read_only, snapshot
 
 from pytest_memtrack.cli import main
 from pytest_memtrack.history.store import Store
@@ -49,6 +51,44 @@ def test_history_of_a_foreign_file_is_an_error_sentence_and_leaves_it_alone(tmp_
     assert main(["history", "--store", str(path)]) == 2
     assert "is not a pytest-memtrack history store" in capsys.readouterr().err
     assert path.read_text() == "not a database"
+
+
+@pytest.mark.parametrize("command", [["history"], ["history", "--json"], ["compare", "main", "feature"]])
+def test_history_and_compare_of_a_damaged_store_exit_2_with_a_sentence_naming_it(tmp_path, capsys, command):
+    path = make_store(tmp_path / "history.sqlite")
+    damage(path)
+    before = snapshot(tmp_path)
+    assert main([*command, "--store", str(path)]) == 2
+    out = capsys.readouterr()
+    assert out.err.startswith(f"pytest-memtrack: error: the history store {str(path)!r} is damaged (")
+    assert out.err.rstrip().endswith("restore it from a backup, or move it aside to start a new history.")
+    assert out.out == "" and "Traceback" not in out.err
+    assert snapshot(tmp_path) == before  # untouched, and no -wal/-shm beside it
+
+
+@pytest.mark.parametrize("command", [["history"], ["compare", "main", "feature"]])
+def test_reading_another_applications_wal_database_leaves_its_directory_as_it_was(tmp_path, capsys, command):
+    path = tmp_path / "app.db"
+    foreign_database(path, "wal")
+    before = snapshot(tmp_path)
+    assert main([*command, "--store", str(path)]) == 2
+    assert "is an SQLite database but not a pytest-memtrack history store" in capsys.readouterr().err
+    assert snapshot(tmp_path) == before
+
+
+@pytest.mark.slow
+def test_history_and_compare_read_a_store_in_a_read_only_directory(tmp_path):
+    path = make_store(tmp_path / "readonly" / "history.sqlite")
+    before = snapshot(path.parent)
+    with read_only(path.parent):
+        history = subprocess.run(cli("history", "--store", str(path)), capture_output=True, text=True, timeout=60)
+        compare = subprocess.run(cli("compare", "main", "feature", "--store", str(path), "--fail", "total:10%"),
+                                 capture_output=True, text=True, timeout=60)
+    assert (history.returncode, history.stderr) == (0, "")
+    assert [line.split()[0] for line in history.stdout.splitlines()[1:]] == ["2", "1"]
+    assert compare.returncode == 1, compare.stderr
+    assert "compared with run #1 'main'" in compare.stdout and "1 regression" in compare.stdout
+    assert snapshot(path.parent) == before
 
 
 def test_compare_of_two_stored_runs_exits_1_when_a_fail_rule_is_broken(store_path, capsys):

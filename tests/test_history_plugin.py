@@ -6,8 +6,10 @@ import hashlib
 import importlib.metadata
 import importlib.util
 import json
+import sys
 
 import pytest
+from stores import damage, foreign_database, read_only, snapshot, unprivileged
 
 from pytest_memtrack.history.store import Store
 
@@ -190,6 +192,77 @@ def test_with_filterwarnings_error_an_unusable_store_is_still_reported_as_a_line
     result.stdout.fnmatch_lines(["memtrack: the run was not saved: *notes.txt* is not a pytest-memtrack history store*"])
     assert (project.path / "notes.txt").read_text() == "keep me"
     assert (project.path / "report.json").exists()
+
+
+@pytest.mark.slow
+@needs_session
+def test_the_gate_works_from_a_store_in_a_read_only_directory(project):
+    _grow(project, 0)
+    assert _run(project, "--memtrack", "--memtrack-save=base").ret == 0
+    _grow(project, 40 * MB)
+    before = snapshot(_store(project).parent)
+    with read_only(_store(project).parent):
+        result = project.run(*unprivileged([sys.executable, "-m", "pytest", "-p", "no:cacheprovider", *PLUGIN_ARGS,
+                                            "--memtrack", "--memtrack-compare=base",
+                                            "--memtrack-compare-fail=rss_delta:10MB"]))
+    assert result.ret == pytest.ExitCode.TESTS_FAILED
+    result.stdout.fnmatch_lines(["*= memtrack regressions =*",
+                                 "compared with run #1 'base' (*) under rss_delta:10MB: 1 regression"])
+    assert "readonly" not in result.stdout.str() and "MemtrackWarning" not in result.stdout.str()
+    assert snapshot(_store(project).parent) == before
+
+
+def _damaged_store(project):
+    _grow(project, 0)
+    assert _run(project, "--memtrack", "--memtrack-save=base").ret == 0
+    damage(_store(project))
+    return snapshot(_store(project).parent)
+
+
+@needs_session
+def test_a_damaged_store_fails_the_gate_with_a_sentence_naming_it_and_is_left_untouched(project):
+    before = _damaged_store(project)
+    result = _run(project, "--memtrack", "--memtrack-compare-fail=leaking:0", "--memtrack-json=report.json")
+    result.assert_outcomes(passed=2)
+    assert result.ret == pytest.ExitCode.TESTS_FAILED  # a gate that cannot run does not pass
+    result.stdout.fnmatch_lines([
+        "*= memtrack regression gate not run =*",
+        f"memtrack: the regression gate could not run: the history store '{_store(project)}' is damaged (*); it was "
+        "left untouched: restore it from a backup, or move it aside to start a new history.",
+        "memtrack: the session fails (exit status 1): --memtrack-compare-fail asked for a gate and it could not run.",
+    ])
+    assert "no baseline was found" not in result.stdout.str()
+    comparison = json.loads((project.path / "report.json").read_text())["comparison"]
+    assert comparison["baseline"] is None and "is damaged" in comparison["error"]
+    assert snapshot(_store(project).parent) == before
+
+
+@needs_session
+def test_a_damaged_store_without_a_gate_is_a_warning_naming_it_and_the_run_passes(project):
+    before = _damaged_store(project)
+    project.makeini("[pytest]\nfilterwarnings =\n    always::pytest_memtrack.history.store.MemtrackWarning\n")
+    result = _run(project, "--memtrack", "--memtrack-compare", "--memtrack-save")
+    assert result.ret == 0
+    result.stdout.fnmatch_lines([
+        f"*MemtrackWarning: memtrack: cannot compare with a baseline: the history store '{_store(project)}' is "
+        "damaged (*); it was left untouched*",
+        "*MemtrackWarning: memtrack: the run was not saved: the history store * is damaged*"])
+    assert snapshot(_store(project).parent) == before
+
+
+@needs_session
+@pytest.mark.parametrize("kind", ["view", "wal"])
+def test_another_applications_database_at_the_store_path_is_never_written_into(project, kind):
+    _grow(project, 0)
+    _store(project).parent.mkdir()
+    foreign_database(_store(project), kind)
+    before = snapshot(_store(project).parent)
+    project.makeini("[pytest]\nfilterwarnings =\n    always::pytest_memtrack.history.store.MemtrackWarning\n")
+    result = _run(project, "--memtrack", "--memtrack-save", "--memtrack-compare")
+    assert result.ret == 0
+    result.stdout.fnmatch_lines(["*MemtrackWarning: memtrack: the run was not saved: *is an SQLite database but not a "
+                                 "pytest-memtrack history store; it was left untouched*"])
+    assert snapshot(_store(project).parent) == before
 
 
 @pytest.mark.slow

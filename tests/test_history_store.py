@@ -11,6 +11,7 @@ import sys
 
 import pytest
 from samples import sample_report
+from stores import damage, foreign_database, make_store, snapshot
 
 from pytest_memtrack.history.store import (
     APPLICATION_ID,
@@ -96,25 +97,60 @@ def test_a_store_from_a_newer_version_is_refused_and_left_untouched(tmp_path):
     assert _digest(path) == before
 
 
-@pytest.mark.parametrize("kind", ["text", "foreign-sqlite", "random-bytes"])
+@pytest.mark.parametrize("kind", ["text", "random-bytes", "tables", "view", "wal", "app-id", "user-version"])
 def test_a_file_that_is_not_our_store_is_refused_and_left_byte_for_byte_untouched(tmp_path, kind):
+    """Only a file with no schema object at all is initialised: another application's database is refused even when
+    it holds no table (a view), is in WAL mode (a read must not leave -wal/-shm beside it) or only set its ids."""
     path = tmp_path / "history.sqlite"
     if kind == "text":
         path.write_text("my precious notes\n" * 100)
     elif kind == "random-bytes":
         path.write_bytes(os.urandom(8192))
     else:
-        db = sqlite3.connect(path)
-        db.execute("CREATE TABLE accounts (id INTEGER, balance REAL)")
-        db.execute("INSERT INTO accounts VALUES (1, 100.0)")
-        db.commit()
-        db.close()
-    before = _digest(path)
-    for create in (True, False):
+        foreign_database(path, kind)
+    before = snapshot(tmp_path)
+    for options in ({}, {"create": False}, {"readonly": True}):
         with pytest.raises(StoreError, match="not a pytest-memtrack history store.*left untouched"):
-            Store(path, create=create)
-    assert _digest(path) == before
-    assert sorted(os.listdir(tmp_path)) == ["history.sqlite"]  # no -wal/-shm/-journal left behind
+            Store(path, **options)
+    assert snapshot(tmp_path) == before  # byte for byte, and no -wal/-shm/-journal left behind
+
+
+def test_a_file_with_no_schema_object_at_all_becomes_a_store(tmp_path):
+    path = tmp_path / "history.sqlite"
+    db = sqlite3.connect(path, isolation_level=None)
+    db.execute("PRAGMA page_size = 8192")
+    db.execute("VACUUM")  # a valid, non-empty SQLite file whose sqlite_master is empty
+    db.close()
+    assert path.stat().st_size > 0
+    with Store(path) as store:
+        store.save(sample_report(), name="first")
+    with Store(path, readonly=True) as store:
+        assert [r.name for r in store.runs()] == ["first"]
+
+
+@pytest.mark.parametrize("options", [{}, {"create": False}, {"readonly": True}])
+def test_a_damaged_store_is_refused_as_damaged_naming_it_and_left_untouched(tmp_path, options):
+    path = make_store(tmp_path / "history.sqlite")
+    damage(path)
+    before = snapshot(tmp_path)
+    with pytest.raises(StoreError) as info:
+        with Store(path, **options) as store:
+            store.runs()
+    assert str(info.value).startswith(f"the history store {str(path)!r} is damaged (")
+    assert str(info.value).endswith("); it was left untouched: restore it from a backup, or move it aside to start "
+                                    "a new history.")
+    assert snapshot(tmp_path) == before  # no -wal/-shm left beside it either
+
+
+def test_reading_a_store_leaves_its_directory_as_it_was(tmp_path):
+    path = make_store(tmp_path / "history.sqlite")
+    before = snapshot(tmp_path)
+    with Store(path, readonly=True) as store:
+        assert [r.name for r in store.runs()] == ["feature", "main"]
+        assert store.load_report(store.find("main").id)["run"]["python"] == "3.11.7"
+        with pytest.raises(sqlite3.OperationalError, match="readonly"):
+            store._db.execute("DELETE FROM runs")
+    assert snapshot(tmp_path) == before
 
 
 def test_opening_a_missing_store_for_reading_is_an_error_and_creates_nothing(tmp_path):

@@ -406,6 +406,16 @@ def test_the_github_summary_of_a_green_run_says_so_and_keeps_the_top_ten_leaks()
     assert "and 4 more leaking tests" in text
 
 
+def test_the_github_summary_says_when_the_regression_gate_could_not_run():
+    report = empty_report()
+    report["comparison"] = {"baseline": None, "rows": [], "regressions": None, "rules": ["leaking:0"],
+                            "error": "the history store 'h.sqlite' is damaged (database disk image is malformed)"}
+    assert github.render_summary(report).startswith(
+        "### ❌ pytest-memtrack: The regression gate could not run: the history store 'h.sqlite' is damaged")
+    report["comparison"]["rules"] = []  # only compared, no gate: the verdict stays the tests'
+    assert "⚪ pytest-memtrack: No tests ran — nothing was checked for leaks" in github.render_summary(report)
+
+
 def test_the_github_summary_is_appended_not_overwritten(tmp_path):
     target = tmp_path / "summary.md"
     target.write_text("# earlier step\n")

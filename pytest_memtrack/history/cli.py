@@ -47,10 +47,8 @@ def _positive_int(text: str) -> int:
 
 
 def _open(path: str) -> Store:
-    try:
-        return Store(path, create=False)
-    except StoreError as exc:
-        raise CliError(str(exc)) from None
+    """The store, opened read-only: the commands work on a store in a read-only directory and change nothing."""
+    return Store(path, readonly=True)
 
 
 def _time(ts: float) -> str:
@@ -58,8 +56,11 @@ def _time(ts: float) -> str:
 
 
 def history_command(args: argparse.Namespace) -> int:
-    with _open(args.store) as store:
-        runs = store.runs(limit=args.limit)
+    try:
+        with _open(args.store) as store:
+            runs = store.runs(limit=args.limit)
+    except StoreError as exc:
+        raise CliError(str(exc)) from None
     if args.json:
         print(json.dumps([r.as_dict() for r in runs], indent=2))
         return 0
@@ -89,10 +90,7 @@ def _load(ref: str, store_path: str, stores: dict[str, Store]) -> tuple[dict[str
     info = store.find(ref)
     if info is None:
         raise CliError(f"no stored run has the id or name {ref!r} in {store_path!r}, and it is not a report file.")
-    try:
-        return store.load_report(info.id), info.baseline()
-    except StoreError as exc:
-        raise CliError(str(exc)) from None
+    return store.load_report(info.id), info.baseline()
 
 
 def compare_command(args: argparse.Namespace) -> int:
@@ -104,6 +102,8 @@ def compare_command(args: argparse.Namespace) -> int:
     try:
         baseline, info = _load(args.baseline, args.store, stores)
         current, _ = _load(args.current, args.store, stores)
+    except StoreError as exc:
+        raise CliError(str(exc)) from None
     finally:
         for store in stores.values():
             store.close()

@@ -8,9 +8,13 @@ into the history store, compare each run with a baseline, and fail when a figure
     pytest --memtrack --memtrack-compare=main --memtrack-compare-fail=footprint:10% --memtrack-compare-fail=leaking:0
 
 ``--memtrack-compare-fail`` implies ``--memtrack-compare`` (a gate that silently does not run helps nobody).
-The rule grammar is documented in :mod:`pytest_memtrack.history.compare`. With no baseline the run prints a warning line
-and does not fail. A store that cannot be used (not SQLite, somebody else's database, a newer schema) is reported
-as a :class:`MemtrackWarning` and left untouched; the run and its JSON report are unaffected.
+The rule grammar is documented in :mod:`pytest_memtrack.history.compare`. With no baseline (no store yet, no run of
+this machine, no run of that name) the run prints a warning line and does not fail. Comparing opens the store
+read-only, so a store in a read-only directory gates as well as any. A store that cannot be read (not SQLite,
+somebody else's database, a newer schema, damaged) is left untouched and named in a sentence: with
+``--memtrack-compare-fail`` that is a gate that could not run, and it does not pass: a session whose tests passed
+exits with status 1 (as for a regression); otherwise (``--memtrack-compare``, ``--memtrack-save``) it is a
+:class:`MemtrackWarning` and the exit status is unchanged. The JSON report is written either way.
 
 Only the process that owns the session writes (the xdist controller, never a worker).
 
@@ -117,7 +121,7 @@ def find_baseline(store_path: str, ref: str, run: dict[str, Any]) -> tuple[RunIn
     if not os.path.exists(store_path):
         return None, None, f"no baseline was found: the history store {store_path} does not exist yet " \
                            "(save a run with --memtrack-save)."
-    with Store(store_path, create=False) as store:
+    with Store(store_path, readonly=True) as store:
         if ref:
             info = store.find(ref)
             why = f"no baseline was found: no stored run has the id or name {ref!r} in {store_path}."
@@ -143,6 +147,8 @@ class HistoryPlugin:
     comparison: Comparison | None = None
     notes: list[str] = field(default_factory=list)  # warning lines for the terminal summary
     saved: RunInfo | None = None
+    gate_error: str | None = None  # why the gate asked for could not run
+    gate_failed_session: bool = False  # ... and that turned a passing session's exit status into 1
 
     def _warn(self, message: str) -> None:
         try:
@@ -157,7 +163,16 @@ class HistoryPlugin:
         try:
             info, baseline, why = find_baseline(self.store_path, self.compare_ref, report.get("run") or {})
         except (StoreError, sqlite3.Error) as exc:
-            self._warn(f"memtrack: cannot compare with a baseline: {exc}")
+            report["comparison"] = {"baseline": None, "rows": [], "regressions": None,
+                                    "rules": [r.text for r in self.rules], "new": [], "new_count": 0,
+                                    "error": str(exc)}
+            if not self.rules:
+                self._warn(f"memtrack: cannot compare with a baseline: {exc}")
+                return
+            self.gate_error = str(exc)  # a gate that cannot run does not pass
+            if session.exitstatus == pytest.ExitCode.OK:
+                session.exitstatus = pytest.ExitCode.TESTS_FAILED
+                self.gate_failed_session = True
             return
         if info is None or baseline is None:
             self.notes.append(f"memtrack: {why}")
@@ -191,6 +206,12 @@ class HistoryPlugin:
                     tr.write_line(line)
             else:
                 tr.write_line("memtrack: " + render_summary(data).splitlines()[0], green=True)
+        if self.gate_error is not None:
+            tr.write_sep("=", "memtrack regression gate not run", red=True, bold=True)
+            tr.write_line(f"memtrack: the regression gate could not run: {self.gate_error}", red=True)
+            if self.gate_failed_session:
+                tr.write_line("memtrack: the session fails (exit status 1): --memtrack-compare-fail asked for a gate "
+                              "and it could not run.", red=True)
         for note in self.notes:
             tr.write_line(note, yellow=True)
         if self.saved is not None:

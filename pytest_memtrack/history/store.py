@@ -5,9 +5,13 @@ per-package figures, and the full report model as zlib-compressed JSON so that `
 
 Safety, because a history is only useful when nothing in it is ever lost:
 
-* the file is inspected read-only before anything is written: a file that is not SQLite, a SQLite database that
-  is not ours (wrong ``application_id``, or foreign tables) or a store written by a newer pytest-memtrack
-  (``user_version`` above :data:`SCHEMA_VERSION`) is refused with :class:`StoreError` and left byte-for-byte untouched;
+* before anything is read or written the file is checked (:mod:`pytest_memtrack.history.schema`): a file that is
+  not SQLite, another application's database (its ids, or any schema object of its own, a lone view included), a
+  store written by a newer pytest-memtrack, or a damaged store is refused with :class:`StoreError` and left
+  byte-for-byte untouched, with no ``-wal``/``-shm`` left beside it; only a file with no schema object at all is
+  initialised;
+* reading (``readonly=True``: the gate, ``history``, ``compare``) opens the store with ``mode=ro``, so it works in a
+  directory nobody may write to, and leaves the directory as it was;
 * WAL journal, a busy timeout and ``BEGIN IMMEDIATE`` transactions let concurrent sessions write one store;
 * the schema is versioned (``PRAGMA user_version``) and :data:`MIGRATIONS` bring older stores forward.
 """
@@ -19,73 +23,31 @@ import os
 import sqlite3
 import time
 import zlib
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
 import pytest
 
-#: ``PRAGMA application_id`` of a pytest-memtrack store ("MTRK").
-APPLICATION_ID = 0x4D54524B
+from pytest_memtrack.history.schema import (
+    APPLICATION_ID,
+    MIGRATIONS,
+    SCHEMA_VERSION,
+    StoreError,
+    check,
+    inspect,
+    read_error,
+    uri,
+)
+
+__all__ = ["APPLICATION_ID", "MIGRATIONS", "SCHEMA_VERSION", "MemtrackWarning", "RunInfo", "Store", "StoreError",
+           "machine_key"]
+
 BUSY_TIMEOUT_S = 30.0
 
 
 class MemtrackWarning(pytest.PytestWarning):
     """A pytest-memtrack problem that does not stop the run (e.g. an unusable history store)."""
-
-
-class StoreError(Exception):
-    """The store cannot be used; the message is a sentence naming the file."""
-
-
-def _v1(db: sqlite3.Connection) -> None:
-    db.execute("""CREATE TABLE runs (
-        id INTEGER PRIMARY KEY AUTOINCREMENT,
-        time REAL NOT NULL,
-        name TEXT,
-        commit_id TEXT,
-        machine TEXT,          -- comparable-machine key: system-implementation-major.minor-arch
-        python TEXT,
-        implementation TEXT,
-        platform TEXT,
-        arch TEXT,
-        hostname TEXT,
-        exitstatus INTEGER,
-        report BLOB NOT NULL   -- zlib-compressed JSON of the full report model
-    )""")
-    db.execute("""CREATE TABLE tests (
-        run_id INTEGER NOT NULL REFERENCES runs(id) ON DELETE CASCADE,
-        nodeid TEXT NOT NULL,
-        outcome TEXT,
-        rss_delta REAL,
-        leak_score REAL,
-        leaking INTEGER,
-        per_run REAL,          -- bytes per run of the memory kind, when hunted
-        PRIMARY KEY (run_id, nodeid)
-    )""")
-    db.execute("""CREATE TABLE packages (
-        run_id INTEGER NOT NULL REFERENCES runs(id) ON DELETE CASCADE,
-        name TEXT NOT NULL,
-        current REAL,
-        peak REAL,
-        footprint REAL,
-        leak_score REAL,
-        trend TEXT,
-        PRIMARY KEY (run_id, name)
-    )""")
-    db.execute("CREATE INDEX runs_by_machine ON runs (machine, id)")
-
-
-def _v2(db: sqlite3.Connection) -> None:
-    db.execute("ALTER TABLE runs ADD COLUMN duration REAL")
-    db.execute("ALTER TABLE runs ADD COLUMN workers INTEGER")
-    db.execute("CREATE INDEX runs_by_name ON runs (name, id)")
-
-
-#: ``MIGRATIONS[i]`` brings a store from schema version ``i`` to ``i + 1``.
-MIGRATIONS: tuple[Callable[[sqlite3.Connection], None], ...] = (_v1, _v2)
-SCHEMA_VERSION = len(MIGRATIONS)
-_OUR_TABLES = {"runs", "tests", "packages", "sqlite_sequence"}
 
 
 @dataclass(frozen=True)
@@ -127,57 +89,25 @@ def _num(value: Any) -> float | None:
     return float(value)
 
 
-def _inspect(path: str) -> int:
-    """The schema version of the store at ``path`` (0: empty or absent); :class:`StoreError` when it is not ours.
-
-    Read-only: never writes to the file.
-    """
-    if not os.path.exists(path) or os.path.getsize(path) == 0:
-        return 0
-    if os.path.isdir(path):
-        raise StoreError(f"the history store {path!r} is a directory, not a file.")
-    uri = "file:" + _quote(path) + "?mode=ro"
-    try:
-        db = sqlite3.connect(uri, uri=True, timeout=BUSY_TIMEOUT_S)
-    except sqlite3.Error as exc:
-        raise StoreError(f"the history store {path!r} cannot be opened ({exc}); it was left untouched.") from None
-    try:
-        try:
-            app_id = db.execute("PRAGMA application_id").fetchone()[0]
-            version = db.execute("PRAGMA user_version").fetchone()[0]
-            tables = {r[0] for r in db.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
-        except sqlite3.DatabaseError as exc:
-            raise StoreError(f"{path!r} is not a pytest-memtrack history store ({exc}); it was left untouched; "
-                             "choose another file with --memtrack-store.") from None
-    finally:
-        db.close()
-    if app_id == 0 and version == 0 and not tables:
-        return 0
-    if app_id != APPLICATION_ID or not tables <= _OUR_TABLES:
-        raise StoreError(f"{path!r} is an SQLite database but not a pytest-memtrack history store; it was left "
-                         "untouched; choose another file with --memtrack-store.")
-    if version > SCHEMA_VERSION:
-        raise StoreError(f"the history store {path!r} was written by a newer pytest-memtrack (schema version "
-                         f"{version}, this one reads up to {SCHEMA_VERSION}); upgrade pytest-memtrack to use it. "
-                         "The store was left untouched.")
-    return version
-
-
-def _quote(path: str) -> str:
-    from urllib.parse import quote
-
-    return quote(os.path.abspath(path))
-
-
 class Store:
-    """A pytest-memtrack history store. Use as a context manager; every method is one transaction."""
+    """A pytest-memtrack history store. Use as a context manager; every method is one transaction.
 
-    def __init__(self, path: str | os.PathLike[str], *, create: bool = True) -> None:
+    ``Store(path)`` opens the store for saving, creating it (or initialising an empty file) when needed.
+    ``Store(path, readonly=True)`` opens an existing store for reading only (``mode=ro``): it works in a directory
+    nobody may write to, migrates nothing, and leaves the directory as it was. ``create=False`` opens an existing
+    store for saving. Every way the file can be unusable (not ours, newer, damaged) is a :class:`StoreError`.
+    """
+
+    def __init__(self, path: str | os.PathLike[str], *, create: bool = True, readonly: bool = False) -> None:
         self.path = os.fspath(path)
-        version = _inspect(self.path)
+        self._tidy = False
+        version = inspect(self.path)
         exists = os.path.exists(self.path)
-        if not exists and not create:
+        if not exists and (readonly or not create):
             raise StoreError(f"there is no history store at {self.path!r}; save a run with --memtrack-save first.")
+        if readonly:
+            self._db = self._open_readonly(version)
+            return
         if not exists:
             directory = os.path.dirname(os.path.abspath(self.path))
             try:
@@ -190,6 +120,8 @@ class Store:
             raise StoreError(f"cannot open the history store {self.path!r} ({exc}).") from None
         try:
             self._db.execute(f"PRAGMA busy_timeout = {int(BUSY_TIMEOUT_S * 1000)}")
+            if version:
+                check(self._db, self.path)  # never write into a damaged store: it would only spread the damage
             if version < SCHEMA_VERSION:
                 self._migrate()
             self._db.execute("PRAGMA journal_mode = WAL")
@@ -201,6 +133,56 @@ class Store:
             self._db.close()
             raise
 
+    def _open_readonly(self, version: int) -> sqlite3.Connection:
+        if version == 0:  # an empty file, or a database with no schema yet: a store with no runs
+            db = sqlite3.connect(":memory:", isolation_level=None)
+            for step in MIGRATIONS:
+                step(db)
+            return db
+        sides = [self.path + suffix for suffix in ("-wal", "-shm")]
+        created = not any(os.path.exists(side) for side in sides)  # any we find afterwards are ours to tidy
+        db = sqlite3.connect(uri(self.path, "ro"), uri=True, timeout=BUSY_TIMEOUT_S, isolation_level=None)
+        try:
+            try:
+                db.execute("PRAGMA schema_version").fetchone()  # opens the WAL, creating -wal/-shm if need be
+            except sqlite3.OperationalError:
+                if os.path.exists(sides[0]) or os.access(os.path.dirname(os.path.abspath(self.path)), os.W_OK):
+                    raise
+                # A WAL store in a directory we may not write to, with no -wal beside it: SQLite cannot create the
+                # -wal/-shm a reader needs. No -wal means no connection has the store open (and nobody who may not
+                # write the directory can open one that writes), so the main file holds every committed run.
+                db.close()
+                db = sqlite3.connect(uri(self.path, "ro", immutable=True), uri=True, isolation_level=None)
+            check(db, self.path)
+        except sqlite3.Error as exc:
+            db.close()
+            self._tidy_side_files(created)
+            raise StoreError(f"cannot read the history store {self.path!r} ({exc}); it was left untouched.") from None
+        except BaseException:
+            db.close()
+            self._tidy_side_files(created)
+            raise
+        self._tidy = created
+        return db
+
+    def _tidy_side_files(self, created: bool) -> None:
+        """Remove the ``-wal``/``-shm`` our read-only connection created (SQLite leaves them after a reader).
+
+        A read-write connection that only reads lets SQLite itself do it safely: the last connection to close
+        checkpoints (nothing to write: the -wal it finds is the empty one we made) and deletes both; while other
+        connections are open it leaves them. The database file is not written.
+        """
+        if not created or not any(os.path.exists(self.path + suffix) for suffix in ("-wal", "-shm")):
+            return
+        try:
+            db = sqlite3.connect(uri(self.path, "rw"), uri=True, timeout=1.0)
+            try:
+                db.execute("PRAGMA schema_version").fetchone()
+            finally:
+                db.close()
+        except sqlite3.Error:
+            pass
+
     # -- plumbing --------------------------------------------------------------------------------------------------
 
     def __enter__(self) -> Store:
@@ -211,18 +193,17 @@ class Store:
 
     def close(self) -> None:
         self._db.close()
+        if self._tidy:
+            self._tidy = False
+            self._tidy_side_files(True)
 
     def _migrate(self) -> None:
         db = self._db
         db.execute("BEGIN IMMEDIATE")
         try:
-            # Re-read inside the write lock: another session may have created or migrated the store meanwhile.
-            version = db.execute("PRAGMA user_version").fetchone()[0]
-            app_id = db.execute("PRAGMA application_id").fetchone()[0]
-            tables = {r[0] for r in db.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
-            if version > SCHEMA_VERSION or (tables and app_id != APPLICATION_ID):
-                raise StoreError(f"the history store {self.path!r} changed while it was being opened; it was left "
-                                 "untouched.")
+            # Re-read inside the write lock: another session may have created or migrated the store meanwhile, and
+            # what the header promised (an empty file) is checked against the schema itself.
+            version = check(db, self.path)
             for step in MIGRATIONS[version:]:
                 step(db)
             db.execute(f"PRAGMA application_id = {APPLICATION_ID}")
@@ -284,11 +265,17 @@ class Store:
                " (SELECT COUNT(*) FROM tests t WHERE t.run_id = r.id AND t.leaking),"
                " r.exitstatus FROM runs r")
 
+    def _read(self, sql: str, params: tuple[Any, ...]) -> list[Any]:
+        try:
+            return self._db.execute(sql, params).fetchall()
+        except sqlite3.DatabaseError as exc:  # what the check on opening could not see, e.g. a page damaged since
+            raise read_error(self.path, exc) from None
+
     def _infos(self, where: str = "", params: tuple[Any, ...] = (), limit: int | None = None) -> list[RunInfo]:
         sql = self._SELECT + (f" WHERE {where}" if where else "") + " ORDER BY r.id DESC"
         if limit is not None:
             sql += f" LIMIT {int(limit)}"
-        return [RunInfo(*row) for row in self._db.execute(sql, params)]
+        return [RunInfo(*row) for row in self._read(sql, params)]
 
     def runs(self, limit: int | None = None) -> list[RunInfo]:
         """Stored runs, newest first."""
@@ -323,7 +310,8 @@ class Store:
         return found[0] if found else None
 
     def load_report(self, run_id: int) -> dict[str, Any]:
-        row = self._db.execute("SELECT report FROM runs WHERE id = ?", (run_id,)).fetchone()
+        rows = self._read("SELECT report FROM runs WHERE id = ?", (run_id,))
+        row = rows[0] if rows else None
         if row is None:
             raise StoreError(f"there is no run #{run_id} in the history store {self.path!r}.")
         try:

@@ -9,6 +9,7 @@ from typing import Any
 import pytest
 
 from pytest_memtrack.report import github
+from pytest_memtrack.report.atomic import describe_os_error
 from pytest_memtrack.report.html import write_html
 from pytest_memtrack.settings import parse_writable_path, resolve
 
@@ -19,16 +20,27 @@ class HtmlReportWriter:
     def __init__(self, path: str) -> None:
         self.path = path
         self.written = False
+        self.error: str | None = None  # why the page was not written
 
     @pytest.hookimpl(trylast=True)
     def pytest_memtrack_report_ready(self, session: pytest.Session, report: dict[str, Any]) -> None:
-        write_html(report, self.path)
+        try:
+            write_html(report, self.path)
+        except OSError as exc:  # a warning line, never a failed session (the JSON report decides nothing here)
+            self.error = describe_os_error(exc)
+            return
+        except KeyboardInterrupt:
+            self.error = "interrupted (Ctrl-C)"
+            raise
         self.written = True
 
     @pytest.hookimpl(trylast=True)
     def pytest_terminal_summary(self, terminalreporter: Any) -> None:
         if self.written:
             terminalreporter.write_line(f"memtrack: HTML report: {self.path}")
+        elif self.error:
+            terminalreporter.write_line(f"memtrack: warning: could not write the HTML report {self.path}: "
+                                        f"{self.error}", yellow=True)
 
 
 class GithubSummary:

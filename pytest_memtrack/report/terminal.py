@@ -60,22 +60,30 @@ def summary_lines(report: dict[str, Any], verbose: int, top: int = 5) -> list[st
 
 
 def write_summary(terminalreporter: Any, report: dict[str, Any] | None, problems: list[str],
-                  settings: Settings) -> None:
+                  settings: Settings, *, notes: list[str] | None = None, json_written: bool = False,
+                  json_error: str | None = None) -> None:
+    """The summary, then ``notes`` (Ctrl-C while writing), then where the JSON report is: its path only when it was
+    written, else a warning line naming the path and the reason."""
     verbose = terminalreporter.config.option.verbose
     if report is None:
         terminalreporter.write_sep("-", "memtrack")
         for problem in problems:
             terminalreporter.write_line(f"memtrack: {problem}")
-        return
-    lines = summary_lines(report, verbose)
-    troubled = len(lines) > 1 or problems
-    if troubled or verbose > 0:
-        terminalreporter.write_sep("-", "memtrack")
-        for line in lines:
-            terminalreporter.write_line(line, red=line.startswith("LEAK"))
     else:
-        terminalreporter.write_line(f"memtrack: {lines[-1]}")
-    for problem in problems:
-        terminalreporter.write_line(f"memtrack: problem: {problem}", yellow=True)
-    if settings.json_path:
+        lines = summary_lines(report, verbose)
+        troubled = len(lines) > 1 or problems
+        if troubled or verbose > 0:
+            terminalreporter.write_sep("-", "memtrack")
+            for line in lines:
+                terminalreporter.write_line(line, red=line.startswith("LEAK"))
+        else:
+            terminalreporter.write_line(f"memtrack: {lines[-1]}")
+        for problem in problems:
+            terminalreporter.write_line(f"memtrack: problem: {problem}", yellow=True)
+    for note in notes or []:
+        terminalreporter.write_line(f"memtrack: {note}", yellow=True)
+    if settings.json_path and json_written:
         terminalreporter.write_line(f"memtrack: JSON report: {settings.json_path}")
+    elif settings.json_path and json_error:
+        terminalreporter.write_line(f"memtrack: warning: could not write the JSON report {settings.json_path}: "
+                                    f"{json_error}", yellow=True)

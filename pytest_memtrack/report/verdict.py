@@ -44,12 +44,15 @@ def headline(report: Mapping[str, Any]) -> Headline:
     tests = [_dict(t) for t in _list(report.get("tests"))]
     leaking = sum(1 for t in tests if t.get("leaking"))
     hunted = sum(1 for t in tests if is_hunted(t))
-    regressions = _dict(report.get("comparison")).get("regressions")
+    comparison = _dict(report.get("comparison"))
+    regressions = comparison.get("regressions")
     if leaking:
         return Headline(f"{leaking} of {len(tests)} tests leak", "bad", len(tests), hunted, leaking)
     if isinstance(regressions, int) and regressions:
         text = f"{regressions} memory regression{'s' if regressions != 1 else ''} against the baseline"
         return Headline(text, "bad", len(tests), hunted, leaking)
+    if comparison.get("error") and comparison.get("rules"):  # a gate was asked for and could not run
+        return Headline(f"The regression gate could not run: {comparison['error']}", "bad", len(tests), hunted, 0)
     if not tests:
         return Headline("No tests ran — nothing was checked for leaks", "neutral", 0, 0, 0)
     if not hunted:
