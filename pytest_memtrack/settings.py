@@ -6,7 +6,6 @@ Every option defaults to ``None`` so an unset command-line option never hides it
 
 from __future__ import annotations
 
-import math
 import os
 import re
 from collections.abc import Callable
@@ -15,7 +14,7 @@ from typing import Any, TypeVar
 
 import pytest
 
-from pytest_memtrack.units import SIZE_UNITS
+from pytest_memtrack.units import SIZE_UNITS, parse_decimal, shown
 
 T = TypeVar("T")
 
@@ -52,66 +51,73 @@ def parse_bool(raw: str, label: str) -> bool:
 
 def parse_score(raw: str, label: str) -> float:
     """A leak score limit: a number in [0, 1]."""
-    try:
-        value = float(raw)
-    except (TypeError, ValueError):
-        raise pytest.UsageError(f"{label} must be a number between 0 and 1, not {raw!r}.") from None
-    if math.isnan(value) or not 0.0 <= value <= 1.0:
-        raise pytest.UsageError(f"{label} must be a number between 0 and 1, not {raw!r}.")
+    value = parse_decimal(raw)
+    if value is None or not 0.0 <= value <= 1.0:
+        raise pytest.UsageError(f"{label} must be a number between 0 and 1, not {shown(raw)}.")
     return value
+
+
+#: The largest count a setting takes (runs, history entries): beyond any real use, and far below what SQLite or a
+#: C long holds.
+MAX_COUNT = 1_000_000_000
 
 
 def parse_positive_int(raw: str, label: str) -> int:
-    try:
-        value = int(raw)
-    except (TypeError, ValueError):
-        raise pytest.UsageError(f"{label} must be a positive whole number, not {raw!r}.") from None
-    if value < 1:
-        raise pytest.UsageError(f"{label} must be a positive whole number, not {raw!r}.")
-    return value
+    """A whole number from 1 to :data:`MAX_COUNT`, written in ASCII digits (``int()`` also reads ``'١'``, and
+    fails with a ValueError of its own on 4,301 digits)."""
+    digits = raw.strip().removeprefix("+")
+    significant = digits.lstrip("0")
+    if not re.fullmatch(r"[0-9]+", digits, re.ASCII) or not significant:
+        raise pytest.UsageError(f"{label} must be a positive whole number, not {shown(raw)}.")
+    if len(significant) > len(str(MAX_COUNT)) or int(significant) > MAX_COUNT:
+        raise pytest.UsageError(f"{label} must be a positive whole number up to {MAX_COUNT:,}, not {shown(raw)}.")
+    return int(significant)
 
 
 def parse_non_negative_float(raw: str, label: str) -> float:
-    try:
-        value = float(raw)
-    except (TypeError, ValueError):
-        raise pytest.UsageError(f"{label} must be a non-negative number, not {raw!r}.") from None
-    if math.isnan(value) or math.isinf(value) or value < 0:
-        raise pytest.UsageError(f"{label} must be a non-negative number, not {raw!r}.")
+    value = parse_decimal(raw)
+    if value is None or value < 0:
+        raise pytest.UsageError(f"{label} must be a non-negative number, not {shown(raw)}.")
     return value
 
 
 def parse_time_budget(raw: str, label: str) -> float:
     """Seconds of wall time, 0 meaning no limit."""
-    try:
-        value = float(raw)
-    except (TypeError, ValueError):
-        value = math.nan
-    if math.isnan(value) or math.isinf(value) or value < 0:
+    value = parse_decimal(raw)
+    if value is None or value < 0:
         raise pytest.UsageError(f"{label} must be a number of seconds such as 60 or 2.5, or 0 for no limit, "
-                                f"not {raw!r}.")
+                                f"not {shown(raw)}.")
     return value
 
 
 def parse_fraction(raw: str, label: str) -> float:
     """A share in (0, 1], e.g. an overhead budget of 0.05 (5%)."""
     text = raw.strip()
-    try:
-        value = float(text[:-1]) / 100 if text.endswith("%") else float(text)
-    except ValueError:
-        raise pytest.UsageError(f"{label} must be a fraction such as 0.05 or 5%, not {raw!r}.") from None
-    if math.isnan(value) or not 0.0 < value <= 1.0:
-        raise pytest.UsageError(f"{label} must be a fraction in (0, 1] such as 0.05 or 5%, not {raw!r}.")
+    value = parse_decimal(text[:-1]) if text.endswith("%") else parse_decimal(text)
+    if value is None:
+        raise pytest.UsageError(f"{label} must be a fraction such as 0.05 or 5%, not {shown(raw)}.")
+    if text.endswith("%"):
+        value /= 100
+    if not 0.0 < value <= 1.0:
+        raise pytest.UsageError(f"{label} must be a fraction in (0, 1] such as 0.05 or 5%, not {shown(raw)}.")
     return value
 
 
+#: The largest byte size a setting takes (1 TiB): a leak reference or native floor beyond it means nothing, and a
+#: float of 1 followed by 309 zeros would overflow on the way to an int.
+MAX_SIZE = 1024**4
+
+
 def parse_size(raw: str, label: str) -> int:
-    """A byte size: ``4096``, ``64KB``, ``1.5MiB`` (binary units)."""
-    match = re.fullmatch(r"\s*(\d+(?:\.\d+)?)\s*([a-zA-Z]*)\s*", raw)
+    """A byte size: ``4096``, ``64KB``, ``1.5MiB`` (binary units), up to :data:`MAX_SIZE`."""
+    match = re.fullmatch(r"\s*([0-9]+(?:\.[0-9]+)?)\s*([a-zA-Z]*)\s*", raw, re.ASCII)
     unit = (match.group(2).lower() or "b") if match else None
     if not match or unit not in SIZE_UNITS:
-        raise pytest.UsageError(f"{label} must be a size such as 4096, 64KB or 1MB, not {raw!r}.")
-    return int(float(match.group(1)) * SIZE_UNITS[unit])
+        raise pytest.UsageError(f"{label} must be a size such as 4096, 64KB or 1MB, not {shown(raw)}.")
+    size = float(match.group(1)) * SIZE_UNITS[unit]
+    if not size <= MAX_SIZE:  # also inf
+        raise pytest.UsageError(f"{label} must be a size of at most 1 TiB (such as 64KB or 1MB), not {shown(raw)}.")
+    return int(size)
 
 
 def parse_writable_path(raw: str, label: str) -> str:
@@ -181,3 +187,4 @@ def resolve_settings(config: pytest.Config) -> Settings:
         trace_all=resolve(config, "memtrack_trace_all", parse_bool, False),
         measure_all=resolve(config, "memtrack_measure_all", parse_bool, False),
     )
+

@@ -7,6 +7,14 @@ import json
 import pytest
 
 from pytest_memtrack.schemas import validate
+from pytest_memtrack.settings import (
+    parse_fraction,
+    parse_non_negative_float,
+    parse_positive_int,
+    parse_score,
+    parse_size,
+    parse_time_budget,
+)
 
 LEAKY = """
 import pytest
@@ -112,6 +120,53 @@ def test_ini_values_are_read_and_validated(pytester):
     result = run(pytester)
     assert result.ret == pytest.ExitCode.USAGE_ERROR
     result.stderr.fnmatch_lines(["*ini option 'memtrack_max_leak_score' must be a number between 0 and 1*"])
+
+
+HUGE = "1" + "0" * 309  # float() makes it 1e309 = inf, and int(inf) raised OverflowError: an INTERNALERROR
+
+
+@pytest.mark.parametrize("name", ["memtrack_leak_reference", "memtrack_native_floor"])
+@pytest.mark.parametrize("where", ["command line", "ini"])
+def test_a_size_too_large_for_a_float_is_a_usage_error_naming_the_option(pytester, name, where):
+    pytester.makepyfile("def test_x():\n    raise AssertionError('must not run')\n")
+    flag = "--" + name.replace("_", "-")
+    if where == "ini":
+        pytester.makeini(f"[pytest]\n{name} = {HUGE}\n")
+        result = run(pytester, "--memtrack")
+        label = f"ini option '{name}'"
+    else:
+        result = run(pytester, "--memtrack", f"{flag}={HUGE}")
+        label = flag
+    assert result.ret == pytest.ExitCode.USAGE_ERROR
+    result.stderr.fnmatch_lines([f"ERROR: {label} must be a size of at most 1 TiB (such as 64KB or 1MB), not "
+                                 "'10000000000000000000'… (310 characters)."])
+    assert "INTERNALERROR" not in result.stdout.str() + result.stderr.str()
+
+
+@pytest.mark.parametrize(("parse", "raw", "words"), [
+    (parse_size, "١KB", "must be a size"),  # an Arabic-Indic one: \d matched it, float() read it
+    (parse_size, "1025GB", "at most 1 TiB"),
+    (parse_score, "0_1", "between 0 and 1"),  # float("0_1") is 1.0: a typo became the loosest limit
+    (parse_score, "٠.٥", "between 0 and 1"),
+    (parse_fraction, "5_0%", "must be a fraction"),
+    (parse_time_budget, "1_0", "number of seconds"),
+    (parse_non_negative_float, "1e400", "non-negative number"),
+    (parse_positive_int, "٣", "positive whole number"),
+    (parse_positive_int, "9" * 4301, "positive whole number up to 1,000,000,000"),  # int() raised ValueError
+    (parse_positive_int, "0", "positive whole number"),
+])
+def test_numbers_are_read_in_ascii_decimal_only_and_within_range(parse, raw, words):
+    with pytest.raises(pytest.UsageError, match=words) as caught:
+        parse(raw, "--opt")
+    assert str(caught.value).startswith("--opt ") and str(caught.value).endswith(".")
+    assert len(str(caught.value)) < 200
+
+
+def test_numbers_people_write_are_still_read():
+    assert parse_score(" 0.25 ", "x") == 0.25 and parse_score("1e-1", "x") == 0.1 and parse_score(".5", "x") == 0.5
+    assert parse_fraction("5%", "x") == 0.05 and parse_time_budget("0", "x") == 0.0
+    assert parse_size("1.5MiB", "x") == 1572864 and parse_size("1024GiB", "x") == 1024**4
+    assert parse_positive_int("+007", "x") == 7 and parse_positive_int("1000000000", "x") == 1_000_000_000
 
 
 def test_help_lists_every_option(pytester):
