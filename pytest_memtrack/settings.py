@@ -28,16 +28,25 @@ def resolve(config: pytest.Config, name: str, parse: Callable[[str, str], T], de
     raw = config.getoption(name, default=None)
     label = "--" + name.replace("_", "-")
     if raw is None:
-        try:
-            raw = config.getini(name)
-        except ValueError:  # ini key not registered (feature module absent)
-            raw = None
+        raw = read_ini(config, name)
         label = f"ini option {name!r}"
         if raw in (None, "", []):
             return default
     if not isinstance(raw, str):
         return raw  # already parsed by the option's type=
     return parse(raw, label)
+
+
+def read_ini(config: pytest.Config, name: str) -> Any:
+    """``config.getini(name)``; None when the key is not registered (feature module absent). pytest's own
+    conversion of a ``bool`` key fails without naming the key ("invalid truth value 'maybe'"): that is a usage
+    error naming it here."""
+    try:
+        return config.getini(name)
+    except (ValueError, pytest.UsageError) as exc:
+        if str(exc).startswith("unknown configuration value"):
+            return None
+        raise pytest.UsageError(f"ini option {name!r} must be true or false ({exc}).") from None
 
 
 def parse_bool(raw: str, label: str) -> bool:

@@ -169,6 +169,16 @@ def test_numbers_people_write_are_still_read():
     assert parse_positive_int("+007", "x") == 7 and parse_positive_int("1000000000", "x") == 1_000_000_000
 
 
+@pytest.mark.parametrize("ini", ["memtrack = maybe\n", "memtrack = true\nmemtrack_trace_all = maybe\n"])
+def test_a_bad_boolean_in_the_ini_file_names_the_key(pytester, ini):
+    pytester.makeini("[pytest]\n" + ini)
+    pytester.makepyfile("def test_x():\n    pass\n")
+    result = run(pytester)
+    assert result.ret == pytest.ExitCode.USAGE_ERROR
+    key = ini.strip().splitlines()[-1].split(" = ")[0]
+    result.stderr.fnmatch_lines([f"ERROR: ini option '{key}' must be true or false (*'maybe'*)."])
+
+
 def test_help_lists_every_option(pytester):
     result = run(pytester, "--help")
     assert result.ret == 0
