@@ -49,6 +49,15 @@ def read_ini(config: pytest.Config, name: str) -> Any:
         raise pytest.UsageError(f"ini option {name!r} must be true or false ({exc}).") from None
 
 
+def label_of(config: pytest.Config, name: str) -> str | None:
+    """Where setting ``name`` was given: its command-line flag, ``ini option 'name'``, or None (the default)."""
+    if config.getoption(name, default=None) is not None:
+        return "--" + name.replace("_", "-")
+    if read_ini(config, name) not in (None, "", []):
+        return f"ini option {name!r}"
+    return None
+
+
 def parse_bool(raw: str, label: str) -> bool:
     value = raw.strip().lower()
     if value in ("1", "true", "yes", "on"):
@@ -177,9 +186,7 @@ def resolve_settings(config: pytest.Config) -> Settings:
     max_runs = resolve(config, "memtrack_max_runs", parse_positive_int, d.max_runs)
     warmup = resolve(config, "memtrack_warmup_runs", parse_positive_int, d.warmup_runs)
     if max_runs < warmup + 3:
-        raise pytest.UsageError(
-            f"--memtrack-max-runs ({max_runs}) must leave at least 3 measured runs after {warmup} warm-up runs."
-        )
+        raise pytest.UsageError(_runs_advice(config, max_runs, warmup))
     return Settings(
         enabled=resolve(config, "memtrack", parse_bool, False),
         json_path=resolve(config, "memtrack_json", parse_writable_path, None),
@@ -197,3 +204,23 @@ def resolve_settings(config: pytest.Config) -> Settings:
         measure_all=resolve(config, "memtrack_measure_all", parse_bool, False),
     )
 
+
+def _runs_advice(config: pytest.Config, max_runs: int, warmup: int) -> str:
+    """The sentence for warm-up runs that leave fewer than 3 measured runs: it leads with the setting the user gave
+    (a huge --memtrack-warmup-runs is not a --memtrack-max-runs mistake) and says what to change to what."""
+    max_label = label_of(config, "memtrack_max_runs")
+    warm_label = label_of(config, "memtrack_warmup_runs")
+    max_name = max_label or "--memtrack-max-runs"
+    warm_name = warm_label or "--memtrack-warmup-runs"
+    lower_warmup = f"lower {warm_name} to {max_runs - 3} or less" if max_runs - 3 >= 1 else None
+    raise_max = f"raise {max_name} to {warmup + 3} or more" if warmup + 3 <= MAX_COUNT else None
+    if warm_label and not max_label:
+        head = (f"{warm_name} ({warmup}) leaves fewer than 3 measured runs within the {max_runs} runs of "
+                f"{max_name} (its default)")
+        fixes = [lower_warmup, raise_max]
+    else:
+        given = "" if warm_label else " (its default)"
+        head = (f"{max_name} ({max_runs}) must leave at least 3 measured runs after the {warmup} warm-up runs of "
+                f"{warm_name}{given}")
+        fixes = [raise_max, lower_warmup]
+    return f"{head}: {', or '.join(fix for fix in fixes if fix)}."

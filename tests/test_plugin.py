@@ -179,6 +179,28 @@ def test_a_bad_boolean_in_the_ini_file_names_the_key(pytester, ini):
     result.stderr.fnmatch_lines([f"ERROR: ini option '{key}' must be true or false (*'maybe'*)."])
 
 
+@pytest.mark.parametrize(("args", "message"), [
+    (["--memtrack-warmup-runs=1000"],
+     "ERROR: --memtrack-warmup-runs (1000) leaves fewer than 3 measured runs within the 10 runs of "
+     "--memtrack-max-runs (its default): lower --memtrack-warmup-runs to 7 or less, or raise --memtrack-max-runs "
+     "to 1003 or more."),
+    (["--memtrack-warmup-runs=1000000000"], "*lower --memtrack-warmup-runs to 7 or less.*"),
+    (["--memtrack-max-runs=4"],
+     "ERROR: --memtrack-max-runs (4) must leave at least 3 measured runs after the 2 warm-up runs of "
+     "--memtrack-warmup-runs (its default): raise --memtrack-max-runs to 5 or more, or lower "
+     "--memtrack-warmup-runs to 1 or less."),
+    (["--memtrack-max-runs=20", "--memtrack-warmup-runs=30"],
+     "ERROR: --memtrack-max-runs (20) must leave at least 3 measured runs after the 30 warm-up runs of "
+     "--memtrack-warmup-runs: raise --memtrack-max-runs to 33 or more, or lower --memtrack-warmup-runs to 17 or "
+     "less."),
+])
+def test_too_few_measured_runs_name_the_setting_to_change(pytester, args, message):
+    pytester.makepyfile("def test_x():\n    raise AssertionError('must not run')\n")
+    result = run(pytester, "--memtrack", *args)
+    assert result.ret == pytest.ExitCode.USAGE_ERROR
+    result.stderr.fnmatch_lines([message])
+
+
 def test_help_lists_every_option(pytester):
     result = run(pytester, "--help")
     assert result.ret == 0
