@@ -138,22 +138,32 @@ def parse_size(raw: str, label: str) -> int:
     return int(size)
 
 
-def parse_writable_path(raw: str, label: str) -> str:
-    """A report path whose directory exists (or can be made) and is writable; checked before any test runs."""
+def parse_writable_path(raw: str, label: str, what: str = "a report") -> str:
+    """A path ``what`` can be written to: a regular file or none yet, in a directory that exists and is writable,
+    or that can be created (its nearest existing ancestor is a writable directory); checked before any test runs.
+    """
+    if not raw.strip():
+        raise pytest.UsageError(f"{label} must name a file, not an empty string.")
     path = os.path.abspath(os.path.expanduser(raw))
     if os.path.isdir(path):
         raise pytest.UsageError(f"{label} must name a file, but {raw!r} is a directory.")
-    directory = os.path.dirname(path) or "."
+    cannot = f"{label}: cannot write {what} to {raw!r}"
+    if os.path.exists(path):
+        if not os.path.isfile(path):
+            raise pytest.UsageError(f"{cannot}: it is not a regular file (a device, pipe or socket).")
+        if not os.access(path, os.W_OK):
+            raise pytest.UsageError(f"{cannot}: the file is not writable.")
+    directory = os.path.dirname(path)
     probe = directory
-    while not os.path.exists(probe):
-        parent = os.path.dirname(probe)
-        if parent == probe:
-            break
-        probe = parent
-    if not os.path.isdir(probe) or not os.access(probe, os.W_OK):
-        raise pytest.UsageError(f"{label}: cannot write a report to {raw!r} (directory {directory!r} is not writable).")
-    if os.path.exists(path) and not os.access(path, os.W_OK):
-        raise pytest.UsageError(f"{label}: cannot write a report to {raw!r} (the file is not writable).")
+    while not os.path.exists(probe):  # the nearest existing ancestor: where the missing directories get created
+        probe = os.path.dirname(probe)
+    if not os.path.isdir(probe):
+        raise pytest.UsageError(f"{cannot}: {probe!r} is a file, not a directory.")
+    if not os.access(probe, os.W_OK | os.X_OK):
+        if probe == directory:
+            raise pytest.UsageError(f"{cannot}: the directory {directory!r} is not writable.")
+        raise pytest.UsageError(f"{cannot}: the directory {directory!r} does not exist, and it cannot be created "
+                                f"because {probe!r} is not writable.")
     return path
 
 

@@ -90,7 +90,8 @@ def test_saving_into_an_unwritable_place_is_a_usage_error(project, tmp_path):
     blocker.write_text("a file, so no directory can be made under it")
     result = _run(project, "--memtrack", "--memtrack-save", f"--memtrack-store={blocker}/sub/h.sqlite")
     assert result.ret == pytest.ExitCode.USAGE_ERROR
-    assert "--memtrack-store: cannot write a report to" in result.stderr.str()
+    result.stderr.fnmatch_lines([f"ERROR: --memtrack-store: cannot write the history store to '{blocker}/sub/h.sqlite': "
+                                 f"'{blocker}' is a file, not a directory."])
 
 
 def test_pytest_help_documents_the_history_options_and_the_rule_grammar(project):

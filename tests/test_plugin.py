@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 
 import pytest
 
@@ -14,6 +15,7 @@ from pytest_memtrack.settings import (
     parse_score,
     parse_size,
     parse_time_budget,
+    parse_writable_path,
 )
 
 LEAKY = """
@@ -199,6 +201,45 @@ def test_too_few_measured_runs_name_the_setting_to_change(pytester, args, messag
     result = run(pytester, "--memtrack", *args)
     assert result.ret == pytest.ExitCode.USAGE_ERROR
     result.stderr.fnmatch_lines([message])
+
+
+@pytest.mark.parametrize(("raw", "message"), [
+    ("", "--memtrack-json must name a file, not an empty string."),  # was: '' is a directory (the cwd)
+    ("a_file/r.json", "--memtrack-json: cannot write a report to 'a_file/r.json': '{dir}/a_file' is a file, not a "
+                      "directory."),
+    ("a_file/deeper/r.json", "--memtrack-json: cannot write a report to 'a_file/deeper/r.json': '{dir}/a_file' is "
+                             "a file, not a directory."),
+])
+def test_an_unusable_report_path_is_named_for_what_it_is(tmp_path, monkeypatch, raw, message):
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "a_file").write_text("not a directory")
+    with pytest.raises(pytest.UsageError) as caught:
+        parse_writable_path(raw, "--memtrack-json")
+    assert str(caught.value) == message.format(dir=tmp_path)
+
+
+def test_a_missing_directory_is_created_unless_its_parent_is_not_writable(tmp_path, monkeypatch):
+    assert parse_writable_path(str(tmp_path / "new" / "deeper" / "r.json"), "--x") == str(tmp_path / "new" / "deeper"
+                                                                                             / "r.json")
+    locked = tmp_path / "locked"
+    locked.mkdir()
+    real_access = os.access
+    # Faked (the suite may run as root, for whom every directory is writable).
+    monkeypatch.setattr(os, "access", lambda path, mode: os.fspath(path) != str(locked) and real_access(path, mode))
+    with pytest.raises(pytest.UsageError) as caught:
+        parse_writable_path(str(locked / "a" / "b" / "r.json"), "--memtrack-json")
+    assert str(caught.value) == (f"--memtrack-json: cannot write a report to '{locked}/a/b/r.json': the directory "
+                                 f"'{locked}/a/b' does not exist, and it cannot be created because '{locked}' is not "
+                                 "writable.")
+    with pytest.raises(pytest.UsageError) as caught:
+        parse_writable_path(str(locked / "r.json"), "--memtrack-store", "the history store")
+    assert str(caught.value) == (f"--memtrack-store: cannot write the history store to '{locked}/r.json': the "
+                                 f"directory '{locked}' is not writable.")
+
+
+def test_a_device_is_not_a_report_path():
+    with pytest.raises(pytest.UsageError, match="it is not a regular file"):
+        parse_writable_path(os.devnull, "--memtrack-json")
 
 
 def test_help_lists_every_option(pytester):

@@ -92,7 +92,7 @@ def configure(config: pytest.Config) -> None:
     if save is None and compare_ref is None and not rules:
         return
     if save is not None:  # an unwritable place is a usage error now, not a lost run later
-        parse_writable_path(store, "--memtrack-store")
+        parse_writable_path(store, "--memtrack-store", "the history store")
     if is_worker(config):  # only the controller compares and writes
         return
     plugin = HistoryPlugin(config, store, save, compare_ref if compare_ref is not None else "", rules,
