@@ -94,6 +94,16 @@ def test_saving_into_an_unwritable_place_is_a_usage_error(project, tmp_path):
                                  f"'{blocker}' is a file, not a directory."])
 
 
+@pytest.mark.parametrize("flag", ["--memtrack-save", "--memtrack-compare"])
+def test_a_device_as_the_store_is_a_usage_error(project, flag):
+    # SQLite opened /dev/null and the run ended with "cannot rollback - no transaction is active".
+    _grow(project, 0)
+    result = _run(project, "--memtrack", f"{flag}=x", "--memtrack-store=/dev/null")
+    assert result.ret == pytest.ExitCode.USAGE_ERROR
+    result.stderr.fnmatch_lines(["ERROR: --memtrack-store must name a regular file, but '/dev/null' is a device, pipe "
+                                 "or socket."])
+
+
 def test_pytest_help_documents_the_history_options_and_the_rule_grammar(project):
     result = _run(project, "--help")
     assert result.ret == 0

@@ -117,6 +117,24 @@ def test_a_file_that_is_not_our_store_is_refused_and_left_byte_for_byte_untouche
     assert sorted(os.listdir(tmp_path)) == ["history.sqlite"]  # no -wal/-shm/-journal left behind
 
 
+def test_a_device_is_not_opened_as_a_store():
+    # sqlite3 opens /dev/null; the migration failed, and its ROLLBACK failed again ("no transaction is active").
+    with pytest.raises(StoreError, match="'/dev/null' is not a regular file"):
+        Store(os.devnull)
+
+
+def test_a_migration_that_fails_outside_a_transaction_reports_its_own_error(tmp_path, monkeypatch):
+    def begin_fails(db):
+        raise sqlite3.OperationalError("disk I/O error")
+
+    store = Store(tmp_path / "h.sqlite")
+    store.close()
+    monkeypatch.setattr("pytest_memtrack.history.store.MIGRATIONS", (begin_fails,) * (SCHEMA_VERSION + 1))
+    monkeypatch.setattr("pytest_memtrack.history.store.SCHEMA_VERSION", SCHEMA_VERSION + 1)
+    with pytest.raises(StoreError, match="disk I/O error"):
+        Store(tmp_path / "h.sqlite")
+
+
 def test_opening_a_missing_store_for_reading_is_an_error_and_creates_nothing(tmp_path):
     with pytest.raises(StoreError, match="no history store"):
         Store(tmp_path / "absent.sqlite", create=False)

@@ -89,6 +89,9 @@ def configure(config: pytest.Config) -> None:
     store = _store_path(config)
     if os.path.isdir(store):
         raise pytest.UsageError(f"--memtrack-store must name a file, but {store!r} is a directory.")
+    if os.path.exists(store) and not os.path.isfile(store):
+        raise pytest.UsageError(f"--memtrack-store must name a regular file, but {store!r} is a device, pipe or "
+                                "socket.")
     if save is None and compare_ref is None and not rules:
         return
     if save is not None:  # an unwritable place is a usage error now, not a lost run later

@@ -132,10 +132,13 @@ def _inspect(path: str) -> int:
 
     Read-only: never writes to the file.
     """
-    if not os.path.exists(path) or os.path.getsize(path) == 0:
+    if not os.path.exists(path) or (os.path.isfile(path) and os.path.getsize(path) == 0):
         return 0
     if os.path.isdir(path):
         raise StoreError(f"the history store {path!r} is a directory, not a file.")
+    if not os.path.isfile(path):
+        raise StoreError(f"the history store {path!r} is not a regular file (a device, pipe or socket); choose "
+                         "another file with --memtrack-store.")
     uri = "file:" + _quote(path) + "?mode=ro"
     try:
         db = sqlite3.connect(uri, uri=True, timeout=BUSY_TIMEOUT_S)
@@ -229,7 +232,8 @@ class Store:
             db.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
             db.execute("COMMIT")
         except BaseException:
-            db.execute("ROLLBACK")
+            if db.in_transaction:  # else the ROLLBACK's own error would hide the one that matters
+                db.execute("ROLLBACK")
             raise
 
     @property
