@@ -104,6 +104,17 @@ def test_a_device_as_the_store_is_a_usage_error(project, flag):
                                  "or socket."])
 
 
+@needs_session
+def test_comparing_with_an_id_beyond_sqlites_integers_finds_no_baseline(project):
+    _grow(project, 0)
+    assert _run(project, "--memtrack", "--memtrack-save").ret == 0
+    result = _run(project, "--memtrack", "--memtrack-compare=99999999999999999999")
+    assert result.ret == 0
+    result.stdout.fnmatch_lines(["memtrack: no baseline was found: no stored run has the id or name "
+                                 "'99999999999999999999' in *history.sqlite."])
+    assert "problem" not in result.stdout.str() and "OverflowError" not in result.stdout.str()
+
+
 def test_pytest_help_documents_the_history_options_and_the_rule_grammar(project):
     result = _run(project, "--help")
     assert result.ret == 0

@@ -117,6 +117,17 @@ def test_a_file_that_is_not_our_store_is_refused_and_left_byte_for_byte_untouche
     assert sorted(os.listdir(tmp_path)) == ["history.sqlite"]  # no -wal/-shm/-journal left behind
 
 
+def test_ids_and_limits_beyond_sqlites_integer_find_nothing_instead_of_overflowing(tmp_path):
+    with Store(tmp_path / "h.sqlite") as store:
+        store.save(sample_report(), name="99999999999999999999")
+        store.save(sample_report())
+        assert store.get(2**63) is None and store.get(-1) is None
+        assert store.find("#99999999999999999999") is None and store.find("#" + "9" * 4301) is None
+        assert store.find("99999999999999999999").name == "99999999999999999999"  # no such id: the name wins
+        assert store.find("١") is None  # str.isdigit() and int() take an Arabic-Indic one for run #1
+        assert [r.id for r in store.runs(limit=10**30)] == [2, 1]
+
+
 def test_a_device_is_not_opened_as_a_store():
     # sqlite3 opens /dev/null; the migration failed, and its ROLLBACK failed again ("no transaction is active").
     with pytest.raises(StoreError, match="'/dev/null' is not a regular file"):

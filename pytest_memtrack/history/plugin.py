@@ -34,6 +34,7 @@ from pytest_memtrack.history.compare import Comparison, Rule, RuleError, compare
 from pytest_memtrack.history.store import MemtrackWarning, RunInfo, Store, StoreError, machine_key
 from pytest_memtrack.options import DEFAULT_STORE
 from pytest_memtrack.settings import parse_writable_path, resolve
+from pytest_memtrack.units import shown
 
 __all__ = ["MemtrackWarning", "HistoryPlugin", "configure"]
 
@@ -123,7 +124,7 @@ def find_baseline(store_path: str, ref: str, run: dict[str, Any]) -> tuple[RunIn
     with Store(store_path, create=False) as store:
         if ref:
             info = store.find(ref)
-            why = f"no baseline was found: no stored run has the id or name {ref!r} in {store_path}."
+            why = f"no baseline was found: no stored run has the id or name {shown(ref)} in {store_path}."
         else:
             key = machine_key(run)
             info = store.latest(machine=key)
