@@ -105,6 +105,19 @@ def test_a_device_as_the_store_is_a_usage_error(project, flag):
 
 
 @needs_session
+def test_a_run_name_given_with_an_equals_sign_is_taken_even_when_a_file_has_that_name(project):
+    # `--memtrack-save main` may have swallowed a test path; `--memtrack-save=main` cannot have.
+    _grow(project, 0)
+    (project.path / "main").write_text("a file named like the branch")
+    result = _run(project, "--memtrack", "--memtrack-save=main")
+    assert result.ret == 0, result.stderr.str()
+    result.stdout.fnmatch_lines([f"memtrack: saved run #1 'main' to {_store(project)}"])
+    swallowed = _run(project, "--memtrack", "--memtrack-save", "main")
+    assert swallowed.ret == pytest.ExitCode.USAGE_ERROR
+    assert "--memtrack-save took 'main' as the run name, but that is also a path" in swallowed.stderr.str()
+
+
+@needs_session
 def test_comparing_with_an_id_beyond_sqlites_integers_finds_no_baseline(project):
     _grow(project, 0)
     assert _run(project, "--memtrack", "--memtrack-save").ret == 0

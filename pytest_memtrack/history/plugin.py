@@ -22,6 +22,7 @@ was asked for. The ``history`` and ``compare`` commands live in ``history.cli``.
 from __future__ import annotations
 
 import os
+import shlex
 import sqlite3
 import subprocess
 import warnings
@@ -58,14 +59,30 @@ def _store_path(config: pytest.Config) -> str:
 
 def _ref_option(config: pytest.Config, name: str) -> str | None:
     value = config.getoption(name, default=None)
-    if value:  # nargs="?" swallows a following path: `--memtrack-save tests` would name the run "tests"
-        flag = "--" + name.replace("_", "-")
+    flag = "--" + name.replace("_", "-")
+    # nargs="?" swallows a following path: `--memtrack-save tests` would name the run "tests". `--memtrack-save=tests`
+    # cannot swallow anything, so a name written with "=" is taken as it is, whatever files the directory holds.
+    if value and not _written_inline(config, flag, value):
         if os.path.exists(os.path.join(str(config.invocation_params.dir), value)):
             raise pytest.UsageError(
                 f"{flag} took {value!r} as the run name, but that is also a path; write {flag}=NAME, or put "
                 f"{flag} after the test paths."
             )
     return value
+
+
+def _written_inline(config: pytest.Config, flag: str, value: str) -> bool:
+    """Whether ``FLAG=VALUE`` is one argument of the command line (or of PYTEST_ADDOPTS or the ini's addopts)."""
+    args = [str(arg) for arg in config.invocation_params.args]
+    try:
+        args += shlex.split(os.environ.get("PYTEST_ADDOPTS", ""))
+    except ValueError:
+        pass
+    try:
+        args += [str(arg) for arg in config.getini("addopts")]
+    except ValueError:
+        pass
+    return f"{flag}={value}" in args
 
 
 def parse_rule_or_usage_error(line: str) -> Rule:
