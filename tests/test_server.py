@@ -253,10 +253,20 @@ def test_serve_addresses_parse_to_a_host_and_port_defaulting_to_loopback(raw_val
     assert parse_address(raw_value, "--memtrack-serve") == expected
 
 
-@pytest.mark.parametrize("raw_value", ["", "abc", "70000", "-1", ":80", "host:", "[::1]8080", "1.5"])
+@pytest.mark.parametrize("raw_value", ["", "abc", "70000", "-1", ":80", "host:", "[::1]8080", "1.5",
+                                       "٨٠٠٠", "localhost:٨٠", "１２３", "0" * 6 + "80000"])
 def test_a_bad_serve_address_is_a_usage_error_that_names_the_option(raw_value):
+    # str.isdigit() and int() take Arabic-Indic and full-width digits: "٨٠٠٠" served on port 8000.
     with pytest.raises(pytest.UsageError, match="--memtrack-serve"):
         parse_address(raw_value, "--memtrack-serve")
+
+
+def test_a_port_of_4301_digits_is_a_usage_error_not_a_value_error():
+    # int() refuses strings of more than 4,300 digits with a ValueError of its own: an INTERNALERROR.
+    with pytest.raises(pytest.UsageError) as caught:
+        parse_address("1" * 4301, "--memtrack-serve")
+    assert str(caught.value) == ("--memtrack-serve must end with a port number between 0 and 65535, not "
+                                 "'11111111111111111111'… (4,301 characters).")
 
 
 # -- the CLI: pytest-memtrack serve REPORT.json ------------------------------------------------------------------
@@ -316,6 +326,9 @@ def test_the_serve_command_with_a_token_requires_it_on_the_post_endpoints(report
     ("{not json", ["bad.json"], "is not valid JSON"),
     ('{"summary": {}}', ["bad.json"], "is not a pytest-memtrack JSON report"),
     (None, ["REPORT", "--port", "99999"], "--port must be a port number"),
+    (None, ["REPORT", "--port", "1" * 4301], "--port must be a port number between 0 and 65535, not "
+                                             "'11111111111111111111'… (4,301 characters)."),
+    (None, ["REPORT", "--port", "٨٠٠٠"], "--port must be a port number between 0 and 65535, not '٨٠٠٠'."),
     (None, ["REPORT", "--host", "0.0.0.0"], "needs a token"),
 ])
 def test_the_serve_command_explains_a_user_mistake_in_one_sentence(tmp_path, report_file, capsys, monkeypatch,

@@ -119,6 +119,16 @@ def test_a_bad_serve_setting_is_a_usage_error_before_any_test_runs(pytester, mon
     assert "Traceback" not in result.stderr.str() and "ran" not in result.stdout.str()
 
 
+def test_a_port_of_4301_digits_in_the_ini_file_is_a_usage_error_naming_the_key(pytester):
+    pytester.makeini("[pytest]\nmemtrack_serve = " + "1" * 4301 + "\n")
+    pytester.makepyfile(test_never="def test_never():\n    raise AssertionError('ran')\n")
+    result = pytester.runpytest("--memtrack", *FAST)
+    assert result.ret == pytest.ExitCode.USAGE_ERROR
+    result.stderr.fnmatch_lines(["ERROR: ini option 'memtrack_serve' must end with a port number between 0 and 65535, "
+                                 "not '11111111111111111111'… (4,301 characters)."])
+    assert "INTERNALERROR" not in result.stdout.str() + result.stderr.str()
+
+
 def test_a_port_in_use_is_a_usage_error_naming_the_address(pytester):
     with socket.socket() as busy:
         busy.bind(("127.0.0.1", 0))

@@ -15,8 +15,9 @@ import pytest
 
 from pytest_memtrack.options import TOKEN_ENV
 from pytest_memtrack.server.sources import DEFAULT_THRESHOLD, LiveSource
-from pytest_memtrack.server.transport import DEFAULT_HOST, RunningServer, is_loopback, start_server
+from pytest_memtrack.server.transport import DEFAULT_HOST, RunningServer, is_loopback, port_number, start_server
 from pytest_memtrack.settings import parse_score, resolve
+from pytest_memtrack.units import shown
 
 #: Environment variable holding the live server's URL while the session runs (read it from a test).
 URL_ENV = "MEMTRACK_SERVER_URL"
@@ -31,16 +32,17 @@ def parse_address(raw: str, label: str) -> tuple[str, int]:
     if text.startswith("["):
         close = text.find("]")
         if close < 0 or text[close + 1:close + 2] != ":":
-            raise pytest.UsageError(f"{label} must be PORT, HOST:PORT or [IPv6]:PORT, not {raw!r}.")
+            raise pytest.UsageError(f"{label} must be PORT, HOST:PORT or [IPv6]:PORT, not {shown(raw)}.")
         host, port_text = text[1:close], text[close + 2:]
     elif ":" in text:
         host, _, port_text = text.rpartition(":")
         if not host:
-            raise pytest.UsageError(f"{label} has an empty host in {raw!r}; give HOST:PORT, or only PORT to "
+            raise pytest.UsageError(f"{label} has an empty host in {shown(raw)}; give HOST:PORT, or only PORT to "
                                     f"serve on {DEFAULT_HOST}.")
-    if not port_text.isdigit() or not 0 <= int(port_text) <= 65535:
-        raise pytest.UsageError(f"{label} must end with a port number between 0 and 65535, not {raw!r}.")
-    return host, int(port_text)
+    port = port_number(port_text)
+    if port is None:
+        raise pytest.UsageError(f"{label} must end with a port number between 0 and 65535, not {shown(raw)}.")
+    return host, port
 
 
 def _parse_token(raw: str, label: str) -> str:

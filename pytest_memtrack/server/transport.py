@@ -154,6 +154,16 @@ def start_server(source: MemorySource, host: str = DEFAULT_HOST, port: int = 0, 
     return RunningServer(_Server((host, port), app, verbose, family))
 
 
+def port_number(text: str) -> int | None:
+    """A TCP port (0 to 65535) written in ASCII digits, else None: ``str.isdigit`` and ``int()`` also take
+    ``'٨٠٠٠'`` (Arabic-Indic digits), and ``int()`` raises on 4,301 digits."""
+    digits = text.strip()
+    if not (digits.isascii() and digits.isdigit()) or len(digits.lstrip("0")) > 5:
+        return None
+    port = int(digits)
+    return port if port <= 65535 else None
+
+
 def is_loopback(host: str) -> bool:
     """True when every address ``host`` names is a loopback address (unresolvable names are not)."""
     try:
