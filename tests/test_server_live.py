@@ -129,6 +129,17 @@ def test_a_port_of_4301_digits_in_the_ini_file_is_a_usage_error_naming_the_key(p
     assert "INTERNALERROR" not in result.stdout.str() + result.stderr.str()
 
 
+@pytest.mark.parametrize("args", [[], ["--memtrack-serve-token=a b"]])
+def test_a_token_with_a_space_breaks_no_run_that_does_not_serve(pytester, monkeypatch, args):
+    monkeypatch.setenv("MEMTRACK_TOKEN", "a b")
+    pytester.makepyfile(test_ok="def test_ok():\n    pass\n")
+    pytester.runpytest("--memtrack", *args, *FAST).assert_outcomes(passed=1)
+    serving = pytester.runpytest("--memtrack", "--memtrack-serve=0", *args, *FAST)
+    assert serving.ret == pytest.ExitCode.USAGE_ERROR
+    label = "--memtrack-serve-token" if args else "environment variable MEMTRACK_TOKEN"
+    serving.stderr.fnmatch_lines([f"ERROR: {label} must be a non-empty token without spaces."])
+
+
 def test_a_port_in_use_is_a_usage_error_naming_the_address(pytester):
     with socket.socket() as busy:
         busy.bind(("127.0.0.1", 0))

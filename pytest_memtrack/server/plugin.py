@@ -57,11 +57,11 @@ def configure(config: pytest.Config) -> None:
     if hasattr(config, "workerinput"):
         return
     address = resolve(config, "memtrack_serve", parse_address, None)
+    if address is None:  # the token matters only to a server: a stray MEMTRACK_TOKEN must not break other runs
+        return
     token = resolve(config, "memtrack_serve_token", _parse_token, None)
     if token is None and os.environ.get(TOKEN_ENV, "").strip():
         token = _parse_token(os.environ[TOKEN_ENV], f"environment variable {TOKEN_ENV}")
-    if address is None:
-        return
     host, port = address
     if not token and not is_loopback(host):
         raise pytest.UsageError(f"--memtrack-serve on the non-loopback host {host!r} needs a token: give "
