@@ -123,8 +123,10 @@ def test_a_wrong_method_is_405_with_an_allow_header(method, target, allow):
     validate("error", response.json())
 
 
-@pytest.mark.parametrize("raw", ["abc", "-0.1", "1.01", "nan", "NaN", "inf", "-inf", "", "1e999", "0x1"])
+@pytest.mark.parametrize("raw", ["abc", "-0.1", "1.01", "nan", "NaN", "inf", "-inf", "", "1e999", "0x1",
+                                 "0_1", "%D9%A1", "%D9%A0.%D9%A5", "%EF%BC%91"])
 def test_a_threshold_that_is_not_a_number_between_0_and_1_is_rejected(raw):
+    # float() reads "0_1" as 1.0, and the Arabic-Indic "١" (%D9%A1) and the full-width "１" (%EF%BC%91) as 1.0.
     status, body = call(App(FakeSource()), "GET", P + "leaks?threshold=" + raw)
     assert status == 400
     assert "between 0 and 1" in body["error"]["message"]

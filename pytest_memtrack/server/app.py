@@ -24,7 +24,6 @@ the access rules (``access``): the Host header, cross-site writes, the token.
 from __future__ import annotations
 
 import json
-import math
 import secrets
 import sys
 import traceback
@@ -35,6 +34,7 @@ from urllib.parse import parse_qs, unquote, urlsplit
 
 from pytest_memtrack.server.access import AccessRules, Refused, check, host_names
 from pytest_memtrack.server.sources import DEFAULT_THRESHOLD, MemorySource, ReadOnlySource
+from pytest_memtrack.units import parse_decimal
 
 __all__ = [
     "API_PREFIX",
@@ -247,11 +247,8 @@ def parse_threshold(query: str, default: float) -> float:
     if len(values) > 1:
         raise HttpError(400, "Give the threshold query parameter once.")
     raw = values[0]
-    try:
-        value = float(raw)
-    except ValueError:
-        value = math.nan
-    if not math.isfinite(value) or not 0.0 <= value <= 1.0:
+    value = parse_decimal(raw)  # not float(): it reads "0_1" as 1.0 and "١" (an Arabic-Indic one) as 1.0
+    if value is None or not 0.0 <= value <= 1.0:
         raise HttpError(400, f"The threshold must be a number between 0 and 1, not {_shorten(raw)!r}.")
     return value
 
