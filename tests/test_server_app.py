@@ -245,6 +245,14 @@ def test_the_dashboard_escapes_hostile_package_names_and_carries_a_csp_nonce():
     assert "/api/packages/memory/summary" in html and "2000" in html
 
 
+def test_the_dashboard_shows_the_apps_notes_under_its_title():
+    note = "Under pytest-xdist <workers> report their packages when they finish."
+    html = App(FakeSource(), notes=[note]).handle("GET", "/", {}).body.decode()
+    assert '<p class="note" role="note">Under pytest-xdist &lt;workers&gt; report their packages when they finish.</p>' \
+        in html
+    assert 'class="note"' not in App(FakeSource()).handle("GET", "/", {}).body.decode()
+
+
 def test_the_openapi_document_names_every_endpoint_and_resolves_every_reference():
     response = App(FakeSource()).handle("GET", "/api/openapi.json", {})
     document = response.json()

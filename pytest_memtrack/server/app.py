@@ -27,7 +27,7 @@ import json
 import secrets
 import sys
 import traceback
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import parse_qs, unquote, urlsplit
@@ -125,14 +125,16 @@ class App:
 
     ``token``: when set, every route needs it (``access``); ``hosts``: the ``Host`` values that name this server
     (``access.host_names``; empty: no Host check), set by the transport once it has bound (``bind``).
-    ``dashboard(summary, mode, csp_nonce)``: renders the HTML page (``str``); ``openapi``: returns the OpenAPI
-    document (``dict``).
+    ``dashboard(summary, mode, csp_nonce, notes)``: renders the HTML page (``str``); ``notes``: lines the page shows
+    under its title (e.g. that xdist workers report their packages only when they finish); ``openapi``: returns
+    the OpenAPI document (``dict``).
     ``log``: where the catch-all writes tracebacks (stderr by default).
     """
 
     def __init__(self, source: MemorySource, *, token: str | None = None, hosts: frozenset[str] = frozenset(),
                  default_threshold: float = DEFAULT_THRESHOLD, mode: str = "live",
-                 dashboard: Callable[[dict[str, Any], str, str], str] | None = None,
+                 dashboard: Callable[[dict[str, Any], str, str, Sequence[str]], str] | None = None,
+                 notes: Sequence[str] = (),
                  openapi: Callable[[], dict[str, Any]] | None = None,
                  log: Callable[[str], None] | None = None) -> None:
         self.source = source
@@ -140,6 +142,7 @@ class App:
         self.rules = AccessRules(hosts=hosts, token=self.token)
         self.default_threshold = default_threshold
         self.mode = mode
+        self.notes = tuple(notes)
         self._dashboard_renderer = dashboard
         self._openapi_builder = openapi
         self._openapi_body: bytes | None = None
@@ -228,7 +231,7 @@ class App:
             from pytest_memtrack.server.dashboard import render_dashboard
 
             self._dashboard_renderer = render_dashboard
-        html = self._dashboard_renderer(self.source.get_memory_usage_summary(), self.mode, nonce)
+        html = self._dashboard_renderer(self.source.get_memory_usage_summary(), self.mode, nonce, self.notes)
         csp = (f"default-src 'none'; script-src 'nonce-{nonce}'; style-src 'nonce-{nonce}'; connect-src 'self'; "
                "img-src 'self' data:; base-uri 'none'; form-action 'none'; frame-ancestors 'none'")
         return Response(200, html.encode("utf-8"), HTML_TYPE, [("Content-Security-Policy", csp)])

@@ -24,6 +24,18 @@ URL_ENV = "MEMTRACK_SERVER_URL"
 
 _SERVER_KEY: pytest.StashKey[RunningServer] = pytest.StashKey()
 
+#: The dashboard's line under pytest-xdist. The controller serves, but the tests (and their imports) run in the
+#: workers, whose packages reach the controller only with each worker's last message and are merged into the report
+#: when the session ends (``session.pytest_sessionfinish``): until then the API and the page list none of them.
+XDIST_NOTE = ("Under pytest-xdist the tests run in worker processes: workers report their packages when they "
+              "finish, and the session merges them into its report when it ends, so this live page does not list "
+              "them meanwhile (the JSON and HTML reports do).")
+
+
+def under_xdist(config: pytest.Config) -> bool:
+    """Whether this (controller) session hands its tests to xdist workers (``-n N`` with N > 0, or ``--tx``)."""
+    return bool(getattr(config.option, "numprocesses", None) or getattr(config.option, "tx", None))
+
 
 def parse_address(raw: str, label: str) -> tuple[str, int]:
     """``PORT``, ``HOST:PORT`` or ``[IPv6]:PORT`` -> (host, port); the host defaults to 127.0.0.1."""
@@ -69,7 +81,8 @@ def configure(config: pytest.Config) -> None:
     threshold = resolve(config, "memtrack_leak_threshold", parse_score, DEFAULT_THRESHOLD)
     try:
         running = start_server(LiveSource(), host, port, token=token, mode="live",
-                               default_threshold=threshold, verbose=config.get_verbosity() >= 3)
+                               default_threshold=threshold, verbose=config.get_verbosity() >= 3,
+                               notes=(XDIST_NOTE,) if under_xdist(config) else ())
     except OSError as exc:
         raise pytest.UsageError(f"--memtrack-serve cannot listen on {host}:{port}: {exc.strerror or exc}.") from None
     config.stash[_SERVER_KEY] = running

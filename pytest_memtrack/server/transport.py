@@ -10,7 +10,7 @@ import ipaddress
 import socket
 import sys
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
@@ -166,13 +166,13 @@ class RunningServer:
 
 def start_server(source: MemorySource, host: str = DEFAULT_HOST, port: int = 0, *, token: str | None = None,
                  mode: str = "live", default_threshold: float = DEFAULT_THRESHOLD,
-                 verbose: bool = False) -> RunningServer:
+                 verbose: bool = False, notes: Sequence[str] = ()) -> RunningServer:
     """Bind ``host:port`` and serve ``source`` on a daemon thread. Raises ``OSError`` when it cannot bind and
     ``ValueError`` for a non-loopback host without a token."""
     if not token and not is_loopback(host):
         raise ValueError(f"Serving on the non-loopback host {host!r} needs a token (env {TOKEN_ENV}).")
     family = socket.AF_INET6 if ":" in host else socket.AF_INET
-    app = App(source, token=token, mode=mode, default_threshold=default_threshold)
+    app = App(source, token=token, mode=mode, default_threshold=default_threshold, notes=notes)
     return RunningServer(_Server((host, port), app, verbose, family))
 
 
