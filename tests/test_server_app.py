@@ -253,6 +253,21 @@ def test_the_dashboard_shows_the_apps_notes_under_its_title():
     assert 'class="note"' not in App(FakeSource()).handle("GET", "/", {}).body.decode()
 
 
+def test_the_package_route_documents_405_and_leaves_out_the_names_of_the_get_routes():
+    document = App(FakeSource()).handle("GET", "/api/openapi.json", {}).json()
+    operation = document["paths"][P + "{package_name}"]["get"]
+    assert "405" in operation["responses"] and "POST-only" in operation["responses"]["405"]["description"]
+    jsonschema = pytest.importorskip("jsonschema")
+    name_schema = jsonschema.Draft202012Validator(operation["parameters"][0]["schema"])
+    # GET .../summary answers the summary, not package info: a name a client may not send to this route.
+    for route in ("summary", "leaks", "optimization-suggestions"):
+        assert not name_schema.is_valid(route)
+    for name in ("garbage-collection", "update-metrics", "app", "zope.interface"):
+        assert name_schema.is_valid(name)
+    for name in ("garbage-collection", "update-metrics"):
+        assert App(FakeSource()).handle("GET", P + name, {}).status == 405
+
+
 def test_the_openapi_document_names_every_endpoint_and_resolves_every_reference():
     response = App(FakeSource()).handle("GET", "/api/openapi.json", {})
     document = response.json()
