@@ -10,7 +10,7 @@ import pytest
 
 from pytest_memtrack import hooks
 from pytest_memtrack.options import add_options
-from pytest_memtrack.settings import resolve_settings
+from pytest_memtrack.settings import read_ini, resolve_settings
 
 if TYPE_CHECKING:
     from pytest_memtrack.tracking.loader import LazyLoader  # noqa: F401  (named in the stash keys below)
@@ -44,10 +44,7 @@ def _early_flag(early_config: pytest.Config, name: str) -> bool:
     """A boolean setting before ``pytest_configure``: the parsed command line, else the ini file."""
     value = getattr(early_config.known_args_namespace, name, None)
     if value is None:
-        try:
-            value = bool(early_config.getini(name))
-        except (ValueError, KeyError):
-            value = False
+        value = read_ini(early_config, name)  # a bad value is a usage error naming the key
     return bool(value)
 
 

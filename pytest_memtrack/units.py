@@ -1,9 +1,11 @@
 """Byte sizes, both ways: one formatter for every surface (failure message, terminal, HTML, dashboard, the gate's
-table) and one table of the size units users may write (``64KB``, ``1.5MiB``). Binary units throughout."""
+table) and one table of the size units users may write (``64KB``, ``1.5MiB``). Binary units throughout. Also the one
+strict reader of numbers users write (options, ini keys, query parameters), ``parse_decimal``."""
 
 from __future__ import annotations
 
 import math
+import re
 from typing import Any
 
 _UNITS = ("B", "KiB", "MiB", "GiB", "TiB")
@@ -33,3 +35,27 @@ def format_bytes(value: Any, *, signed: bool = False, decimals: int = 1) -> str:
             return f"{sign}{size:.0f} {unit}" if unit == "B" else f"{sign}{size:.{decimals}f} {unit}"
         size /= 1024
     raise AssertionError("unreachable")
+
+
+_DECIMAL = re.compile(r"[+-]?(?:[0-9]+(?:\.[0-9]*)?|\.[0-9]+)(?:[eE][+-]?[0-9]+)?", re.ASCII)
+
+
+def parse_decimal(text: str) -> float | None:
+    """A finite number written the way a person writes one (``0.1``, ``5``, ``.5``, ``1e-3``), else None.
+
+    Stricter than ``float()`` on purpose: ``float("0_1")`` is 1.0 and ``float("١")`` (an Arabic-Indic one) is 1.0,
+    so a typo or a pasted digit of another script would silently become another value; ``inf``, ``nan`` and
+    numbers too large for a float are refused as well.
+    """
+    stripped = text.strip()
+    if not _DECIMAL.fullmatch(stripped):
+        return None
+    value = float(stripped)
+    return value if math.isfinite(value) else None
+
+
+def shown(text: str, limit: int = 40) -> str:
+    """``repr(text)`` for a message, cut short when long (a value of 4,301 digits is not worth a screenful)."""
+    if len(text) <= limit:
+        return repr(text)
+    return f"{text[: limit // 2]!r}… ({len(text):,} characters)"

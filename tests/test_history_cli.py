@@ -40,6 +40,30 @@ def test_history_json_honours_the_limit(store_path, capsys):
     assert [r["name"] for r in runs] == ["feature"] and runs[0]["tests"] == 3
 
 
+@pytest.mark.parametrize("limit", ["99999999999999999999", "9" * 4301])
+def test_history_with_a_limit_beyond_any_store_lists_every_run(store_path, capsys, limit):
+    # SQLite refused LIMIT 99999999999999999999 ("datatype mismatch"), int() refused 4,301 digits.
+    assert main(["history", "--store", store_path, "--limit", limit, "--json"]) == 0
+    assert [r["name"] for r in json.loads(capsys.readouterr().out)] == ["feature", "main"]
+
+
+@pytest.mark.parametrize("limit", ["0", "-1", "٣", "abc"])
+def test_history_with_a_limit_that_is_not_a_positive_whole_number_is_a_usage_error(store_path, capsys, limit):
+    with pytest.raises(SystemExit) as exited:
+        main(["history", "--store", store_path, "--limit", limit])
+    assert exited.value.code == 2
+    assert f"argument --limit: must be a positive whole number, not {limit!r}" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("ref", ["99999999999999999999", "#99999999999999999999", "9" * 4301, "١"])
+def test_compare_with_an_id_no_run_can_have_is_an_error_sentence(store_path, capsys, ref):
+    # Binding an id beyond SQLite's 64-bit integer raised OverflowError; "١" (an Arabic-Indic one) was run #1.
+    assert main(["compare", ref, "1", "--store", store_path]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("pytest-memtrack: error: no stored run has the id or name ") and "Traceback" not in err
+    assert err.count("\n") == 1 and len(err) < 300
+
+
 def test_history_of_a_missing_store_is_an_error_sentence(tmp_path, capsys):
     assert main(["history", "--store", str(tmp_path / "none.sqlite")]) == 2
     assert "there is no history store" in capsys.readouterr().err

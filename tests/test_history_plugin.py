@@ -92,7 +92,42 @@ def test_saving_into_an_unwritable_place_is_a_usage_error(project, tmp_path):
     blocker.write_text("a file, so no directory can be made under it")
     result = _run(project, "--memtrack", "--memtrack-save", f"--memtrack-store={blocker}/sub/h.sqlite")
     assert result.ret == pytest.ExitCode.USAGE_ERROR
-    assert "--memtrack-store: cannot write a report to" in result.stderr.str()
+    result.stderr.fnmatch_lines([f"ERROR: --memtrack-store: cannot write the history store to '{blocker}/sub/h.sqlite': "
+                                 f"'{blocker}' is a file, not a directory."])
+
+
+@pytest.mark.parametrize("flag", ["--memtrack-save", "--memtrack-compare"])
+def test_a_device_as_the_store_is_a_usage_error(project, flag):
+    # SQLite opened /dev/null and the run ended with "cannot rollback - no transaction is active".
+    _grow(project, 0)
+    result = _run(project, "--memtrack", f"{flag}=x", "--memtrack-store=/dev/null")
+    assert result.ret == pytest.ExitCode.USAGE_ERROR
+    result.stderr.fnmatch_lines(["ERROR: --memtrack-store must name a regular file, but '/dev/null' is a device, pipe "
+                                 "or socket."])
+
+
+@needs_session
+def test_a_run_name_given_with_an_equals_sign_is_taken_even_when_a_file_has_that_name(project):
+    # `--memtrack-save main` may have swallowed a test path; `--memtrack-save=main` cannot have.
+    _grow(project, 0)
+    (project.path / "main").write_text("a file named like the branch")
+    result = _run(project, "--memtrack", "--memtrack-save=main")
+    assert result.ret == 0, result.stderr.str()
+    result.stdout.fnmatch_lines([f"memtrack: saved run #1 'main' to {_store(project)}"])
+    swallowed = _run(project, "--memtrack", "--memtrack-save", "main")
+    assert swallowed.ret == pytest.ExitCode.USAGE_ERROR
+    assert "--memtrack-save took 'main' as the run name, but that is also a path" in swallowed.stderr.str()
+
+
+@needs_session
+def test_comparing_with_an_id_beyond_sqlites_integers_finds_no_baseline(project):
+    _grow(project, 0)
+    assert _run(project, "--memtrack", "--memtrack-save").ret == 0
+    result = _run(project, "--memtrack", "--memtrack-compare=99999999999999999999")
+    assert result.ret == 0
+    result.stdout.fnmatch_lines(["memtrack: no baseline was found: no stored run has the id or name "
+                                 "'99999999999999999999' in *history.sqlite."])
+    assert "problem" not in result.stdout.str() and "OverflowError" not in result.stdout.str()
 
 
 def test_pytest_help_documents_the_history_options_and_the_rule_grammar(project):

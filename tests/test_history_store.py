@@ -153,6 +153,35 @@ def test_reading_a_store_leaves_its_directory_as_it_was(tmp_path):
     assert snapshot(tmp_path) == before
 
 
+def test_ids_and_limits_beyond_sqlites_integer_find_nothing_instead_of_overflowing(tmp_path):
+    with Store(tmp_path / "h.sqlite") as store:
+        store.save(sample_report(), name="99999999999999999999")
+        store.save(sample_report())
+        assert store.get(2**63) is None and store.get(-1) is None
+        assert store.find("#99999999999999999999") is None and store.find("#" + "9" * 4301) is None
+        assert store.find("99999999999999999999").name == "99999999999999999999"  # no such id: the name wins
+        assert store.find("١") is None  # str.isdigit() and int() take an Arabic-Indic one for run #1
+        assert [r.id for r in store.runs(limit=10**30)] == [2, 1]
+
+
+def test_a_device_is_not_opened_as_a_store():
+    # sqlite3 opens /dev/null; the migration failed, and its ROLLBACK failed again ("no transaction is active").
+    with pytest.raises(StoreError, match="'/dev/null' is not a regular file"):
+        Store(os.devnull)
+
+
+def test_a_migration_that_fails_outside_a_transaction_reports_its_own_error(tmp_path, monkeypatch):
+    def begin_fails(db):
+        raise sqlite3.OperationalError("disk I/O error")
+
+    store = Store(tmp_path / "h.sqlite")
+    store.close()
+    monkeypatch.setattr("pytest_memtrack.history.store.MIGRATIONS", (begin_fails,) * (SCHEMA_VERSION + 1))
+    monkeypatch.setattr("pytest_memtrack.history.store.SCHEMA_VERSION", SCHEMA_VERSION + 1)
+    with pytest.raises(StoreError, match="disk I/O error"):
+        Store(tmp_path / "h.sqlite")
+
+
 def test_opening_a_missing_store_for_reading_is_an_error_and_creates_nothing(tmp_path):
     with pytest.raises(StoreError, match="no history store"):
         Store(tmp_path / "absent.sqlite", create=False)

@@ -3,10 +3,20 @@
 from __future__ import annotations
 
 import json
+import os
 
 import pytest
 
 from pytest_memtrack.schemas import validate
+from pytest_memtrack.settings import (
+    parse_fraction,
+    parse_non_negative_float,
+    parse_positive_int,
+    parse_score,
+    parse_size,
+    parse_time_budget,
+    parse_writable_path,
+)
 
 LEAKY = """
 import pytest
@@ -112,6 +122,124 @@ def test_ini_values_are_read_and_validated(pytester):
     result = run(pytester)
     assert result.ret == pytest.ExitCode.USAGE_ERROR
     result.stderr.fnmatch_lines(["*ini option 'memtrack_max_leak_score' must be a number between 0 and 1*"])
+
+
+HUGE = "1" + "0" * 309  # float() makes it 1e309 = inf, and int(inf) raised OverflowError: an INTERNALERROR
+
+
+@pytest.mark.parametrize("name", ["memtrack_leak_reference", "memtrack_native_floor"])
+@pytest.mark.parametrize("where", ["command line", "ini"])
+def test_a_size_too_large_for_a_float_is_a_usage_error_naming_the_option(pytester, name, where):
+    pytester.makepyfile("def test_x():\n    raise AssertionError('must not run')\n")
+    flag = "--" + name.replace("_", "-")
+    if where == "ini":
+        pytester.makeini(f"[pytest]\n{name} = {HUGE}\n")
+        result = run(pytester, "--memtrack")
+        label = f"ini option '{name}'"
+    else:
+        result = run(pytester, "--memtrack", f"{flag}={HUGE}")
+        label = flag
+    assert result.ret == pytest.ExitCode.USAGE_ERROR
+    result.stderr.fnmatch_lines([f"ERROR: {label} must be a size of at most 1 TiB (such as 64KB or 1MB), not "
+                                 "'10000000000000000000'… (310 characters)."])
+    assert "INTERNALERROR" not in result.stdout.str() + result.stderr.str()
+
+
+@pytest.mark.parametrize(("parse", "raw", "words"), [
+    (parse_size, "١KB", "must be a size"),  # an Arabic-Indic one: \d matched it, float() read it
+    (parse_size, "1025GB", "at most 1 TiB"),
+    (parse_score, "0_1", "between 0 and 1"),  # float("0_1") is 1.0: a typo became the loosest limit
+    (parse_score, "٠.٥", "between 0 and 1"),
+    (parse_fraction, "5_0%", "must be a fraction"),
+    (parse_time_budget, "1_0", "number of seconds"),
+    (parse_non_negative_float, "1e400", "non-negative number"),
+    (parse_positive_int, "٣", "positive whole number"),
+    (parse_positive_int, "9" * 4301, "positive whole number up to 1,000,000,000"),  # int() raised ValueError
+    (parse_positive_int, "0", "positive whole number"),
+])
+def test_numbers_are_read_in_ascii_decimal_only_and_within_range(parse, raw, words):
+    with pytest.raises(pytest.UsageError, match=words) as caught:
+        parse(raw, "--opt")
+    assert str(caught.value).startswith("--opt ") and str(caught.value).endswith(".")
+    assert len(str(caught.value)) < 200
+
+
+def test_numbers_people_write_are_still_read():
+    assert parse_score(" 0.25 ", "x") == 0.25 and parse_score("1e-1", "x") == 0.1 and parse_score(".5", "x") == 0.5
+    assert parse_fraction("5%", "x") == 0.05 and parse_time_budget("0", "x") == 0.0
+    assert parse_size("1.5MiB", "x") == 1572864 and parse_size("1024GiB", "x") == 1024**4
+    assert parse_positive_int("+007", "x") == 7 and parse_positive_int("1000000000", "x") == 1_000_000_000
+
+
+@pytest.mark.parametrize("ini", ["memtrack = maybe\n", "memtrack = true\nmemtrack_trace_all = maybe\n"])
+def test_a_bad_boolean_in_the_ini_file_names_the_key(pytester, ini):
+    pytester.makeini("[pytest]\n" + ini)
+    pytester.makepyfile("def test_x():\n    pass\n")
+    result = run(pytester)
+    assert result.ret == pytest.ExitCode.USAGE_ERROR
+    key = ini.strip().splitlines()[-1].split(" = ")[0]
+    result.stderr.fnmatch_lines([f"ERROR: ini option '{key}' must be true or false (*'maybe'*)."])
+
+
+@pytest.mark.parametrize(("args", "message"), [
+    (["--memtrack-warmup-runs=1000"],
+     "ERROR: --memtrack-warmup-runs (1000) leaves fewer than 3 measured runs within the 10 runs of "
+     "--memtrack-max-runs (its default): lower --memtrack-warmup-runs to 7 or less, or raise --memtrack-max-runs "
+     "to 1003 or more."),
+    (["--memtrack-warmup-runs=1000000000"], "*lower --memtrack-warmup-runs to 7 or less.*"),
+    (["--memtrack-max-runs=4"],
+     "ERROR: --memtrack-max-runs (4) must leave at least 3 measured runs after the 2 warm-up runs of "
+     "--memtrack-warmup-runs (its default): raise --memtrack-max-runs to 5 or more, or lower "
+     "--memtrack-warmup-runs to 1 or less."),
+    (["--memtrack-max-runs=20", "--memtrack-warmup-runs=30"],
+     "ERROR: --memtrack-max-runs (20) must leave at least 3 measured runs after the 30 warm-up runs of "
+     "--memtrack-warmup-runs: raise --memtrack-max-runs to 33 or more, or lower --memtrack-warmup-runs to 17 or "
+     "less."),
+])
+def test_too_few_measured_runs_name_the_setting_to_change(pytester, args, message):
+    pytester.makepyfile("def test_x():\n    raise AssertionError('must not run')\n")
+    result = run(pytester, "--memtrack", *args)
+    assert result.ret == pytest.ExitCode.USAGE_ERROR
+    result.stderr.fnmatch_lines([message])
+
+
+@pytest.mark.parametrize(("raw", "message"), [
+    ("", "--memtrack-json must name a file, not an empty string."),  # was: '' is a directory (the cwd)
+    ("a_file/r.json", "--memtrack-json: cannot write a report to 'a_file/r.json': '{dir}/a_file' is a file, not a "
+                      "directory."),
+    ("a_file/deeper/r.json", "--memtrack-json: cannot write a report to 'a_file/deeper/r.json': '{dir}/a_file' is "
+                             "a file, not a directory."),
+])
+def test_an_unusable_report_path_is_named_for_what_it_is(tmp_path, monkeypatch, raw, message):
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "a_file").write_text("not a directory")
+    with pytest.raises(pytest.UsageError) as caught:
+        parse_writable_path(raw, "--memtrack-json")
+    assert str(caught.value) == message.format(dir=tmp_path)
+
+
+def test_a_missing_directory_is_created_unless_its_parent_is_not_writable(tmp_path, monkeypatch):
+    assert parse_writable_path(str(tmp_path / "new" / "deeper" / "r.json"), "--x") == str(tmp_path / "new" / "deeper"
+                                                                                             / "r.json")
+    locked = tmp_path / "locked"
+    locked.mkdir()
+    real_access = os.access
+    # Faked (the suite may run as root, for whom every directory is writable).
+    monkeypatch.setattr(os, "access", lambda path, mode: os.fspath(path) != str(locked) and real_access(path, mode))
+    with pytest.raises(pytest.UsageError) as caught:
+        parse_writable_path(str(locked / "a" / "b" / "r.json"), "--memtrack-json")
+    assert str(caught.value) == (f"--memtrack-json: cannot write a report to '{locked}/a/b/r.json': the directory "
+                                 f"'{locked}/a/b' does not exist, and it cannot be created because '{locked}' is not "
+                                 "writable.")
+    with pytest.raises(pytest.UsageError) as caught:
+        parse_writable_path(str(locked / "r.json"), "--memtrack-store", "the history store")
+    assert str(caught.value) == (f"--memtrack-store: cannot write the history store to '{locked}/r.json': the "
+                                 f"directory '{locked}' is not writable.")
+
+
+def test_a_device_is_not_a_report_path():
+    with pytest.raises(pytest.UsageError, match="it is not a regular file"):
+        parse_writable_path(os.devnull, "--memtrack-json")
 
 
 def test_help_lists_every_option(pytester):

@@ -156,6 +156,47 @@ def test_malformed_requests_get_a_json_error_never_an_html_page(live, data, stat
     assert request(live, "GET", P + "summary")[0] == 200
 
 
+def first_answer(server: RunningServer, data: bytes) -> bytes:
+    """Send bytes and read the status line and headers of the first answer only (the server may keep waiting)."""
+    with socket.create_connection((server.host, server.port), timeout=10) as sock:
+        sock.sendall(data)
+        answer = b""
+        while b"\r\n\r\n" not in answer and (chunk := sock.recv(65536)):
+            answer += chunk
+    return answer
+
+
+@pytest.mark.parametrize("headers, message", [
+    (b"Content-Length: 2\r\nContent-Length: 30\r\n", b"Content-Length headers that disagree"),
+    (b"Content-Length: 2, 30\r\n", b"not a non-negative whole number"),
+    (b"Content-Length: \xd9\xa2\r\n", b"not a non-negative whole number"),  # an Arabic-Indic 2
+    (b"X-Note no colon here\r\nContent-Length: 2\r\n", b"header line is malformed"),
+    (b"Host: 127.0.0.1\r\nContent-Length: 2\r\n", b"more than one Host header"),
+])
+def test_headers_that_leave_the_body_length_in_doubt_are_a_400_and_close(live, headers, message):
+    # Before: the first Content-Length won (a proxy may take the last: request smuggling), and a header line without
+    # a colon silently ended the headers, dropping Content-Length, so the body was read as the next request.
+    host = f"Host: 127.0.0.1:{live.port}\r\n".encode()
+    data = (b"POST /api/packages/memory/update-metrics HTTP/1.1\r\n" + host + b"Content-Type: application/json\r\n"
+            + headers + b"Connection: close\r\n\r\n{}")
+    answer = raw(live, data)
+    head, _, body = answer.partition(b"\r\n\r\n")
+    assert head.startswith(b"HTTP/1.1 400 "), answer[:300]
+    assert b"Connection: close" in head and message in body
+    validate("error", json.loads(body))
+    assert live.app.source.updates == 0
+
+
+def test_expect_100_continue_over_the_size_limit_gets_413_instead_of_a_go_ahead(live):
+    # Before: "100 Continue" went out first, so the client sent its whole oversized body just to hear 413.
+    head = (f"POST /api/packages/memory/update-metrics HTTP/1.1\r\nHost: 127.0.0.1:{live.port}\r\n"
+            "Content-Type: application/json\r\nExpect: 100-continue\r\n").encode()
+    answer = first_answer(live, head + b"Content-Length: 1000000\r\n\r\n")
+    assert answer.startswith(b"HTTP/1.1 413 "), answer[:200]
+    assert b"Connection: close" in answer
+    assert first_answer(live, head + b"Content-Length: 2\r\n\r\n").startswith(b"HTTP/1.1 100 Continue")
+
+
 def test_every_endpoint_requires_the_token_when_one_is_set():
     source = FakeSource()
     with start_server(source, "127.0.0.1", 0, token="t0ken") as running:
@@ -253,10 +294,20 @@ def test_serve_addresses_parse_to_a_host_and_port_defaulting_to_loopback(raw_val
     assert parse_address(raw_value, "--memtrack-serve") == expected
 
 
-@pytest.mark.parametrize("raw_value", ["", "abc", "70000", "-1", ":80", "host:", "[::1]8080", "1.5"])
+@pytest.mark.parametrize("raw_value", ["", "abc", "70000", "-1", ":80", "host:", "[::1]8080", "1.5",
+                                       "٨٠٠٠", "localhost:٨٠", "１２３", "0" * 6 + "80000"])
 def test_a_bad_serve_address_is_a_usage_error_that_names_the_option(raw_value):
+    # str.isdigit() and int() take Arabic-Indic and full-width digits: "٨٠٠٠" served on port 8000.
     with pytest.raises(pytest.UsageError, match="--memtrack-serve"):
         parse_address(raw_value, "--memtrack-serve")
+
+
+def test_a_port_of_4301_digits_is_a_usage_error_not_a_value_error():
+    # int() refuses strings of more than 4,300 digits with a ValueError of its own: an INTERNALERROR.
+    with pytest.raises(pytest.UsageError) as caught:
+        parse_address("1" * 4301, "--memtrack-serve")
+    assert str(caught.value) == ("--memtrack-serve must end with a port number between 0 and 65535, not "
+                                 "'11111111111111111111'… (4,301 characters).")
 
 
 # -- the CLI: pytest-memtrack serve REPORT.json ------------------------------------------------------------------
@@ -316,6 +367,9 @@ def test_the_serve_command_with_a_token_requires_it_on_the_post_endpoints(report
     ("{not json", ["bad.json"], "is not valid JSON"),
     ('{"summary": {}}', ["bad.json"], "is not a pytest-memtrack JSON report"),
     (None, ["REPORT", "--port", "99999"], "--port must be a port number"),
+    (None, ["REPORT", "--port", "1" * 4301], "--port must be a port number between 0 and 65535, not "
+                                             "'11111111111111111111'… (4,301 characters)."),
+    (None, ["REPORT", "--port", "٨٠٠٠"], "--port must be a port number between 0 and 65535, not '٨٠٠٠'."),
     (None, ["REPORT", "--host", "0.0.0.0"], "needs a token"),
 ])
 def test_the_serve_command_explains_a_user_mistake_in_one_sentence(tmp_path, report_file, capsys, monkeypatch,

@@ -123,8 +123,10 @@ def test_a_wrong_method_is_405_with_an_allow_header(method, target, allow):
     validate("error", response.json())
 
 
-@pytest.mark.parametrize("raw", ["abc", "-0.1", "1.01", "nan", "NaN", "inf", "-inf", "", "1e999", "0x1"])
+@pytest.mark.parametrize("raw", ["abc", "-0.1", "1.01", "nan", "NaN", "inf", "-inf", "", "1e999", "0x1",
+                                 "0_1", "%D9%A1", "%D9%A0.%D9%A5", "%EF%BC%91"])
 def test_a_threshold_that_is_not_a_number_between_0_and_1_is_rejected(raw):
+    # float() reads "0_1" as 1.0, and the Arabic-Indic "١" (%D9%A1) and the full-width "１" (%EF%BC%91) as 1.0.
     status, body = call(App(FakeSource()), "GET", P + "leaks?threshold=" + raw)
     assert status == 400
     assert "between 0 and 1" in body["error"]["message"]
@@ -241,6 +243,29 @@ def test_the_dashboard_escapes_hostile_package_names_and_carries_a_csp_nonce():
     nonce = csp.split("'nonce-")[1].split("'")[0]
     assert html.count(f'nonce="{nonce}"') == 2
     assert "/api/packages/memory/summary" in html and "2000" in html
+
+
+def test_the_dashboard_shows_the_apps_notes_under_its_title():
+    note = "Under pytest-xdist <workers> report their packages when they finish."
+    html = App(FakeSource(), notes=[note]).handle("GET", "/", {}).body.decode()
+    assert '<p class="note" role="note">Under pytest-xdist &lt;workers&gt; report their packages when they finish.</p>' \
+        in html
+    assert 'class="note"' not in App(FakeSource()).handle("GET", "/", {}).body.decode()
+
+
+def test_the_package_route_documents_405_and_leaves_out_the_names_of_the_get_routes():
+    document = App(FakeSource()).handle("GET", "/api/openapi.json", {}).json()
+    operation = document["paths"][P + "{package_name}"]["get"]
+    assert "405" in operation["responses"] and "POST-only" in operation["responses"]["405"]["description"]
+    jsonschema = pytest.importorskip("jsonschema")
+    name_schema = jsonschema.Draft202012Validator(operation["parameters"][0]["schema"])
+    # GET .../summary answers the summary, not package info: a name a client may not send to this route.
+    for route in ("summary", "leaks", "optimization-suggestions"):
+        assert not name_schema.is_valid(route)
+    for name in ("garbage-collection", "update-metrics", "app", "zope.interface"):
+        assert name_schema.is_valid(name)
+    for name in ("garbage-collection", "update-metrics"):
+        assert App(FakeSource()).handle("GET", P + name, {}).status == 405
 
 
 def test_the_openapi_document_names_every_endpoint_and_resolves_every_reference():

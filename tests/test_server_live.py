@@ -11,9 +11,11 @@ run in-process, which is several times faster and exercises the same hooks.
 
 from __future__ import annotations
 
+import html
 import json
 import socket
 import urllib.parse
+import urllib.request
 
 import pytest
 from test_server_app import validate
@@ -117,6 +119,42 @@ def test_a_bad_serve_setting_is_a_usage_error_before_any_test_runs(pytester, mon
     assert result.ret == pytest.ExitCode.USAGE_ERROR
     result.stderr.fnmatch_lines([message])
     assert "Traceback" not in result.stderr.str() and "ran" not in result.stdout.str()
+
+
+def test_a_port_of_4301_digits_in_the_ini_file_is_a_usage_error_naming_the_key(pytester):
+    pytester.makeini("[pytest]\nmemtrack_serve = " + "1" * 4301 + "\n")
+    pytester.makepyfile(test_never="def test_never():\n    raise AssertionError('ran')\n")
+    result = pytester.runpytest("--memtrack", *FAST)
+    assert result.ret == pytest.ExitCode.USAGE_ERROR
+    result.stderr.fnmatch_lines(["ERROR: ini option 'memtrack_serve' must end with a port number between 0 and 65535, "
+                                 "not '11111111111111111111'… (4,301 characters)."])
+    assert "INTERNALERROR" not in result.stdout.str() + result.stderr.str()
+
+
+@pytest.mark.parametrize("args", [[], ["--memtrack-serve-token=a b"]])
+def test_a_token_with_a_space_breaks_no_run_that_does_not_serve(pytester, monkeypatch, args):
+    monkeypatch.setenv("MEMTRACK_TOKEN", "a b")
+    pytester.makepyfile(test_ok="def test_ok():\n    pass\n")
+    pytester.runpytest("--memtrack", *args, *FAST).assert_outcomes(passed=1)
+    serving = pytester.runpytest("--memtrack", "--memtrack-serve=0", *args, *FAST)
+    assert serving.ret == pytest.ExitCode.USAGE_ERROR
+    label = "--memtrack-serve-token" if args else "environment variable MEMTRACK_TOKEN"
+    serving.stderr.fnmatch_lines([f"ERROR: {label} must be a non-empty token without spaces."])
+
+
+@pytest.mark.parametrize("workers", [None, "2"])
+def test_under_xdist_the_dashboard_says_that_workers_report_their_packages_when_they_finish(pytester, workers):
+    pytest.importorskip("xdist")
+    from pytest_memtrack.server.plugin import XDIST_NOTE, server_url
+
+    args = ["-n", workers] if workers else []
+    config = pytester.parseconfigure("--memtrack", "--memtrack-serve=0", "-p", "xdist", *args, *FAST)
+    url = server_url(config)
+    assert url is not None
+    with urllib.request.urlopen(url, timeout=10) as response:
+        page = response.read().decode()
+    assert ("workers report their packages when they finish" in page) is bool(workers)
+    assert (html.escape(XDIST_NOTE) in page) is bool(workers)
 
 
 def test_a_port_in_use_is_a_usage_error_naming_the_address(pytester):

@@ -11,9 +11,10 @@ from typing import Any
 
 from pytest_memtrack.errors import CliError
 from pytest_memtrack.history.compare import RuleError, compare_reports, parse_rule, render_summary
-from pytest_memtrack.history.store import Store, StoreError, machine_key
+from pytest_memtrack.history.store import MAX_ID, Store, StoreError, machine_key
 from pytest_memtrack.options import DEFAULT_STORE, RULE_HELP, escape
 from pytest_memtrack.report.loading import load_report
+from pytest_memtrack.units import shown
 
 
 def add_cli(subparsers: Any) -> None:
@@ -37,13 +38,13 @@ def add_cli(subparsers: Any) -> None:
 
 
 def _positive_int(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        value = 0
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"must be a positive whole number, not {text!r}")
-    return value
+    """``--limit``: a whole number from 1, in ASCII digits; one beyond any store's size means "all of them" (SQLite
+    refuses a LIMIT beyond its 64-bit integer, and int() refuses 4,301 digits)."""
+    digits = text.strip().removeprefix("+")
+    significant = digits.lstrip("0")
+    if not (digits.isascii() and digits.isdigit()) or not significant:
+        raise argparse.ArgumentTypeError(f"must be a positive whole number, not {shown(text)}")
+    return MAX_ID if len(significant) > len(str(MAX_ID)) else min(int(significant), MAX_ID)
 
 
 def _open(path: str) -> Store:
@@ -84,12 +85,12 @@ def _load(ref: str, store_path: str, stores: dict[str, Store]) -> tuple[dict[str
                         "machine": machine_key(run), "python": run.get("python")}
     if "store" not in stores:
         if not os.path.exists(store_path):
-            raise CliError(f"{ref!r} is not a report file, and there is no history store at {store_path!r}.")
+            raise CliError(f"{shown(ref)} is not a report file, and there is no history store at {store_path!r}.")
         stores["store"] = _open(store_path)
     store = stores["store"]
     info = store.find(ref)
     if info is None:
-        raise CliError(f"no stored run has the id or name {ref!r} in {store_path!r}, and it is not a report file.")
+        raise CliError(f"no stored run has the id or name {shown(ref)} in {store_path!r}, and it is not a report file.")
     return store.load_report(info.id), info.baseline()
 
 

@@ -26,6 +26,7 @@ was asked for. The ``history`` and ``compare`` commands live in ``history.cli``.
 from __future__ import annotations
 
 import os
+import shlex
 import sqlite3
 import subprocess
 import warnings
@@ -38,6 +39,7 @@ from pytest_memtrack.history.compare import Comparison, Rule, RuleError, compare
 from pytest_memtrack.history.store import MemtrackWarning, RunInfo, Store, StoreError, machine_key
 from pytest_memtrack.options import DEFAULT_STORE
 from pytest_memtrack.settings import parse_writable_path, resolve
+from pytest_memtrack.units import shown
 
 __all__ = ["MemtrackWarning", "HistoryPlugin", "configure"]
 
@@ -61,14 +63,30 @@ def _store_path(config: pytest.Config) -> str:
 
 def _ref_option(config: pytest.Config, name: str) -> str | None:
     value = config.getoption(name, default=None)
-    if value:  # nargs="?" swallows a following path: `--memtrack-save tests` would name the run "tests"
-        flag = "--" + name.replace("_", "-")
+    flag = "--" + name.replace("_", "-")
+    # nargs="?" swallows a following path: `--memtrack-save tests` would name the run "tests". `--memtrack-save=tests`
+    # cannot swallow anything, so a name written with "=" is taken as it is, whatever files the directory holds.
+    if value and not _written_inline(config, flag, value):
         if os.path.exists(os.path.join(str(config.invocation_params.dir), value)):
             raise pytest.UsageError(
                 f"{flag} took {value!r} as the run name, but that is also a path; write {flag}=NAME, or put "
                 f"{flag} after the test paths."
             )
     return value
+
+
+def _written_inline(config: pytest.Config, flag: str, value: str) -> bool:
+    """Whether ``FLAG=VALUE`` is one argument of the command line (or of PYTEST_ADDOPTS or the ini's addopts)."""
+    args = [str(arg) for arg in config.invocation_params.args]
+    try:
+        args += shlex.split(os.environ.get("PYTEST_ADDOPTS", ""))
+    except ValueError:
+        pass
+    try:
+        args += [str(arg) for arg in config.getini("addopts")]
+    except ValueError:
+        pass
+    return f"{flag}={value}" in args
 
 
 def parse_rule_or_usage_error(line: str) -> Rule:
@@ -93,10 +111,13 @@ def configure(config: pytest.Config) -> None:
     store = _store_path(config)
     if os.path.isdir(store):
         raise pytest.UsageError(f"--memtrack-store must name a file, but {store!r} is a directory.")
+    if os.path.exists(store) and not os.path.isfile(store):
+        raise pytest.UsageError(f"--memtrack-store must name a regular file, but {store!r} is a device, pipe or "
+                                "socket.")
     if save is None and compare_ref is None and not rules:
         return
     if save is not None:  # an unwritable place is a usage error now, not a lost run later
-        parse_writable_path(store, "--memtrack-store")
+        parse_writable_path(store, "--memtrack-store", "the history store")
     if is_worker(config):  # only the controller compares and writes
         return
     plugin = HistoryPlugin(config, store, save, compare_ref if compare_ref is not None else "", rules,
@@ -124,7 +145,7 @@ def find_baseline(store_path: str, ref: str, run: dict[str, Any]) -> tuple[RunIn
     with Store(store_path, readonly=True) as store:
         if ref:
             info = store.find(ref)
-            why = f"no baseline was found: no stored run has the id or name {ref!r} in {store_path}."
+            why = f"no baseline was found: no stored run has the id or name {shown(ref)} in {store_path}."
         else:
             key = machine_key(run)
             info = store.latest(machine=key)

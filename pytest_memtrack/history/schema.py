@@ -120,6 +120,9 @@ def inspect(path: str) -> int:
     68, ``user_version`` at 60). Only a header with no ids is looked into, with ``immutable=1``, which reads the main
     file and creates no ``-wal``/``-shm``/``-journal``, so the directory stays as it was.
     """
+    if os.path.exists(path) and not os.path.isfile(path) and not os.path.isdir(path):
+        raise StoreError(f"the history store {path!r} is not a regular file (a device, pipe or socket); choose "
+                         "another file with --memtrack-store.")
     try:
         with open(path, "rb") as handle:
             header = handle.read(100)

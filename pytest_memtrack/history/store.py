@@ -44,6 +44,8 @@ __all__ = ["APPLICATION_ID", "MIGRATIONS", "SCHEMA_VERSION", "MemtrackWarning", 
            "machine_key"]
 
 BUSY_TIMEOUT_S = 30.0
+#: The largest run id (SQLite's INTEGER is a signed 64-bit number).
+MAX_ID = 2**63 - 1
 
 
 class MemtrackWarning(pytest.PytestWarning):
@@ -210,7 +212,8 @@ class Store:
             db.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
             db.execute("COMMIT")
         except BaseException:
-            db.execute("ROLLBACK")
+            if db.in_transaction:  # else the ROLLBACK's own error would hide the one that matters
+                db.execute("ROLLBACK")
             raise
 
     @property
@@ -274,7 +277,7 @@ class Store:
     def _infos(self, where: str = "", params: tuple[Any, ...] = (), limit: int | None = None) -> list[RunInfo]:
         sql = self._SELECT + (f" WHERE {where}" if where else "") + " ORDER BY r.id DESC"
         if limit is not None:
-            sql += f" LIMIT {int(limit)}"
+            sql += f" LIMIT {min(int(limit), MAX_ID)}"  # LIMIT 99999999999999999999 is a datatype mismatch
         return [RunInfo(*row) for row in self._read(sql, params)]
 
     def runs(self, limit: int | None = None) -> list[RunInfo]:
@@ -282,6 +285,8 @@ class Store:
         return self._infos(limit=limit)
 
     def get(self, run_id: int) -> RunInfo | None:
+        if not 0 <= run_id <= MAX_ID:  # beyond SQLite's integer no run can have it (and binding it overflows)
+            return None
         found = self._infos("r.id = ?", (run_id,))
         return found[0] if found else None
 
@@ -289,7 +294,9 @@ class Store:
         """A run by id (``12`` or ``#12``) or, failing that, the newest run with that name."""
         text = str(ref).strip()
         digits = text[1:] if text.startswith("#") else text
-        if digits.isdigit():
+        if digits.isascii() and digits.isdigit():  # "١" is a digit to str.isdigit and int(), not a run id
+            if len(digits.lstrip("0")) > len(str(MAX_ID)):  # int() refuses 4,301 digits; no run has such an id
+                digits = str(MAX_ID + 1)
             info = self.get(int(digits))
             if info is not None or text.startswith("#"):
                 return info

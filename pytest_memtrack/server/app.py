@@ -24,17 +24,17 @@ the access rules (``access``): the Host header, cross-site writes, the token.
 from __future__ import annotations
 
 import json
-import math
 import secrets
 import sys
 import traceback
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import parse_qs, unquote, urlsplit
 
 from pytest_memtrack.server.access import AccessRules, Refused, check, host_names
 from pytest_memtrack.server.sources import DEFAULT_THRESHOLD, MemorySource, ReadOnlySource
+from pytest_memtrack.units import parse_decimal
 
 __all__ = [
     "API_PREFIX",
@@ -125,14 +125,16 @@ class App:
 
     ``token``: when set, every route needs it (``access``); ``hosts``: the ``Host`` values that name this server
     (``access.host_names``; empty: no Host check), set by the transport once it has bound (``bind``).
-    ``dashboard(summary, mode, csp_nonce)``: renders the HTML page (``str``); ``openapi``: returns the OpenAPI
-    document (``dict``).
+    ``dashboard(summary, mode, csp_nonce, notes)``: renders the HTML page (``str``); ``notes``: lines the page shows
+    under its title (e.g. that xdist workers report their packages only when they finish); ``openapi``: returns
+    the OpenAPI document (``dict``).
     ``log``: where the catch-all writes tracebacks (stderr by default).
     """
 
     def __init__(self, source: MemorySource, *, token: str | None = None, hosts: frozenset[str] = frozenset(),
                  default_threshold: float = DEFAULT_THRESHOLD, mode: str = "live",
-                 dashboard: Callable[[dict[str, Any], str, str], str] | None = None,
+                 dashboard: Callable[[dict[str, Any], str, str, Sequence[str]], str] | None = None,
+                 notes: Sequence[str] = (),
                  openapi: Callable[[], dict[str, Any]] | None = None,
                  log: Callable[[str], None] | None = None) -> None:
         self.source = source
@@ -140,6 +142,7 @@ class App:
         self.rules = AccessRules(hosts=hosts, token=self.token)
         self.default_threshold = default_threshold
         self.mode = mode
+        self.notes = tuple(notes)
         self._dashboard_renderer = dashboard
         self._openapi_builder = openapi
         self._openapi_body: bytes | None = None
@@ -228,7 +231,7 @@ class App:
             from pytest_memtrack.server.dashboard import render_dashboard
 
             self._dashboard_renderer = render_dashboard
-        html = self._dashboard_renderer(self.source.get_memory_usage_summary(), self.mode, nonce)
+        html = self._dashboard_renderer(self.source.get_memory_usage_summary(), self.mode, nonce, self.notes)
         csp = (f"default-src 'none'; script-src 'nonce-{nonce}'; style-src 'nonce-{nonce}'; connect-src 'self'; "
                "img-src 'self' data:; base-uri 'none'; form-action 'none'; frame-ancestors 'none'")
         return Response(200, html.encode("utf-8"), HTML_TYPE, [("Content-Security-Policy", csp)])
@@ -247,11 +250,8 @@ def parse_threshold(query: str, default: float) -> float:
     if len(values) > 1:
         raise HttpError(400, "Give the threshold query parameter once.")
     raw = values[0]
-    try:
-        value = float(raw)
-    except ValueError:
-        value = math.nan
-    if not math.isfinite(value) or not 0.0 <= value <= 1.0:
+    value = parse_decimal(raw)  # not float(): it reads "0_1" as 1.0 and "١" (an Arabic-Indic one) as 1.0
+    if value is None or not 0.0 <= value <= 1.0:
         raise HttpError(400, f"The threshold must be a number between 0 and 1, not {_shorten(raw)!r}.")
     return value
 

@@ -16,7 +16,8 @@ from pytest_memtrack.errors import CliError
 from pytest_memtrack.options import TOKEN_ENV
 from pytest_memtrack.report.loading import load_report
 from pytest_memtrack.server.sources import ReportSource
-from pytest_memtrack.server.transport import DEFAULT_HOST, is_loopback, start_server
+from pytest_memtrack.server.transport import DEFAULT_HOST, is_loopback, port_number, start_server
+from pytest_memtrack.units import shown
 
 
 def add_cli(subparsers: Any) -> None:
@@ -35,8 +36,9 @@ def add_cli(subparsers: Any) -> None:
 
 def serve_command(args: argparse.Namespace) -> int:
     report = load_report(args.report)
-    if not str(args.port).isdigit() or not 0 <= int(args.port) <= 65535:
-        raise CliError(f"--port must be a port number between 0 and 65535, not {args.port!r}.")
+    port = port_number(str(args.port))
+    if port is None:
+        raise CliError(f"--port must be a port number between 0 and 65535, not {shown(str(args.port))}.")
     token = (args.token or os.environ.get(TOKEN_ENV, "")).strip() or None
     if token is not None and any(ch.isspace() for ch in token):
         raise CliError("the token must not contain spaces.")
@@ -45,7 +47,7 @@ def serve_command(args: argparse.Namespace) -> int:
         raise CliError(f"serving on the non-loopback host {host!r} needs a token: give --token or set {TOKEN_ENV}.")
     source = ReportSource(report)
     try:
-        running = start_server(source, host, int(args.port), token=token, mode="saved report",
+        running = start_server(source, host, port, token=token, mode="saved report",
                                default_threshold=source.default_threshold, verbose=args.verbose)
     except OSError as exc:
         raise CliError(f"cannot listen on {host}:{args.port}: {exc.strerror or exc}.") from None

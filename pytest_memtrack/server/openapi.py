@@ -21,6 +21,11 @@ PAYLOAD_SCHEMAS = ("envelope", "error", "summary", "package_info", "leaks", "sug
                    "update_metrics")
 
 _COMPONENTS = "#/components/schemas/"
+#: Names under /api/packages/memory/ that are GET routes of their own: the concrete path wins (as OpenAPI matches
+#: too), so such a name is never a {package_name} and is excluded from its values (a client generating requests from
+#: this document, such as schemathesis, would otherwise expect package info from .../summary). A GET on a POST-only
+#: name (garbage-collection, update-metrics) answers 405, which {package_name} documents.
+GET_ROUTE_NAMES = ("summary", "leaks", "optimization-suggestions")
 
 
 def _rewrite_refs(node: Any, own: str) -> Any:
@@ -122,7 +127,7 @@ def build_document(server_url: str | None = None) -> dict[str, Any]:
                              "description": "Registered package name (URL-encoded; dotted names allowed). The "
                                             "names summary, leaks, optimization-suggestions, garbage-collection "
                                             "and update-metrics are routes, not packages.",
-                             "schema": {"type": "string", "minLength": 1}}])},
+                             "schema": {"type": "string", "minLength": 1, "not": {"enum": list(GET_ROUTE_NAMES)}}}])},
         },
         "components": {
             "schemas": schemas,

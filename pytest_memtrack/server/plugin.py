@@ -15,13 +15,26 @@ import pytest
 
 from pytest_memtrack.options import TOKEN_ENV
 from pytest_memtrack.server.sources import DEFAULT_THRESHOLD, LiveSource
-from pytest_memtrack.server.transport import DEFAULT_HOST, RunningServer, is_loopback, start_server
+from pytest_memtrack.server.transport import DEFAULT_HOST, RunningServer, is_loopback, port_number, start_server
 from pytest_memtrack.settings import parse_score, resolve
+from pytest_memtrack.units import shown
 
 #: Environment variable holding the live server's URL while the session runs (read it from a test).
 URL_ENV = "MEMTRACK_SERVER_URL"
 
 _SERVER_KEY: pytest.StashKey[RunningServer] = pytest.StashKey()
+
+#: The dashboard's line under pytest-xdist. The controller serves, but the tests (and their imports) run in the
+#: workers, whose packages reach the controller only with each worker's last message and are merged into the report
+#: when the session ends (``session.pytest_sessionfinish``): until then the API and the page list none of them.
+XDIST_NOTE = ("Under pytest-xdist the tests run in worker processes: workers report their packages when they "
+              "finish, and the session merges them into its report when it ends, so this live page does not list "
+              "them meanwhile (the JSON and HTML reports do).")
+
+
+def under_xdist(config: pytest.Config) -> bool:
+    """Whether this (controller) session hands its tests to xdist workers (``-n N`` with N > 0, or ``--tx``)."""
+    return bool(getattr(config.option, "numprocesses", None) or getattr(config.option, "tx", None))
 
 
 def parse_address(raw: str, label: str) -> tuple[str, int]:
@@ -31,16 +44,17 @@ def parse_address(raw: str, label: str) -> tuple[str, int]:
     if text.startswith("["):
         close = text.find("]")
         if close < 0 or text[close + 1:close + 2] != ":":
-            raise pytest.UsageError(f"{label} must be PORT, HOST:PORT or [IPv6]:PORT, not {raw!r}.")
+            raise pytest.UsageError(f"{label} must be PORT, HOST:PORT or [IPv6]:PORT, not {shown(raw)}.")
         host, port_text = text[1:close], text[close + 2:]
     elif ":" in text:
         host, _, port_text = text.rpartition(":")
         if not host:
-            raise pytest.UsageError(f"{label} has an empty host in {raw!r}; give HOST:PORT, or only PORT to "
+            raise pytest.UsageError(f"{label} has an empty host in {shown(raw)}; give HOST:PORT, or only PORT to "
                                     f"serve on {DEFAULT_HOST}.")
-    if not port_text.isdigit() or not 0 <= int(port_text) <= 65535:
-        raise pytest.UsageError(f"{label} must end with a port number between 0 and 65535, not {raw!r}.")
-    return host, int(port_text)
+    port = port_number(port_text)
+    if port is None:
+        raise pytest.UsageError(f"{label} must end with a port number between 0 and 65535, not {shown(raw)}.")
+    return host, port
 
 
 def _parse_token(raw: str, label: str) -> str:
@@ -55,11 +69,11 @@ def configure(config: pytest.Config) -> None:
     if hasattr(config, "workerinput"):
         return
     address = resolve(config, "memtrack_serve", parse_address, None)
+    if address is None:  # the token matters only to a server: a stray MEMTRACK_TOKEN must not break other runs
+        return
     token = resolve(config, "memtrack_serve_token", _parse_token, None)
     if token is None and os.environ.get(TOKEN_ENV, "").strip():
         token = _parse_token(os.environ[TOKEN_ENV], f"environment variable {TOKEN_ENV}")
-    if address is None:
-        return
     host, port = address
     if not token and not is_loopback(host):
         raise pytest.UsageError(f"--memtrack-serve on the non-loopback host {host!r} needs a token: give "
@@ -67,7 +81,8 @@ def configure(config: pytest.Config) -> None:
     threshold = resolve(config, "memtrack_leak_threshold", parse_score, DEFAULT_THRESHOLD)
     try:
         running = start_server(LiveSource(), host, port, token=token, mode="live",
-                               default_threshold=threshold, verbose=config.get_verbosity() >= 3)
+                               default_threshold=threshold, verbose=config.get_verbosity() >= 3,
+                               notes=(XDIST_NOTE,) if under_xdist(config) else ())
     except OSError as exc:
         raise pytest.UsageError(f"--memtrack-serve cannot listen on {host}:{port}: {exc.strerror or exc}.") from None
     config.stash[_SERVER_KEY] = running

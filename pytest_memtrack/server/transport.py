@@ -10,7 +10,7 @@ import ipaddress
 import socket
 import sys
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
@@ -45,20 +45,42 @@ class _Handler(BaseHTTPRequestHandler):
             return
         self._write(self.server.app.handle(self.command, self.path, dict(self.headers.items()), body))
 
-    def _read_body(self) -> bytes:
+    def handle_expect_100(self) -> bool:
+        """``Expect: 100-continue``: the client waits for our go-ahead before sending the body, so a request that
+        will be refused anyway (too large, a bad length) gets its error now instead of ``100 Continue``."""
+        try:
+            self._body_length()
+        except HttpError as exc:
+            self._write(exc.response())
+            return False
+        return super().handle_expect_100()
+
+    def _body_length(self) -> int:
+        """The request body's length from the headers, or ``HttpError`` (then the connection closes: where this
+        request ends, and so where the next one starts, is unknown)."""
+        if self.headers.defects or self.headers.get_payload():
+            # A header line without a colon: the standard parser stops there and drops every header after it
+            # (Content-Length among them), which would leave the body to be read as the next request.
+            raise HttpError(400, "A request header line is malformed (every header line needs 'Name: value').",
+                            close=True)
+        if len(self.headers.get_all("Host") or []) > 1:
+            raise HttpError(400, "The request has more than one Host header.", close=True)
         if self.headers.get("Transfer-Encoding"):
             raise HttpError(400, "Chunked request bodies are not supported; send a Content-Length.", close=True)
-        raw = self.headers.get("Content-Length")
-        if raw is None:
-            return b""
-        try:
-            length = int(raw.strip())
-        except ValueError:
-            length = -1
-        if length < 0 or not raw.strip().isdigit():
+        values = {value.strip() for value in self.headers.get_all("Content-Length") or []}
+        if not values:
+            return 0
+        if len(values) > 1:  # one header per value, or several headers: the body's end would be a guess
+            raise HttpError(400, "The request has Content-Length headers that disagree.", close=True)
+        raw = values.pop()
+        if not (raw.isascii() and raw.isdigit()):
             raise HttpError(400, "The Content-Length header is not a non-negative whole number.", close=True)
-        if length > MAX_BODY_BYTES:
+        if len(raw.lstrip("0")) > len(str(MAX_BODY_BYTES)) or int(raw) > MAX_BODY_BYTES:
             raise HttpError(413, f"The request body is larger than {MAX_BODY_BYTES // 1024} KiB.", close=True)
+        return int(raw)
+
+    def _read_body(self) -> bytes:
+        length = self._body_length()
         body = self.rfile.read(length) if length else b""
         if len(body) != length:
             raise HttpError(400, "The request body is shorter than its Content-Length.", close=True)
@@ -144,14 +166,24 @@ class RunningServer:
 
 def start_server(source: MemorySource, host: str = DEFAULT_HOST, port: int = 0, *, token: str | None = None,
                  mode: str = "live", default_threshold: float = DEFAULT_THRESHOLD,
-                 verbose: bool = False) -> RunningServer:
+                 verbose: bool = False, notes: Sequence[str] = ()) -> RunningServer:
     """Bind ``host:port`` and serve ``source`` on a daemon thread. Raises ``OSError`` when it cannot bind and
     ``ValueError`` for a non-loopback host without a token."""
     if not token and not is_loopback(host):
         raise ValueError(f"Serving on the non-loopback host {host!r} needs a token (env {TOKEN_ENV}).")
     family = socket.AF_INET6 if ":" in host else socket.AF_INET
-    app = App(source, token=token, mode=mode, default_threshold=default_threshold)
+    app = App(source, token=token, mode=mode, default_threshold=default_threshold, notes=notes)
     return RunningServer(_Server((host, port), app, verbose, family))
+
+
+def port_number(text: str) -> int | None:
+    """A TCP port (0 to 65535) written in ASCII digits, else None: ``str.isdigit`` and ``int()`` also take
+    ``'٨٠٠٠'`` (Arabic-Indic digits), and ``int()`` raises on 4,301 digits."""
+    digits = text.strip()
+    if not (digits.isascii() and digits.isdigit()) or len(digits.lstrip("0")) > 5:
+        return None
+    port = int(digits)
+    return port if port <= 65535 else None
 
 
 def is_loopback(host: str) -> bool:
