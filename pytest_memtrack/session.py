@@ -91,7 +91,10 @@ class MemtrackSession:
 
     @pytest.hookimpl(trylast=True)
     def pytest_collection_finish(self, session: pytest.Session) -> None:
-        self.loader.forget_test_packages()  # collection imported them: now it is known which are the suite's
+        # Collection imported them: now it is known which are the suite's (the folders of its test files).
+        root = str(self.config.rootpath)
+        folders = {str(item.path.parent) for item in session.items if hasattr(item, "path")}
+        self.loader.forget_test_packages(folder for folder in folders if folder != root)
         self.package_pass(force=True)
 
     # ------------------------------------------------------------------ which tests are hunted

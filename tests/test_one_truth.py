@@ -201,3 +201,25 @@ def test_testing_a_package_the_plugin_depends_on_still_tracks_it_and_says_what_w
     assert "markupsafe" in report["packages"]
     assert "markupsafe" not in report["run"]["untracked_packages"]
     result.stdout.fnmatch_lines(["Not tracked: *--memtrack-measure-all tracks them too."])
+
+
+def test_packages_in_the_suites_own_folders_are_the_suites_state_not_the_projects(pytester):
+    """jinja2's tests import resource packages from tests/res (and a t_pack from a zip there): not the project."""
+    pytester.makefile(".toml", pyproject='[project]\nname = "shop"\n')
+    for path, text in {**CACHE_PACKAGE, "tests/res/__init__.py": "DATA = list(range(100))\n",
+                       "tests/test_res.py": "import sys, os\nsys.path.insert(0, os.path.dirname(__file__))\n"
+                                            "import res\nfrom shop import cache\n\n"
+                                            "def test_res():\n    assert res.DATA and cache.remember(1)\n\n"
+                                            "def test_late():\n    import helpers_late\n"
+                                            "    assert helpers_late.X\n",
+                       "tests/helpers_late/__init__.py": "X = 1\n"}.items():
+        target = pytester.path / path
+        target.parent.mkdir(parents=True, exist_ok=True)
+        target.write_text(text)
+    pytester.syspathinsert()
+    result = pytester.runpytest_subprocess("--memtrack", "--memtrack-json=report.json", *NO_PLUGINS)
+    result.assert_outcomes(passed=2)
+    report = json.loads((pytester.path / "report.json").read_text())
+    assert "shop" in report["packages"]
+    assert "res" not in report["packages"] and "helpers_late" not in report["packages"]
+    assert {"res", "helpers_late"} <= set(report["run"]["untracked_packages"])

@@ -149,7 +149,7 @@ def untracked_note(report: Mapping[str, Any]) -> str | None:
     parts = []
     if tooling:
         shown = ", ".join(tooling[:8]) + (f" and {len(tooling) - 8} more" if len(tooling) > 8 else "")
-        parts.append(f"the test tooling ({shown})")
+        parts.append(f"the test tooling and the suite's own packages ({shown})")
     if stdlib:
         parts.append(f"{len(stdlib)} standard-library module{'s' if len(stdlib) != 1 else ''}")
     return f"Not tracked: {' and '.join(parts)}; --memtrack-measure-all tracks them too."

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import gc
 import importlib
+import os
 import sys
 import threading
 import time
@@ -32,6 +33,7 @@ from pytest_memtrack.tracking.attribution import (
 )
 from pytest_memtrack.tracking.background import DEFAULT_CHECK_INTERVAL, MonitoringStatus, PeriodicCheck
 from pytest_memtrack.tracking.imports import FootprintMeter, ImportMeasurement, ImportObserver
+from pytest_memtrack.tracking.lazy_module import LazyModule
 from pytest_memtrack.tracking.metrics import DEFAULT_HISTORY_SIZE, MemoryMetrics, PackageInfo
 from pytest_memtrack.tracking.monitor import MemoryMonitor
 from pytest_memtrack.tracking.payloads import leaks_payload, suggestions_payload, summary_payload
@@ -49,34 +51,6 @@ TOOLING = HARNESS_PACKAGES | frozenset({"psutil", "jinja2", "markupsafe",
 OPTIONAL_TRACKING = frozenset(sys.stdlib_module_names) | TOOLING
 
 
-class LazyModule(ModuleType):
-    """A stand-in module that imports the real one on first attribute access."""
-
-    def __init__(self, name: str, loader: LazyLoader) -> None:
-        super().__init__(name)
-        object.__setattr__(self, "_memtrack_loader", loader)
-
-    def _memtrack_target(self) -> ModuleType:
-        loader: LazyLoader = object.__getattribute__(self, "_memtrack_loader")
-        name = object.__getattribute__(self, "__name__")
-        return loader.load(name)
-
-    def __getattr__(self, attribute: str) -> Any:
-        return getattr(self._memtrack_target(), attribute)
-
-    def __setattr__(self, attribute: str, value: Any) -> None:
-        setattr(self._memtrack_target(), attribute, value)
-
-    def __dir__(self) -> list[str]:
-        return dir(self._memtrack_target())
-
-    def __repr__(self) -> str:
-        loader: LazyLoader = object.__getattribute__(self, "_memtrack_loader")
-        name = object.__getattribute__(self, "__name__")
-        info = loader.get_package_info(name)
-        return f"<lazy module {name!r} ({info.status if info else 'unknown'})>"
-
-
 class LazyLoader:
     """Registers packages, loads them lazily, observes ordinary imports, and tracks every package's memory.
 
@@ -90,6 +64,8 @@ class LazyLoader:
         self.project: frozenset[str] = frozenset()
         #: Packages imported but not tracked (the standard library, the test tooling), for the report to say.
         self.left_out: set[str] = set()
+        #: The test suite's folders (``forget_test_packages``): packages loaded from them are the suite's state.
+        self.suite_dirs: tuple[str, ...] = ()
         self._ignored: set[str] = set()
         self.monitor = monitor or MemoryMonitor(leak_threshold=leak_threshold)
         self.history_size = history_size
@@ -239,21 +215,38 @@ class LazyLoader:
                     info.status = "loaded"
                     info.module = sys.modules[package]
 
-    def forget_test_packages(self) -> list[str]:
-        """Stop tracking observed packages that are the test suite's own (``attribution.is_test_suite_package``):
-        a ``tests`` directory with an ``__init__.py`` imports as a package, but its state is the suite's, not the
-        project's. Registered packages are kept. Returns the names forgotten."""
+    def forget_test_packages(self, suite_dirs: Iterable[str] = ()) -> list[str]:
+        """Stop tracking observed packages that are the test suite's own: a ``tests`` directory with an
+        ``__init__.py`` imports as a package (``attribution.is_test_suite_package``), and the suite's resource
+        packages live in its folders (jinja2's ``tests/res``, a ``t_pack`` in a zip there): ``suite_dirs``, the
+        folders of the collected test files, below the rootdir. Packages imported from them later are not tracked
+        either. Registered packages are kept. Returns the names forgotten."""
+        self.suite_dirs = tuple(sorted({os.path.abspath(d) for d in suite_dirs}))
         members: dict[str, dict[str, object]] = {}
         for name, module in list(sys.modules.items()):
             members.setdefault(top_level(name), {})[name] = module
         forgotten = []
         with self._lock:
             for name, info in list(self._packages.items()):
-                if info.observed and is_test_suite_package(members.get(info.import_name or name, {})):
+                if not info.observed or name in self.project and not self._in_suite(info.module):
+                    continue
+                if is_test_suite_package(members.get(info.import_name or name, {})) or self._in_suite(
+                        info.module or sys.modules.get(name)):
                     del self._packages[name]
                     self._ignored.add(name)
+                    self.left_out.add(name)
                     forgotten.append(name)
         return forgotten
+
+    def _in_suite(self, module: object) -> bool:
+        """Whether ``module`` was loaded from one of the test suite's folders (``suite_dirs``)."""
+        if not self.suite_dirs or module is None:
+            return False
+        path = getattr(module, "__file__", None) or next(iter(getattr(module, "__path__", None) or ()), None)
+        if not isinstance(path, str):
+            return False
+        path = os.path.abspath(path)
+        return any(path.startswith(folder + os.sep) for folder in self.suite_dirs)
 
     def stop_observing(self) -> None:
         with self._lock:
@@ -286,6 +279,14 @@ class LazyLoader:
         """A module was imported the ordinary way: its footprint and time add to its top-level package's."""
         package = top_level(measurement.package)
         if package not in self._packages and not self._observable(package):
+            return
+        if self._in_suite(module):  # the suite's own resources (see forget_test_packages)
+            with self._lock:
+                info = self._packages.get(package)
+                if info is not None and info.observed:
+                    del self._packages[package]
+                self._ignored.add(package)
+                self.left_out.add(package)
             return
         info = self._info(package, observed=True)
         assert info is not None
