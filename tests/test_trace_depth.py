@@ -31,6 +31,16 @@ def keep_a_deep_copy() -> None:
     KEPT.append(copy.deepcopy(PAYLOAD))
 
 
+NESTED: object = "leaf"
+for _ in range(12):
+    NESTED = [{"level": [NESTED, "x"]}]
+
+
+def keep_a_copy_of_a_deeply_nested_structure() -> None:
+    # 3 stdlib frames a level, 12 levels: the innermost allocations are 30-odd frames below this line
+    KEPT.append(copy.deepcopy([NESTED] * 40))
+
+
 def keep_decoded_json() -> None:
     # json.loads -> JSONDecoder.decode -> JSONDecoder.raw_decode -> the C scanner: three stdlib frames below
     KEPT.append(json.loads(TEXT))
@@ -82,9 +92,13 @@ def _forget() -> object:
     KEPT.clear()
 
 
-@pytest.mark.parametrize("call", [keep_a_deep_copy, keep_decoded_json], ids=["copy.deepcopy", "json.loads"])
+@pytest.mark.parametrize("call, probe_frames", [
+    (keep_a_deep_copy, readings.PROBE_FRAMES[:1]),
+    (keep_decoded_json, readings.PROBE_FRAMES[:1]),
+    (keep_a_copy_of_a_deeply_nested_structure, readings.PROBE_FRAMES),  # 16 frames do not reach the test's line
+], ids=["copy.deepcopy", "json.loads", "copy.deepcopy-nested-12-levels"])
 def test_a_leak_allocated_deep_in_the_standard_library_is_measured_at_its_full_size(
-        call: Callable[[], None]) -> None:
+        call: Callable[[], None], probe_frames: tuple[int, ...]) -> None:
     plain = plain_bytes_per_call(call)
     KEPT.clear()
     result, limits = hunt_of(call)
@@ -92,9 +106,9 @@ def test_a_leak_allocated_deep_in_the_standard_library_is_measured_at_its_full_s
     assert memory.leaking, result.kinds
     assert 0.8 * plain <= memory.per_run <= 1.2 * plain, (memory.per_run, plain)
     # the verdict's runs were all traced alike; deep traces only for the probe that told whose those bytes were
-    probe = readings.PROBE_RUNS
-    assert limits[-probe:] == [readings.PROBE_FRAMES] * probe and set(limits[:-probe]) == {readings.TRACE_FRAMES}
-    assert result.probe_runs == probe
+    probe = [frames for frames in probe_frames for _ in range(readings.PROBE_RUNS)]
+    assert limits[-len(probe):] == probe and set(limits[:-len(probe)]) == {readings.TRACE_FRAMES}, limits
+    assert result.probe_runs == len(probe)
     assert not result.kinds["native"].leaking, result.kinds  # deep traces' own bookkeeping is not native growth
 
 

@@ -19,7 +19,7 @@ import threading
 import tracemalloc
 from collections import Counter
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import psutil
@@ -49,10 +49,11 @@ _EXCLUDE = [tracemalloc.Filter(False, path + "*") for path in _OWN_FILES] + [
 
 TRACE_FRAMES = 3  # enough to tell whose allocation it is (ours, pytest's, the test's); 8 frames cost 3x more
 _CALLER_FRAMES = 3  # a code frame this close to one of the hunt's own was called by the hunt
-#: The probe's traceback limit (``probe``): deep enough for any chain of standard library calls below the test's code
-#: (importlib below a template loader is 10 frames deep). Its runs cost 3-4x those under ``TRACE_FRAMES``.
-PROBE_FRAMES = 32
-PROBE_RUNS = 2  # a warm-up under the deep traces, then the run measured
+#: The probe's traceback limits, in turn (``probe``): 16 frames hold the chains of standard library calls below a
+#: test's code (importlib below a template loader is 10 frames deep) and cost its runs 2x those under
+#: ``TRACE_FRAMES`` (32 frames: 3x); deeper ones (a deepcopy of a deeply nested structure) take the next.
+PROBE_FRAMES = (16, 64)
+PROBE_RUNS = 2  # per limit: a warm-up under its traces, then the run measured
 #: Bytes of unknown caller the measured runs may leave per run without a probe: below this, or below an eighth of
 #: what they left as the test's, they change its growth too little to pay for one.
 UNKNOWN_FLOOR = 256
@@ -207,10 +208,13 @@ def upper_bound(readings: Sequence[Reading]) -> list[Reading]:
 @dataclass
 class Probe:
     """Whose the bytes are that ``TRACE_FRAMES`` frames do not tell the caller of (``probe``)."""
+    runs: int  # the test's runs it took
     #: by ``unknown_key`` of such a traceback: the part of what it grew by that the test's code allocated (0 to 1)
-    shares: dict[int, float]
+    shares: dict[int, float] = field(default_factory=dict)
     #: bytes and blocks one run left, by the frame of the test's code they were allocated below (its file, line)
-    sites: dict[tuple[str, int], tuple[int, int]]
+    sites: dict[tuple[str, int], tuple[int, int]] = field(default_factory=dict)
+    unknown: int = 0  # bytes the run left whose caller even the probe's traces do not show
+    grown: int = 0  # bytes the run left whose caller ``TRACE_FRAMES`` frames do not show
 
 
 def _probe_traces() -> dict[tuple[Any, int], tuple[int, int]] | None:
@@ -228,26 +232,39 @@ def _probe_traces() -> dict[tuple[Any, int], tuple[int, int]] | None:
     return grouped
 
 
-def probe(run_once: Callable[[], bool]) -> Probe | None:
-    """Whose the bytes of unknown caller are: tracing starts over with ``PROBE_FRAMES``-deep traces (the caller
+def probe(run_once: Callable[[], bool]) -> Probe:
+    """Whose the bytes of unknown caller are: tracing starts over with ``PROBE_FRAMES[0]``-deep traces (the caller
     owns it), the test runs once to warm up and once measured. What that run left with a traceback whose
     ``TRACE_FRAMES`` innermost frames are all the standard library's is the test's when the first frame that is
     not is its code (``_owner``); grouped by those innermost frames, that gives the part of each such traceback's
-    growth that is the test's. None when the test failed or the traces cannot be read.
+    growth that is the test's. When even those traces leave as much unknown as ``unknown_grew`` allows, the next
+    limit takes over. Without shares when the test failed or the traces cannot be read.
 
     The verdict's readings are all taken with ``TRACE_FRAMES`` frames: deep traces make tracemalloc spend malloc
     memory it does not count (every new traceback it interns), which the native reading would take for growth; and
     what the hunt itself did between readings (refilling an ABC's caches) is nowhere in the probe's run."""
-    tracemalloc.stop()
-    tracemalloc.start(PROBE_FRAMES)
-    if not run_once():
-        return None
-    before = _probe_traces()
-    if before is None or not run_once():
-        return None
-    after = _probe_traces() or {}
+    runs = 0
+    found = Probe(0)
+    for frames in PROBE_FRAMES:
+        tracemalloc.stop()
+        tracemalloc.start(frames)
+        runs += 1
+        if not run_once() or (before := _probe_traces()) is None:
+            return Probe(runs)
+        runs += 1
+        if not run_once():
+            return Probe(runs)
+        found = _probed(before, _probe_traces() or {}, runs)
+        if found.unknown < UNKNOWN_FLOOR or found.unknown * 8 < found.grown:
+            break
+    return found
+
+
+def _probed(before: dict[tuple[Any, int], tuple[int, int]], after: dict[tuple[Any, int], tuple[int, int]],
+            runs: int) -> Probe:
+    """The probe's finding from the traces before and after its measured run."""
     grown: dict[int, list[int]] = {}  # unknown_key of the shallow traceback -> [the test's bytes, all bytes]
-    sites: dict[tuple[str, int], tuple[int, int]] = {}
+    found = Probe(runs)
     for key in after.keys() | before.keys():
         (size, count), (old_size, old_count) = after.get(key, (0, 0)), before.get(key, (0, 0))
         frames, depth = key
@@ -257,14 +274,17 @@ def probe(run_once: Callable[[], bool]) -> Probe | None:
         owner = _owner(frames, depth)
         split = grown.setdefault(unknown_key(shallow), [0, 0])
         split[1] += size - old_size
-        if owner == "test":
+        found.grown += size - old_size
+        if owner == "unknown":
+            found.unknown += size - old_size
+        elif owner == "test":
             split[0] += size - old_size
             site = _code_frame(frames) if size > old_size else None
             if site is not None:
-                site_size, site_count = sites.get(site, (0, 0))
-                sites[site] = (site_size + size - old_size, site_count + count - old_count)
-    shares = {key: min(1.0, test / total) for key, (test, total) in grown.items() if test > 0 and total > 0}
-    return Probe(shares, sites)
+                site_size, site_count = found.sites.get(site, (0, 0))
+                found.sites[site] = (site_size + size - old_size, site_count + count - old_count)
+    found.shares = {key: min(1.0, test / total) for key, (test, total) in grown.items() if test > 0 and total > 0}
+    return found
 
 
 def _code_frame(frames: Sequence[tuple[str, int]]) -> tuple[str, int] | None:

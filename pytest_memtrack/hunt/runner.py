@@ -30,7 +30,6 @@ from pytest_memtrack.hunt import caches
 from pytest_memtrack.hunt.evidence import Baseline, gather_evidence, leak_holders, named_sizes_or_nothing
 from pytest_memtrack.hunt.message import budget_message
 from pytest_memtrack.hunt.readings import (
-    PROBE_RUNS,
     TRACE_FRAMES,
     Probe,
     charged,
@@ -103,8 +102,9 @@ def hunt(run_once: Callable[[], bool], params: HuntParameters, *, runs_done: int
     Traces keep ``TRACE_FRAMES`` frames: every frame costs each traced allocation. When the measured runs left bytes
     whose caller those frames do not show (``readings.unknown_grew``: allocated through a chain of standard library
     calls) and the tracing is the hunt's (it started it, or ``owns_tracing``: its caller did for it), a probe
-    (``readings.probe``) runs the test ``PROBE_RUNS`` more times under deep traces and tells which part of them the
-    test's code allocated; the readings charge the test that part (``readings.charged``). Only such a test pays for
+    (``readings.probe``) runs the test twice more under deep traces (twice again deeper if need be) and tells which
+    part of them the test's code allocated; the readings charge the test that part (``readings.charged``). Only such
+    a test pays for
     deep traces, and the readings the verdict rests on are all taken alike. The hunt stops the tracing it owns after
     its last snapshot: the evidence is gathered untraced.
     """
@@ -177,12 +177,12 @@ def _hunt(run_once: Callable[[], bool], params: HuntParameters, runs_done: int, 
             # snapshot, whose own trace tuples (one per traced block) must not count as the test's; for the holder
             # search, while frozen, only what the runs left.
             grown, after, survivors = type_counts() - baseline.types, test_snapshot(), gc.get_objects()
-            runs += PROBE_RUNS
             probed = probe(run_once)
+            runs += probed.runs
         readings = charged(readings, probed)
         kinds = judge(readings, params)
         result = HuntResult(runs, params.warmup_runs, readings, kinds, error=error, verdict_runs=runs,
-                            budget_stop=budget_stop, probe_runs=PROBE_RUNS if after is not None else 0)
+                            budget_stop=budget_stop, probe_runs=probed.runs if probed else 0)
         if result.score > 0 and after is None:
             # Types first: the snapshot's own trace tuples (one per traced block) must not count as the test's.
             grown = type_counts() - baseline.types
