@@ -43,7 +43,9 @@ def describe(result: HuntResult, limit: float) -> str:
         lines.append("  allocated in: " + ", ".join(f"{p['package']} ({format_bytes(p['bytes_per_run'])}/run)"
                                                    for p in ev["packages"][:5]))
     if ev.get("holders"):
-        lines.append("  kept alive by: " + ", ".join(f"{h['holder']} ({h['type']})" for h in ev["holders"][:3]))
+        lines.append("  kept alive by: " + ", ".join(
+            f"{h['holder']} ({h['type']}, {h['note']})" if h.get("note") else f"{h['holder']} ({h['type']})"
+            for h in ev["holders"][:3]))
     if ev.get("object_types"):
         lines.append("  object types that grew: " + ", ".join(f"{t['type']} (+{t['count_per_run']:.1f}/run)"
                                                             for t in ev["object_types"][:6]))
