@@ -143,6 +143,7 @@ def test_the_sample_report_shows_the_verdict_the_leak_with_its_evidence_and_the_
     assert "score 0.83" in text and "app/cache.py:12" in text and "+50.0 KiB" in text
     assert "leak score 0.83 exceeds max_leak_score(0.1)" in text
     assert "Kept alive by" in text and "app.cache._RESPONSES" in text and "dict, +4 over the measured runs" in text
+    assert "sys.path_importer_cache" in text and "dict (import system cache), +4 over the measured runs" in text
     assert "What to do:" in text
     assert leak.find_all("svg"), "the leaking test has a chart of its measured runs"
     package_rows = root.by_id("packages-table").find_all("tr")[1:]

@@ -6,6 +6,7 @@ from __future__ import annotations
 import os
 import tracemalloc
 from collections import Counter
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -36,25 +37,32 @@ def _relative(path: str, root: str | None) -> str:
 
 
 def gather_evidence(before: Baseline, after: tracemalloc.Snapshot | None, grown: Counter[type], measured: int,
-                    root: str | None, top: int = 8) -> dict[str, Any]:
-    """What grew between the baseline and the end: allocation sites, packages, object types, threads, fds."""
+                    root: str | None, deep_sites: Mapping[tuple[str, int], tuple[int, int]] | None = None,
+                    top: int = 8) -> dict[str, Any]:
+    """What grew between the baseline and the end: allocation sites, packages, object types, threads, fds.
+    ``deep_sites`` are what one run allocated through chains of standard library calls, by the line of the
+    test's code they were made below (``readings.probe``): sites too, per run already."""
     runs = max(1, measured)
     evidence: dict[str, Any] = {"allocation_sites": [], "packages": [], "object_types": [],
                                 "new_threads": [], "new_fds": []}
     if before.snapshot is not None and after is not None:
-        stats = [s for s in after.compare_to(before.snapshot, "lineno") if s.size_diff > 0]
-        by_package: Counter[str] = Counter()
-        for stat in stats:
-            frame = stat.traceback[0]
-            owner = file_index.module_for(frame.filename) or _relative(frame.filename, root)
-            by_package[owner] += stat.size_diff
-        stats.sort(key=lambda s: -s.size_diff)
+        # (file, line) -> (bytes, blocks) per run
+        sites: dict[tuple[str, int], tuple[float, float]] = {
+            (s.traceback[0].filename, s.traceback[0].lineno): (s.size_diff / runs, s.count_diff / runs)
+            for s in after.compare_to(before.snapshot, "lineno") if s.size_diff > 0}
+        for site, (deep_size, deep_count) in (deep_sites or {}).items():
+            known_size, known_count = sites.get(site, (0.0, 0.0))
+            sites[site] = (known_size + deep_size, known_count + deep_count)
+        by_package: dict[str, float] = {}
+        for (filename, _), (size, _) in sites.items():
+            package = file_index.module_for(filename) or _relative(filename, root)
+            by_package[package] = by_package.get(package, 0.0) + size
+        ordered = sorted(sites.items(), key=lambda item: (-item[1][0], item[0]))
         evidence["allocation_sites"] = [
-            {"file": _relative(s.traceback[0].filename, root), "line": s.traceback[0].lineno,
-             "bytes_per_run": s.size_diff / runs, "count_per_run": s.count_diff / runs}
-            for s in stats[:top]]
-        evidence["packages"] = [{"package": name, "bytes_per_run": size / runs}
-                                for name, size in by_package.most_common(top)]
+            {"file": _relative(filename, root), "line": line, "bytes_per_run": size, "count_per_run": count}
+            for (filename, line), (size, count) in ordered[:top]]
+        packages = sorted(by_package.items(), key=lambda item: (-item[1], item[0]))
+        evidence["packages"] = [{"package": name, "bytes_per_run": size} for name, size in packages[:top]]
     evidence["object_types"] = [{"type": f"{kind.__module__}.{kind.__qualname__}".removeprefix("builtins."),
                                  "count_per_run": count / runs}
                                 for kind, count in grown.most_common(top * 2)

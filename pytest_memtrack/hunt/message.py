@@ -22,8 +22,9 @@ def budget_message(params: HuntParameters, elapsed: float, runs: int, measured: 
 def describe(result: HuntResult, limit: float) -> str:
     """The failure message: what leaked, how fast, and where."""
     measured = max(0, len(result.readings) - 1)
+    deep = f", {result.probe_runs} deeply traced" if result.probe_runs else ""
     lines = [f"memtrack: leak score {result.score:.2f} exceeds max_leak_score({limit:g}) "
-             f"({result.runs} runs: {result.warmup_runs} warm-up, {measured} measured, 1 reported)"]
+             f"({result.runs} runs: {result.warmup_runs} warm-up, {measured} measured{deep}, 1 reported)"]
     labels = {"memory": "Python memory (tracemalloc)", "native": f"native memory ({native.NATIVE_READING}, not traced)",
               "fds": "file descriptors", "threads": "threads"}
     for kind in KINDS:
@@ -42,7 +43,9 @@ def describe(result: HuntResult, limit: float) -> str:
         lines.append("  allocated in: " + ", ".join(f"{p['package']} ({format_bytes(p['bytes_per_run'])}/run)"
                                                    for p in ev["packages"][:5]))
     if ev.get("holders"):
-        lines.append("  kept alive by: " + ", ".join(f"{h['holder']} ({h['type']})" for h in ev["holders"][:3]))
+        lines.append("  kept alive by: " + ", ".join(
+            f"{h['holder']} ({h['type']}, {h['note']})" if h.get("note") else f"{h['holder']} ({h['type']})"
+            for h in ev["holders"][:3]))
     if ev.get("object_types"):
         lines.append("  object types that grew: " + ", ".join(f"{t['type']} (+{t['count_per_run']:.1f}/run)"
                                                             for t in ev["object_types"][:6]))

@@ -219,7 +219,7 @@ def run_hunted(item: pytest.Item, nextitem: pytest.Item | None, params: HuntPara
             hunting(True)
             try:
                 with repeats_unreported(item.config, item.nodeid):
-                    result = runner.hunt(run_once, params, root=root)
+                    result = runner.hunt(run_once, params, root=root, owns_tracing=started_tracing)
             except Exception as exc:  # our own failure must not fail the user's test
                 problems.append(f"leak hunt of {item.nodeid} failed: {type(exc).__name__}: {exc}")
             finally:

@@ -5,6 +5,12 @@ Allocation sites say where leaked memory was made; the holder says why it was no
 change. The search goes up from the surviving new objects through ``gc.get_referrers`` (one heap scan per level,
 a few levels) until it reaches objects that existed before the hunt, then names those: ``module.global``,
 ``module.Class.attribute``, or ``<type>.attribute`` of an instance. Run only for a hunt that found growth.
+
+A name is the one a user would look the object up by, whoever else refers to it (``_canonical_objects``): the module
+that defines it rather than one that imported it, a module by its own name rather than an alias, a meta-path finder
+by ``sys.meta_path`` rather than by the ``__loader__`` of a module it loaded (import-system attributes name
+nothing), then the shortest name. The import system's and pytest's caches are marked (``Holder.note``) and come
+after the code's holders, which come by growth; the order is the same from one test to the next.
 """
 
 from __future__ import annotations
@@ -27,9 +33,44 @@ class Holder:
     name: str       # "pkg.module.REGISTRY", "pkg.module.Class.instances", "<logging.Logger>.handlers"
     kind: str       # the holder's type, e.g. "dict"
     objects: int    # new objects found beneath it
+    note: str = ""  # what it is when it is not the code's: "import system cache", "pytest's assertion rewriter cache"
 
     def to_dict(self) -> dict[str, Any]:
-        return {"holder": self.name, "type": self.kind, "objects": self.objects}
+        found = {"holder": self.name, "type": self.kind, "objects": self.objects}
+        return {**found, "note": self.note} if self.note else found
+
+
+#: Module attributes the import system sets: what they refer to (a loader, a spec, the builtins) is shared by many
+#: modules and is named where it lives (``sys.meta_path``, ``builtins``), never as ``some_module.__loader__``.
+_IMPORT_ATTRIBUTES = frozenset({"__loader__", "__spec__", "__builtins__", "__cached__", "__file__", "__package__",
+                                "__name__", "__path__", "__doc__"})
+#: Where the import system keeps its state and caches: attributes of ``sys``, and modules.
+_IMPORT_SYSTEM_NAMES = ("sys.modules", "sys.path_importer_cache", "sys.meta_path", "sys.path_hooks", "sys.path")
+_IMPORT_SYSTEM_MODULES = frozenset({"zipimport", "importlib", "_frozen_importlib", "_frozen_importlib_external",
+                                    "pkgutil"})
+_REWRITER = "<_pytest.assertion.rewrite.AssertionRewritingHook>"
+_FINDER = "sys.meta_path[<"
+
+
+def _note(name: str) -> str:
+    """What a holder is when it is not the code's own: the import system's or pytest's cache, or linecache's."""
+    if _REWRITER in name:
+        return "pytest's assertion rewriter cache"
+    if name.startswith(_FINDER) and is_harness(name[len(_FINDER):]):
+        return "pytest's cache"
+    if name.partition(".")[0] in _IMPORT_SYSTEM_MODULES or any(
+            name == base or name.startswith((base + ".", base + "[")) for base in _IMPORT_SYSTEM_NAMES):
+        return "import system cache"
+    if name.startswith("linecache."):
+        return "source line cache (linecache)"
+    return ""
+
+
+def _ordered(holders: Iterable[Holder]) -> list[Holder]:
+    """The code's holders first, most objects first; then the caches the import system and pytest keep, by name:
+    the same order from one test to the next, whatever each grew by."""
+    return sorted(holders, key=lambda holder: (1, 0, holder.name) if holder.note
+                  else (0, -holder.objects, holder.name))
 
 
 def _type_name(obj: object) -> str:
@@ -40,9 +81,7 @@ def _type_name(obj: object) -> str:
 def _global_names() -> tuple[dict[int, str], dict[int, str]]:
     """(id of a module's namespace -> module name, id of an object kept by name -> its dotted name)."""
     namespaces = {id(module.__dict__): name for name, module in _tracked_modules()}
-    values: dict[int, str] = {}
-    for name, value in _named_objects():
-        values.setdefault(id(value), ".".join(name))
+    values = {key: ".".join(name) for key, (name, _, _) in _canonical_objects().items()}
     return namespaces, values
 
 
@@ -51,7 +90,8 @@ def _describe(holder: object, reached: set[int], namespaces: dict[int, str], val
     if id(holder) in values:
         return values[id(holder)]
     if id(holder) in namespaces and isinstance(holder, dict):
-        keys = [key for key, value in list(holder.items()) if id(value) in reached and isinstance(key, str)]
+        keys = sorted(key for key, value in list(holder.items())
+                      if id(value) in reached and isinstance(key, str) and key not in _IMPORT_ATTRIBUTES)
         return f"{namespaces[id(holder)]}.{keys[0]}" if keys else namespaces[id(holder)]
     owner = owners.get(id(holder))
     if owner is not None:  # an instance attribute: name the instance's type and the attribute
@@ -101,29 +141,61 @@ def _lru_currsize(value: object) -> int | None:
 
 
 def _tracked_modules() -> list[tuple[str, ModuleType]]:
-    """Modules whose state can hold a test's leak: all but the test runner's and the hunt's own."""
-    return [(name, module) for name, module in list(sys.modules.items())
-            if isinstance(module, ModuleType) and isinstance(getattr(module, "__dict__", None), dict)
-            and not is_harness(name) and name.partition(".")[0] != "tracemalloc"]
+    """Modules whose state can hold a test's leak, each once by its own name (``module.__name__`` when sys.modules
+    knows it by it, else its shortest name there): all but the test runner's and the hunt's own (known by any
+    name)."""
+    names: dict[int, list[str]] = {}
+    found: dict[int, ModuleType] = {}
+    for name, module in list(sys.modules.items()):
+        if isinstance(module, ModuleType) and isinstance(getattr(module, "__dict__", None), dict):
+            names.setdefault(id(module), []).append(name)
+            found[id(module)] = module
+    tracked = []
+    for key, aliases in names.items():
+        if any(is_harness(name) or name.partition(".")[0] == "tracemalloc" for name in aliases):
+            continue
+        module = found[key]
+        own = module.__dict__.get("__name__")
+        tracked.append((own if own in aliases else min(aliases, key=lambda name: (len(name), name)), module))
+    return tracked
 
 
-def _named_objects() -> Iterator[tuple[tuple[str, ...], object]]:
-    """(name parts, object) for what modules keep by name: globals that are containers, strings, ``lru_cache``
-    functions or instances, and the container attributes of their classes and instances (``logging.root.handlers``).
-    It runs under tracing, so it copies no namespace (each copy would be thousands of traced allocations) and
-    yields only what it names; a namespace another thread changes meanwhile is skipped."""
+#: How canonical a name is, best first: in the module that defines the object; where the import system keeps it
+#: (``sys.meta_path``); in any other module that refers to it.
+_DEFINED, _IMPORT_ROOT, _REFERRED = 0, 1, 2
+
+
+def _named_objects() -> Iterator[tuple[tuple[str, ...], object, int]]:
+    """(name parts, object, how canonical the name is) for what modules keep by name: globals that are containers,
+    strings, ``lru_cache`` functions or instances, the container attributes of their classes and instances
+    (``logging.root.handlers``), and those of the meta-path finders. An object kept under several names comes
+    once per name. It runs under tracing, so it copies no namespace (each copy would be thousands of traced
+    allocations) and yields only what it names; a namespace another thread changes meanwhile is skipped."""
     for module_name, module in _tracked_modules():
         try:
-            yield from _module_objects(module_name, module.__dict__)
+            yield from _module_objects(module_name, module, module.__dict__)
         except RuntimeError:  # dictionary changed size during iteration
             continue
+    yield from _finder_objects()
 
 
-def _module_objects(module_name: str, namespace: dict[str, Any]) -> Iterator[tuple[tuple[str, ...], object]]:
+def _defined_in(home: object, module: ModuleType) -> bool:
+    """Whether ``home`` (a ``__module__``) names ``module``, under whichever of its names."""
+    return isinstance(home, str) and sys.modules.get(home) is module
+
+
+def _module_objects(module_name: str, module: ModuleType,
+                    namespace: dict[str, Any]) -> Iterator[tuple[tuple[str, ...], object, int]]:
     sized, lru, plain = _SIZED, LRU_CACHE_TYPE, (ModuleType, FunctionType, type)
     for key, value in namespace.items():
-        if isinstance(value, sized) or type(value) is lru:
-            yield (module_name, key), value
+        if key in _IMPORT_ATTRIBUTES:
+            continue
+        if isinstance(value, sized):
+            yield (module_name, key), value, _REFERRED
+            continue
+        if type(value) is lru:
+            home = _instance_dict(value).get("__module__")
+            yield (module_name, key), value, _DEFINED if _defined_in(home, module) else _REFERRED
             continue
         if isinstance(value, type):
             try:
@@ -131,15 +203,46 @@ def _module_objects(module_name: str, namespace: dict[str, Any]) -> Iterator[tup
                 qualname = value.__qualname__
             except Exception:
                 continue
-            if members.get("__module__") == module_name:
+            if _defined_in(members.get("__module__"), module):
                 for attribute, member in members.items():
                     if isinstance(member, sized) or type(member) is lru:
-                        yield (module_name, qualname, attribute), member
+                        yield (module_name, qualname, attribute), member, _DEFINED
         elif not isinstance(value, plain) and type(value).__dictoffset__:  # its instances have a __dict__
-            yield (module_name, key), value
+            rank = _DEFINED if _defined_in(type(value).__module__, module) else _REFERRED
+            yield (module_name, key), value, rank
             for attribute, member in _instance_dict(value).items():
                 if isinstance(member, sized) or type(member) is lru:
-                    yield (module_name, key, attribute), member
+                    yield (module_name, key, attribute), member, rank
+
+
+def _finder_objects() -> Iterator[tuple[tuple[str, ...], object, int]]:
+    """The container attributes of the meta-path finders that are instances (pytest's assertion rewriter, a
+    package's import hook): ``sys.meta_path[<type>].attribute``, harness or not: a cache the import of the test's
+    modules fills is where its growth is kept."""
+    sized, lru = _SIZED, LRU_CACHE_TYPE
+    for finder in list(sys.meta_path):
+        if isinstance(finder, (type, ModuleType)):
+            continue  # a class: named by its module
+        label = f"meta_path[<{_type_name(finder)}>]"
+        for attribute, member in _instance_dict(finder).items():
+            if isinstance(member, sized) or type(member) is lru:
+                yield ("sys", label, attribute), member, _IMPORT_ROOT
+
+
+def _name_length(name: tuple[str, ...]) -> int:
+    return sum(part.count(".") + 1 for part in name)
+
+
+def _canonical_objects() -> dict[int, tuple[tuple[str, ...], object, int]]:
+    """id of each object ``_named_objects`` names -> (its canonical name, the object, how canonical): the most
+    canonical name, then the shortest, then the first in sorted order. Deciding only between the names of an
+    object kept under several, it allocates nothing more for the others."""
+    chosen: dict[int, tuple[tuple[str, ...], object, int]] = {}
+    for name, value, rank in _named_objects():
+        known = chosen.get(id(value))
+        if known is None or (rank, _name_length(name), name) < (known[2], _name_length(known[0]), known[0]):
+            chosen[id(value)] = (name, value, rank)
+    return chosen
 
 
 def named_sizes() -> dict[tuple[str, ...], tuple[int, str]]:
@@ -148,12 +251,9 @@ def named_sizes() -> dict[tuple[str, ...], tuple[int, str]]:
     before and after a hunt's runs, the ones that grew every run are where the leaked objects are kept, whether or
     not the garbage collector tracks those objects (strings, bytes)."""
     sizes: dict[tuple[str, ...], tuple[int, str]] = {}
-    seen: set[int] = set()
-    for name, value in _named_objects():
+    for name, value, _ in _canonical_objects().values():
         if isinstance(value, _SIZED):
-            if id(value) not in seen:
-                seen.add(id(value))
-                sizes[name] = (len(value), _WEAK if _holds_weak_references(value) else type(value).__name__)
+            sizes[name] = (len(value), _WEAK if _holds_weak_references(value) else type(value).__name__)
         elif type(value) is LRU_CACHE_TYPE:
             currsize = _lru_currsize(value)
             if currsize is not None:
@@ -165,9 +265,10 @@ def grown_holders(before: dict[tuple[str, ...], tuple[int, str]], after: dict[tu
                   runs: int, top: int = 5) -> list[Holder]:
     """Named containers that grew by at least one item (or character) per run between two ``named_sizes``; the
     holder's ``objects`` is its growth over the runs."""
-    grown = [Holder(".".join(name), after[name][1], after[name][0] - size) for name, (size, _) in before.items()
+    grown = [Holder(".".join(name), after[name][1], after[name][0] - size, _note(".".join(name)))
+             for name, (size, _) in before.items()
              if name in after and after[name][0] - size >= runs and after[name][1] != _WEAK]
-    return sorted(grown, key=lambda holder: -holder.objects)[:top]
+    return _ordered(grown)[:top]
 
 
 def _attribute_owners(containers: Sequence[object]) -> dict[int, object]:
@@ -254,4 +355,4 @@ def find_holders(new_objects: list[object], excluded: Iterable[object] = (), max
         name = _describe(anchor, reached, namespaces, values, owners)
         if name and name.partition(".")[0].lstrip("<") not in _RUNNER_PACKAGES:
             holders[(name, _type_name(anchor))] += counts[rid]
-    return [Holder(name, kind, count) for (name, kind), count in holders.most_common(top)]
+    return _ordered(Holder(name, kind, count, _note(name)) for (name, kind), count in holders.items())[:top]

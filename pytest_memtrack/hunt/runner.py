@@ -29,7 +29,19 @@ from collections.abc import Callable
 from pytest_memtrack.hunt import caches
 from pytest_memtrack.hunt.evidence import Baseline, gather_evidence, leak_holders, named_sizes_or_nothing
 from pytest_memtrack.hunt.message import budget_message
-from pytest_memtrack.hunt.readings import TRACE_FRAMES, open_fds, take_reading, test_snapshot, thread_names, type_counts
+from pytest_memtrack.hunt.readings import (
+    TRACE_FRAMES,
+    Probe,
+    charged,
+    open_fds,
+    probe,
+    take_reading,
+    test_snapshot,
+    thread_names,
+    type_counts,
+    unknown_grew,
+    upper_bound,
+)
 from pytest_memtrack.hunt.verdict import KINDS, HuntParameters, HuntResult, KindVerdict, Reading, judge, should_stop
 
 #: The clock the time budget is measured with when ``hunt`` is given none, looked up at each hunt: a test replaces
@@ -78,7 +90,7 @@ def _warnings_isolated(run_once: Callable[[], bool]) -> Callable[[], bool]:
 
 
 def hunt(run_once: Callable[[], bool], params: HuntParameters, *, runs_done: int = 0,
-         root: str | None = None, clock: Callable[[], float] | None = None) -> HuntResult:
+         root: str | None = None, clock: Callable[[], float] | None = None, owns_tracing: bool = False) -> HuntResult:
     """Repeat ``run_once`` (which returns whether the run passed) and decide whether it leaks.
 
     tracemalloc traces from the first run on, so what the warm-ups put in a bounded cache is traced too and its
@@ -86,15 +98,24 @@ def hunt(run_once: Callable[[], bool], params: HuntParameters, *, runs_done: int
     types are counted over the unfrozen objects only — what the runs created — which keeps counting cheap even
     under tracing. ``params.time_budget`` bounds the wall time of the repeats (``clock`` measures it, by default
     ``budget_clock``).
+
+    Traces keep ``TRACE_FRAMES`` frames: every frame costs each traced allocation. When the measured runs left bytes
+    whose caller those frames do not show (``readings.unknown_grew``: allocated through a chain of standard library
+    calls) and the tracing is the hunt's (it started it, or ``owns_tracing``: its caller did for it), a probe
+    (``readings.probe``) runs the test twice more under deep traces (twice again deeper if need be) and tells which
+    part of them the test's code allocated; the readings charge the test that part (``readings.charged``). Only such
+    a test pays for
+    deep traces, and the readings the verdict rests on are all taken alike. The hunt stops the tracing it owns after
+    its last snapshot: the evidence is gathered untraced.
     """
-    result = _hunt(run_once, params, runs_done, root, budget_clock if clock is None else clock)
+    result = _hunt(run_once, params, runs_done, root, budget_clock if clock is None else clock, owns_tracing)
     if result.budget_stop and result.error:
         _warn_budget(result.error)
     return result
 
 
 def _hunt(run_once: Callable[[], bool], params: HuntParameters, runs_done: int, root: str | None,
-          clock: Callable[[], float]) -> HuntResult:
+          clock: Callable[[], float], owns_tracing: bool) -> HuntResult:
     started = clock()
     runs = runs_done
     run_once = _warnings_isolated(run_once)
@@ -108,10 +129,13 @@ def _hunt(run_once: Callable[[], bool], params: HuntParameters, runs_done: int, 
     started_tracing = not tracemalloc.is_tracing()
     if started_tracing:
         tracemalloc.start(TRACE_FRAMES)
+    owns_tracing = owns_tracing or started_tracing
     readings: list[Reading] = []
     error = None
     budget_stop = False
     after = None
+    probed: Probe | None = None
+    survivors: list[object] = []
     try:
         for _ in range(max(0, params.warmup_runs - runs_done)):
             runs += 1
@@ -131,7 +155,7 @@ def _hunt(run_once: Callable[[], bool], params: HuntParameters, runs_done: int, 
                 error = f"the test failed when repeated (run {runs}); the verdict uses the runs before it"
                 break
             readings.append(take_reading())
-            if len(readings) == 2 and readings[1].traced > readings[0].traced:
+            if len(readings) == 2 and (bound := upper_bound(readings))[1].traced > bound[0].traced:
                 # Python memory grew: note what every named container holds now, to tell at the end which ones
                 # grew (60-80 ms under tracing, so only for a test that grows), then read again so that what
                 # this left behind is not counted as the run's.
@@ -140,30 +164,39 @@ def _hunt(run_once: Callable[[], bool], params: HuntParameters, runs_done: int, 
                 # Reading an instance's __dict__ makes CPython 3.11+ create it: those dicts are not the test's.
                 baseline.types.update(type_counts() - types_before)
                 readings[-1] = take_reading()
-            if should_stop(readings, params):
+            if should_stop(upper_bound(readings), params):
                 break
             elapsed = _over_budget(params, started, clock)
             if elapsed is not None and runs < params.max_runs:
                 error = budget_message(params, elapsed, runs, measured=len(readings) - 1)
                 budget_stop = True
                 break
+        grown: Counter[type] = Counter()
+        if owns_tracing and not error and unknown_grew(readings):  # (a failed run or the budget: no probe)
+            # The evidence of the measured runs first (the probe's runs are not among them): types before the
+            # snapshot, whose own trace tuples (one per traced block) must not count as the test's; for the holder
+            # search, while frozen, only what the runs left.
+            grown, after, survivors = type_counts() - baseline.types, test_snapshot(), gc.get_objects()
+            probed = probe(run_once)
+            runs += probed.runs
+        readings = charged(readings, probed)
         kinds = judge(readings, params)
         result = HuntResult(runs, params.warmup_runs, readings, kinds, error=error, verdict_runs=runs,
-                            budget_stop=budget_stop)
-        grown: Counter[type] = Counter()
-        if result.score > 0:
+                            budget_stop=budget_stop, probe_runs=probed.runs if probed else 0)
+        if result.score > 0 and after is None:
             # Types first: the snapshot's own trace tuples (one per traced block) must not count as the test's.
             grown = type_counts() - baseline.types
             after = test_snapshot()
             if result.kinds["memory"].score > 0:  # for the holder search: while frozen, only what the runs left
                 survivors = gc.get_objects()
     finally:
-        if started_tracing:
+        if owns_tracing and tracemalloc.is_tracing():  # the evidence needs no more traces: gathered untraced
             tracemalloc.stop()
         gc.unfreeze()
         caches.hunt_lru_caches.clear()
     if result.score > 0:
-        result.evidence = gather_evidence(baseline, after, grown, len(readings) - 1, root)
+        result.evidence = gather_evidence(baseline, after, grown, len(readings) - 1, root,
+                                          probed.sites if probed else None)
         if result.kinds["memory"].score > 0:
             # The named sizes were taken at the first measured reading: the runs since are the ones they span.
             result.evidence["holders"] = leak_holders(baseline, survivors, len(readings) - 2, grown, readings)

@@ -12,7 +12,7 @@ Verdict per kind, each scored with ``analysis.leak_score`` over the per-run read
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -35,6 +35,11 @@ class Reading:
     accounted: int = 0
     #: Malloc's bytes in use beyond what tracemalloc accounts for (``native.native_bytes``); None off glibc.
     native: int | None = None
+    #: Traced bytes whose caller the trace does not show (every recorded frame is the standard library's and the
+    #: stack went deeper): neither the test's nor anyone else's until a deeper trace tells.
+    unknown: int = 0
+    #: ``unknown`` by traceback (``readings.unknown_key``): what a probe's shares apply to (``readings.charged``)
+    unknown_by: Mapping[int, int] = field(default_factory=dict, hash=False, compare=False)
 
     def to_dict(self) -> dict[str, int]:
         return {"traced": self.traced, "blocks": self.blocks, "rss": self.rss, "fds": self.fds,
@@ -85,6 +90,7 @@ class HuntResult:
     error: str | None = None
     verdict_runs: int = 0  # executions it took to reach the verdict (runs also counts evidence and reported runs)
     budget_stop: bool = False  # the time budget ended the repeats (``error`` says how); not in the report
+    probe_runs: int = 0  # runs under deep traces that told whose some of the bytes were (``readings.probe``)
 
     @property
     def score(self) -> float:

@@ -163,7 +163,7 @@ def _leak_card(test: dict[str, Any], rootdir: str | None = None, native_reading:
                           "count": format_count(_dict(o).get("count_per_run"), signed=True)}
                          for o in _list(evidence.get("object_types"))[:TOP_EVIDENCE]],
         "holders": [{"name": str(_dict(h).get("holder", "?")), "type": str(_dict(h).get("type", "?")),
-                     "objects": format_count(_dict(h).get("objects"))}
+                     "note": str(_dict(h).get("note") or ""), "objects": format_count(_dict(h).get("objects"))}
                     for h in _list(evidence.get("holders"))[:TOP_EVIDENCE]],
         "new_threads": [str(t) for t in _list(evidence.get("new_threads"))[:TOP_EVIDENCE]],
         "new_fds": [str(f) for f in _list(evidence.get("new_fds"))[:TOP_EVIDENCE]],

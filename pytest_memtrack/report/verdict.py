@@ -121,7 +121,9 @@ def advice(test: Mapping[str, Any], native_reading: str | None = None) -> str:
         site = first_project_site(_list(evidence.get("allocation_sites")))
         holders = _list(evidence.get("holders"))
         if site is not None:
-            kept = f"; it is kept alive by {_dict(holders[0]).get('holder')}" if holders else ""
+            first = _dict(holders[0]) if holders else {}
+            note = f" ({first['note']})" if first.get("note") else ""
+            kept = f"; it is kept alive by {first.get('holder')}{note}" if holders else ""
             return (f"Start at {site.get('file', '?')}:{site.get('line', '?')}: it allocates "
                     f"{format_bytes(site.get('bytes_per_run'))} per run that stays alive{kept}. Look for a cache, a "
                     "global list or a registry that grows on every call and is never cleared.")
