@@ -223,3 +223,22 @@ def test_packages_in_the_suites_own_folders_are_the_suites_state_not_the_project
     assert "shop" in report["packages"]
     assert "res" not in report["packages"] and "helpers_late" not in report["packages"]
     assert {"res", "helpers_late"} <= set(report["run"]["untracked_packages"])
+
+
+def test_a_package_that_holds_its_own_tests_is_still_the_project(pytester):
+    """Tests inside the package's own folder (mypkg/test_x.py) make that folder a suite folder: the package itself
+    stays tracked, while a helper module in a tests folder (tests/helpers.py) is the suite's."""
+    for path, text in {"mypkg/__init__.py": "KEPT = [1]\n",
+                       "mypkg/test_inside.py": "import mypkg\n\ndef test_inside():\n    assert mypkg.KEPT\n",
+                       "tests/helpers.py": "VALUE = 2\n",
+                       "tests/test_outside.py": "import sys, os\nsys.path.insert(0, os.path.dirname(__file__))\n"
+                                                "import helpers\n\ndef test_outside():\n    assert helpers.VALUE\n"}.items():
+        target = pytester.path / path
+        target.parent.mkdir(parents=True, exist_ok=True)
+        target.write_text(text)
+    pytester.syspathinsert()
+    result = pytester.runpytest_subprocess("--memtrack", "--memtrack-json=report.json", *NO_PLUGINS)
+    result.assert_outcomes(passed=2)
+    report = json.loads((pytester.path / "report.json").read_text())
+    assert "mypkg" in report["packages"]
+    assert "helpers" not in report["packages"]

@@ -25,7 +25,6 @@ from types import ModuleType
 from typing import Any
 
 from pytest_memtrack.tracking.attribution import (
-    HARNESS_PACKAGES,
     is_test_module,
     is_test_suite_package,
     measure_packages,
@@ -37,18 +36,8 @@ from pytest_memtrack.tracking.lazy_module import LazyModule
 from pytest_memtrack.tracking.metrics import DEFAULT_HISTORY_SIZE, MemoryMetrics, PackageInfo
 from pytest_memtrack.tracking.monitor import MemoryMonitor
 from pytest_memtrack.tracking.payloads import leaks_payload, suggestions_payload, summary_payload
+from pytest_memtrack.tracking.project import NOT_TRACKED, OPTIONAL_TRACKING
 from pytest_memtrack.tracking.suggestions import PackageFigures, SuggestionRules, suggest
-
-#: Not tracked: interpreter state (``sys.modules`` grows with every import), the tracker and the test runner
-#: (pytest keeps per-test bookkeeping in module state until the session ends).
-NOT_TRACKED = frozenset({"sys", "builtins", "__main__"}) | HARNESS_PACKAGES
-#: Observed only with ``track_all``: the standard library and the test tooling. Walking their module state is
-#: most of a pass's cost (boltons: 112 of 125 ms) and a user rarely owns a leak there; packages the user
-#: registers with ``lazy()``/``register()`` are always tracked.
-TOOLING = HARNESS_PACKAGES | frozenset({"psutil", "jinja2", "markupsafe",
-                     "iniconfig", "packaging", "py", "_distutils_hack", "setuptools", "pkg_resources", "pip",
-                     "hypothesis", "schemathesis", "sortedcontainers", "attr", "attrs", "exceptiongroup", "tomli"})
-OPTIONAL_TRACKING = frozenset(sys.stdlib_module_names) | TOOLING
 
 
 class LazyLoader:
@@ -216,11 +205,9 @@ class LazyLoader:
                     info.module = sys.modules[package]
 
     def forget_test_packages(self, suite_dirs: Iterable[str] = ()) -> list[str]:
-        """Stop tracking observed packages that are the test suite's own: a ``tests`` directory with an
-        ``__init__.py`` imports as a package (``attribution.is_test_suite_package``), and the suite's resource
-        packages live in its folders (jinja2's ``tests/res``, a ``t_pack`` in a zip there): ``suite_dirs``, the
-        folders of the collected test files, below the rootdir. Packages imported from them later are not tracked
-        either. Registered packages are kept. Returns the names forgotten."""
+        """Stop tracking observed packages that are the test suite's own (returns their names): a ``tests`` folder
+        with an ``__init__.py`` (``attribution.is_test_suite_package``), and what lies in ``suite_dirs``, the folders
+        of the collected test files below the rootdir (jinja2's ``tests/res``), now or imported later."""
         self.suite_dirs = tuple(sorted({os.path.abspath(d) for d in suite_dirs}))
         members: dict[str, dict[str, object]] = {}
         for name, module in list(sys.modules.items()):
@@ -228,7 +215,7 @@ class LazyLoader:
         forgotten = []
         with self._lock:
             for name, info in list(self._packages.items()):
-                if not info.observed or name in self.project and not self._in_suite(info.module):
+                if not info.observed or name in self.project:
                     continue
                 if is_test_suite_package(members.get(info.import_name or name, {})) or self._in_suite(
                         info.module or sys.modules.get(name)):
@@ -239,10 +226,12 @@ class LazyLoader:
         return forgotten
 
     def _in_suite(self, module: object) -> bool:
-        """Whether ``module`` was loaded from one of the test suite's folders (``suite_dirs``)."""
+        """Whether the top-level ``module`` is a package folder strictly inside a ``suite_dirs`` folder, or a module
+        file in one; a package holding its own tests (``mypkg/test_x.py``) is the project's."""
         if not self.suite_dirs or module is None:
             return False
-        path = getattr(module, "__file__", None) or next(iter(getattr(module, "__path__", None) or ()), None)
+        folders = getattr(module, "__path__", None)
+        path = next(iter(folders), None) if folders else getattr(module, "__file__", None)
         if not isinstance(path, str):
             return False
         path = os.path.abspath(path)
@@ -280,7 +269,9 @@ class LazyLoader:
         package = top_level(measurement.package)
         if package not in self._packages and not self._observable(package):
             return
-        if self._in_suite(module):  # the suite's own resources (see forget_test_packages)
+        if self.suite_dirs and package not in self.project and self._in_suite(
+                sys.modules.get(package) or (module if measurement.package == package else None)):
+            # the suite's own resources (see forget_test_packages)
             with self._lock:
                 info = self._packages.get(package)
                 if info is not None and info.observed:
