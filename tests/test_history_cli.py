@@ -11,19 +11,11 @@ from samples import sample_report
 from stores import cli, damage, foreign_database, make_store, read_only, snapshot
 
 from pytest_memtrack.cli import main
-from pytest_memtrack.history.store import Store
 
 
 @pytest.fixture
 def store_path(tmp_path):
-    path = tmp_path / "history.sqlite"
-    base = sample_report()
-    grown = copy.deepcopy(base)
-    grown["summary"]["total_current_memory"] = int(base["summary"]["total_current_memory"] * 1.11)
-    with Store(path) as store:
-        store.save(base, name="main", commit="0123456789abcdef0123456789abcdef01234567")
-        store.save(grown, name="feature")
-    return str(path)
+    return str(make_store(tmp_path / "history.sqlite"))
 
 
 def test_history_lists_runs_newest_first(store_path, capsys):

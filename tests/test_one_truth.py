@@ -31,12 +31,16 @@ def test_plain():
 """
 
 
-@pytest.fixture
-def shop(pytester: pytest.Pytester) -> pytest.Pytester:
-    for path, text in CACHE_PACKAGE.items():
+def write_tree(pytester: pytest.Pytester, files: dict[str, str]) -> None:
+    for path, text in files.items():
         target = pytester.path / path
         target.parent.mkdir(parents=True, exist_ok=True)
         target.write_text(text)
+
+
+@pytest.fixture
+def shop(pytester: pytest.Pytester) -> pytest.Pytester:
+    write_tree(pytester, CACHE_PACKAGE)
     pytester.makepyfile(test_shop=LEAKING_TEST)
     pytester.syspathinsert()
     return pytester
@@ -206,16 +210,13 @@ def test_testing_a_package_the_plugin_depends_on_still_tracks_it_and_says_what_w
 def test_packages_in_the_suites_own_folders_are_the_suites_state_not_the_projects(pytester):
     """jinja2's tests import resource packages from tests/res (and a t_pack from a zip there): not the project."""
     pytester.makefile(".toml", pyproject='[project]\nname = "shop"\n')
-    for path, text in {**CACHE_PACKAGE, "tests/res/__init__.py": "DATA = list(range(100))\n",
+    write_tree(pytester, {**CACHE_PACKAGE, "tests/res/__init__.py": "DATA = list(range(100))\n",
                        "tests/test_res.py": "import sys, os\nsys.path.insert(0, os.path.dirname(__file__))\n"
                                             "import res\nfrom shop import cache\n\n"
                                             "def test_res():\n    assert res.DATA and cache.remember(1)\n\n"
                                             "def test_late():\n    import helpers_late\n"
                                             "    assert helpers_late.X\n",
-                       "tests/helpers_late/__init__.py": "X = 1\n"}.items():
-        target = pytester.path / path
-        target.parent.mkdir(parents=True, exist_ok=True)
-        target.write_text(text)
+                       "tests/helpers_late/__init__.py": "X = 1\n"})
     pytester.syspathinsert()
     result = pytester.runpytest_subprocess("--memtrack", "--memtrack-json=report.json", *NO_PLUGINS)
     result.assert_outcomes(passed=2)
@@ -228,14 +229,11 @@ def test_packages_in_the_suites_own_folders_are_the_suites_state_not_the_project
 def test_a_package_that_holds_its_own_tests_is_still_the_project(pytester):
     """Tests inside the package's own folder (mypkg/test_x.py) make that folder a suite folder: the package itself
     stays tracked, while a helper module in a tests folder (tests/helpers.py) is the suite's."""
-    for path, text in {"mypkg/__init__.py": "KEPT = [1]\n",
+    write_tree(pytester, {"mypkg/__init__.py": "KEPT = [1]\n",
                        "mypkg/test_inside.py": "import mypkg\n\ndef test_inside():\n    assert mypkg.KEPT\n",
                        "tests/helpers.py": "VALUE = 2\n",
                        "tests/test_outside.py": "import sys, os\nsys.path.insert(0, os.path.dirname(__file__))\n"
-                                                "import helpers\n\ndef test_outside():\n    assert helpers.VALUE\n"}.items():
-        target = pytester.path / path
-        target.parent.mkdir(parents=True, exist_ok=True)
-        target.write_text(text)
+                                                "import helpers\n\ndef test_outside():\n    assert helpers.VALUE\n"})
     pytester.syspathinsert()
     result = pytester.runpytest_subprocess("--memtrack", "--memtrack-json=report.json", *NO_PLUGINS)
     result.assert_outcomes(passed=2)

@@ -7,6 +7,7 @@ kind of a test to lead with, the advice for it, and the command that reproduces 
 from __future__ import annotations
 
 import shlex
+import sys
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -141,8 +142,6 @@ def reproduce(test: Mapping[str, Any]) -> str:
 
 def untracked_note(report: Mapping[str, Any]) -> str | None:
     """What was imported but not tracked, and how to include it; None when nothing was left out."""
-    import sys
-
     names = [str(n) for n in _list(_dict(report.get("run")).get("untracked_packages"))]
     if not names:
         return None
