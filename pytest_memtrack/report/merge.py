@@ -40,7 +40,6 @@ from pytest_memtrack.tracking.merge import import_packages, records_from_report
 from pytest_memtrack.tracking.metrics import DEFAULT_HISTORY_SIZE
 from pytest_memtrack.tracking.monitor import PASS_NOISE_BYTES, MemoryMonitor
 from pytest_memtrack.tracking.payloads import PRESSURE_LEVELS
-from pytest_memtrack.units import shown
 
 #: pytest's exit statuses, from the best to the worst outcome of a run (5: no tests collected).
 _EXIT_RANK = {0: 0, 5: 1, 1: 2, 2: 3, 4: 4, 3: 5}
@@ -87,11 +86,11 @@ def _check_compatible(shards: Sequence[Shard]) -> float:
     for shard in shards[1:]:
         other = machine_key(shard.report["run"])
         if other != key:
-            raise MergeError(f"{shown(first.label)} ran on {key} but {shown(shard.label)} on {other}: the shards of "
+            raise MergeError(f"{first.label!r} ran on {key} but {shard.label!r} on {other}: the shards of "
                              "one run share the OS, Python and CPU; merge each kind of machine apart.")
         theirs = float((shard.report["run"].get("config") or {}).get("leak_threshold", 0.1))
         if theirs != threshold:
-            raise MergeError(f"{shown(first.label)} used the leak threshold {threshold:g} but {shown(shard.label)} "
+            raise MergeError(f"{first.label!r} used the leak threshold {threshold:g} but {shard.label!r} "
                              f"{theirs:g}: the merged leaks need one rule; run every shard with the same "
                              "--memtrack-leak-threshold.")
     return threshold
@@ -104,8 +103,8 @@ def _tests(shards: Sequence[Shard]) -> list[dict[str, Any]]:
         for test in shard.report["tests"]:
             nodeid = test["nodeid"]
             if nodeid in seen:
-                where = (f"twice in {shown(shard.label)}" if seen[nodeid] == shard.label
-                         else f"in both {shown(seen[nodeid])} and {shown(shard.label)}")
+                where = (f"twice in {shard.label!r}" if seen[nodeid] == shard.label
+                         else f"in both {seen[nodeid]!r} and {shard.label!r}")
                 raise MergeError(f"the test {nodeid!r} is {where}: each test belongs to one shard; merge each "
                                  "shard's report once (a retried shard replaces its first attempt).")
             seen[nodeid] = shard.label
