@@ -22,7 +22,9 @@ def add_cli(subparsers: Any) -> None:
     history = subparsers.add_parser(
         "history", help="list the runs in the history store, or save a JSON report in it",
         description="List the runs saved with --memtrack-save, newest first; `history save REPORT.json` saves a "
-                    "report (e.g. one merged from CI shards) as a run.")
+                    "report (e.g. one merged from CI shards) as a run.",
+        epilog="pytest-memtrack history save REPORT.json [--name NAME] [--commit SHA] [--store PATH|URL]: save a "
+               "JSON report as one run.")
     history.add_argument("--store", default=DEFAULT_STORE, help=STORE_HELP)
     history.add_argument("--limit", type=_positive_int, default=20, help="show at most N runs (default 20)")
     history.add_argument("--json", action="store_true", help="print the runs as JSON")
