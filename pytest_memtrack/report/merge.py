@@ -18,7 +18,7 @@ The merge makes the one report the whole run would have written:
   ``merged_from`` and ``shards`` say what it was made of. System memory pressure is the worst the shards recorded,
   never the merging machine's.
 
-Shards must come from one kind of machine (:func:`history.store.machine_key`: OS, Python, CPU) and one leak
+Shards must come from one kind of machine (:func:`history.runs.machine_key`: OS, Python, CPU) and one leak
 threshold, or the sums and the leak rule would mix things that do not add up.
 """
 
@@ -32,7 +32,7 @@ from typing import Any
 
 from pytest_memtrack import __version__
 from pytest_memtrack.errors import CliError
-from pytest_memtrack.history.store import machine_key
+from pytest_memtrack.history.runs import machine_key
 from pytest_memtrack.report.loading import FORMAT_VERSION
 from pytest_memtrack.report.model import package_sections
 from pytest_memtrack.tracking.loader import LazyLoader
