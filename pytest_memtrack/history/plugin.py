@@ -13,9 +13,8 @@ this machine, no run of that name) the run prints a warning line and does not fa
 read-only, so a store in a read-only directory gates as well as any. ``--memtrack-store`` names a file (SQLite)
 or a ``postgresql://`` URL (``history.backend``). A store that cannot be read (not SQLite, somebody else's database, a
 newer schema, damaged, a server that cannot be reached or refuses the credentials) is left untouched and named in a
-sentence: with
-``--memtrack-compare-fail`` that is a gate that could not run, and it does not pass: a session whose tests passed
-exits with status 1 (as for a regression); otherwise (``--memtrack-compare``, ``--memtrack-save``) it is a
+sentence: with ``--memtrack-compare-fail`` that is a gate that could not run, and it does not pass: a session whose
+tests passed exits with status 1 (as for a regression); otherwise (``--memtrack-compare``, ``--memtrack-save``) it is a
 :class:`MemtrackWarning` and the exit status is unchanged. The JSON report is written either way.
 
 Only the process that owns the session writes (the xdist controller, never a worker).
