@@ -82,7 +82,7 @@ def build_report(loader: LazyLoader, recorder: TestRecorder, *, settings: Settin
         info = loader.get_package_info(name)
         if info is None:
             continue
-        packages[name] = info.get_memory_summary()
+        packages[name] = loader.get_package_memory_info(name) or info.get_memory_summary()  # with its forecast
         with info.lock:
             histories[name] = [[t, b] for t, b in info.memory_metrics.memory_history]
     return {
