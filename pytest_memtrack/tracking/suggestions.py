@@ -19,6 +19,7 @@ from typing import Any
 
 from pytest_memtrack.tracking.forecast import Forecast
 from pytest_memtrack.tracking.payloads import is_leaking
+from pytest_memtrack.units import format_duration
 
 MIB = 1024 * 1024
 
@@ -52,12 +53,6 @@ def _suggestion(kind: str, package: str | None, severity: str, message: str, rec
             "recommendation": recommendation, "value": value}
 
 
-def _duration(seconds: float) -> str:
-    if seconds < 120:
-        return f"{seconds:.0f} s"
-    return f"{seconds / 60:.0f} min" if seconds < 7200 else f"{seconds / 3600:.1f} h"
-
-
 def _limit_forecast(package: str | None, forecast: Forecast | None, rules: SuggestionRules) -> dict[str, Any] | None:
     """The ``memory_limit_forecast`` suggestion, when the forecast is near and confident enough."""
     if forecast is None or forecast.seconds_to_limit is None or forecast.confidence is None:
@@ -68,8 +63,8 @@ def _limit_forecast(package: str | None, forecast: Forecast | None, rules: Sugge
     who = f"Package '{package}'" if package else "The process"
     return _suggestion(
         "memory_limit_forecast", package, "high" if seconds <= 300 else "medium",
-        f"{who} reaches the memory limit ({forecast.limit_bytes / MIB:.0f}MB) in about {_duration(seconds)} at its "
-        f"current growth (confidence {forecast.confidence:.2f})",
+        f"{who} reaches the memory limit ({forecast.limit_bytes / MIB:.0f}MB) in about {format_duration(seconds)} "
+        f"at its current growth (confidence {forecast.confidence:.2f})",
         "Find what keeps growing (hunt the tests that use it) or raise the memory budget", seconds)
 
 
