@@ -228,7 +228,8 @@ class App:
             info = self.source.get_package_memory_info(name)
             if info is not None:
                 packages[name] = info
-        text = render_metrics(summary, packages, self.source.get_test_counts())
+        counts = getattr(self.source, "get_test_counts", None)  # optional (``MemorySource``)
+        text = render_metrics(summary, packages, counts() if counts is not None else None)
         return Response(200, text.encode("utf-8"), CONTENT_TYPE)
 
     def _openapi(self, *, query: str) -> Response:

@@ -39,9 +39,8 @@ class MemorySource(Protocol):
 
     def package_names(self) -> list[str]: ...
 
-    def get_test_counts(self) -> dict[str, int] | None:
-        """Tests run, hunted and leaking (``report.verdict.count_tests``); None when the source has no tests."""
-        ...
+    # Optional: ``get_test_counts() -> dict[str, int] | None``, the tests run, hunted and leaking
+    # (``report.verdict.count_tests``) for ``/metrics``; a source without it (the bare loader) has no tests.
 
 
 class ReadOnlySource(Exception):

@@ -64,8 +64,16 @@ def _holders(module: ModuleType) -> str:
             owner = next((name for name, m in list(sys.modules.items())
                           if getattr(m, "__dict__", None) is referrer), None)
             names.append(f"the globals of module {owner!r}" if owner else "a dict")
-        elif not isinstance(referrer, FrameType):  # our own frames
+        elif not isinstance(referrer, FrameType):
             names.append(f"a {type(referrer).__name__}")
+    # The local variables of running functions (in any thread) are no gc referrers: walk the stacks.
+    for top in sys._current_frames().values():
+        frame: FrameType | None = top
+        while frame is not None:
+            code = frame.f_code
+            if code.co_filename != __file__ and any(value is module for value in frame.f_locals.values()):
+                names.append(f"a local variable of {code.co_name}() ({code.co_filename}:{frame.f_lineno})")
+            frame = frame.f_back
     unique = list(dict.fromkeys(names))
     return ", ".join(unique[:3]) + (" and more" if len(unique) > 3 else "") if unique else "an unknown referrer"
 
