@@ -69,7 +69,8 @@ def is_hunted(test: Mapping[str, Any]) -> bool:
 
 
 def count_tests(tests: Iterable[Mapping[str, Any]]) -> dict[str, int]:
-    """How many tests ran, were hunted (``is_hunted``) and leaked beyond their limit (the ``/metrics`` counters)."""
+    """How many tests ran, were hunted (``is_hunted``) and leaked beyond their limit (the ``/metrics`` counters).
+    During a session a test counts as run from its first (setup) report, so the one running is included."""
     entries = list(tests)
     return {"run": len(entries), "hunted": sum(1 for t in entries if is_hunted(t)),
             "leaking": sum(1 for t in entries if t.get("leaking"))}
