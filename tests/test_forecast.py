@@ -119,3 +119,21 @@ def test_the_memory_budget_from_the_ini_file_is_the_limit_in_the_report(pytester
     validate("report", report)
     assert report["summary"]["process_forecast"]["limit_bytes"] == 3 * 1024**3
     assert all(p["forecast"]["limit_bytes"] == 3 * 1024**3 for p in report["packages"].values())
+
+
+def test_the_dashboard_shows_the_time_to_the_limit_of_the_process_and_of_each_leaking_package():
+    from pytest_memtrack.server.dashboard import render_dashboard
+
+    loader = LazyLoader(memory_budget=1024**4)
+    record(loader, {"growing.pkg": [MIB * (1 + i) for i in range(12)]})
+    summary = loader.get_memory_usage_summary()
+    html = render_dashboard(summary, "live", "n0nce")
+    assert "Time to limit" in html and "Process: time to memory limit" in html
+    seconds = summary["packages_with_leaks"][0]["forecast"]["seconds_to_limit"]
+    from pytest_memtrack.units import format_duration
+
+    assert format_duration(seconds) in html
+    old_report = {k: v for k, v in summary.items() if k not in ("process_forecast", "process_memory_usage")}
+    old_report["packages_with_leaks"] = [{k: v for k, v in p.items() if k != "forecast"}
+                                         for p in summary["packages_with_leaks"]]
+    assert "not growing" in render_dashboard(old_report, "saved report", "n0nce")  # a report from before forecasts
