@@ -133,3 +133,28 @@ def test_the_auto_unload_options_reach_the_report(pytester):
 
     record = json.loads((pytester.path / "report.json").read_text())["summary"]["auto_unload"]
     assert record["enabled"] is True and record["idle_seconds"] == 30.0
+
+
+def test_a_package_whose_function_is_imported_elsewhere_is_not_called_freed(make_package):
+    # `from pkg import handle` elsewhere keeps handle.__globals__ -- the whole module state -- after the module
+    # object itself is collected: the weak reference to the module alone would call that freed.
+    name = make_package("mt_auto_globals", "BIG = bytes(3_000_000)\ndef handle():\n    return len(BIG)\n")
+    make_package("mt_auto_user", f"from {name} import handle\n")
+    loader = LazyLoader(MemoryMonitor(system_usage=Pressure(0.9)), auto_unload=True, unload_idle_seconds=60)
+    loader.load(name)
+    __import__("mt_auto_user")
+    idle(loader, name, 120)
+    [result] = loader.auto_unload_idle()
+    assert result["still_referenced"] is True and result["module_state_released"] == 0.0
+    [entry] = loader.get_memory_usage_summary()["auto_unload"]["not_freed"]
+    assert f"function {name}.handle (in the globals of module 'mt_auto_user')" in entry["reason"]
+    assert "__memtrack_unload_sentinel__" not in sys.modules["mt_auto_user"].handle.__globals__
+    assert sys.modules["mt_auto_user"].handle() == 3_000_000
+
+
+def test_a_manual_unload_of_a_plain_package_frees_its_globals_too(make_package):
+    name = make_package("mt_auto_manual", "BIG = bytes(1_000_000)\ndef f():\n    return BIG\nclass K:\n    pass\n")
+    loader = LazyLoader()
+    loader.load(name)
+    result = loader.unload(name)
+    assert result["still_referenced"] is False and result["module_state_released"] >= 1_000_000

@@ -1,7 +1,8 @@
 """Unloading packages, by hand (``LazyLoader.unload``) or automatically under memory pressure (opt-in).
 
 Unloading removes a package and its submodules from ``sys.modules``, drops the loader's reference and runs the
-garbage collector; a weak reference to the package's module object then says whether it was really freed. What
+garbage collector; weak references to the package's module object and to a sentinel put in its globals then say
+whether both were really freed (a function imported elsewhere keeps its module's globals after the module is gone). What
 it cannot free: objects other code still references (a ``from pkg import x`` elsewhere, a module-level ``import pkg``
 in another module), memory of extension modules (CPython never unloads shared libraries), interned strings and the
 allocator's free lists (RSS often does not shrink).
@@ -25,7 +26,7 @@ import time
 import weakref
 from collections.abc import Iterable
 from dataclasses import dataclass, field
-from types import FrameType, ModuleType
+from types import CellType, FrameType, FunctionType, ModuleType
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
@@ -56,35 +57,76 @@ def idle_packages(candidates: Iterable[Candidate], pressure: str, now: float, id
             and now - c.last_used >= idle_seconds]
 
 
-def _holders(module: ModuleType) -> str:
-    """Who references ``module``: the modules whose globals hold it, else the referrers' types (first three)."""
-    names = []
-    for referrer in gc.get_referrers(module):
-        if isinstance(referrer, dict):
-            owner = next((name for name, m in list(sys.modules.items())
-                          if getattr(m, "__dict__", None) is referrer), None)
-            names.append(f"the globals of module {owner!r}" if owner else "a dict")
-        elif not isinstance(referrer, FrameType):
-            names.append(f"a {type(referrer).__name__}")
-    # The local variables of running functions (in any thread) are no gc referrers: walk the stacks.
-    for top in sys._current_frames().values():
-        frame: FrameType | None = top
-        while frame is not None:
-            code = frame.f_code
-            if code.co_filename != __file__ and any(value is module for value in frame.f_locals.values()):
-                names.append(f"a local variable of {code.co_name}() ({code.co_filename}:{frame.f_lineno})")
-            frame = frame.f_back
+def _describe(referrer: object) -> str | None:
+    if isinstance(referrer, dict):
+        owner = next((name for name, m in list(sys.modules.items()) if getattr(m, "__dict__", None) is referrer), None)
+        return f"the globals of module {owner!r}" if owner else "a dict"
+    if isinstance(referrer, FunctionType):  # and the modules whose globals hold that function
+        owners = [_describe(r) for r in gc.get_referrers(referrer) if isinstance(r, dict) and r is not
+                  referrer.__globals__]
+        where = f" (in {', '.join(o for o in owners if o and o != 'a dict')})" if any(
+            o and o != "a dict" for o in owners) else ""
+        return f"function {referrer.__module__}.{referrer.__qualname__}{where}"
+    # Frames and cells: the look-up's own (a closure's cell holds the target while _holders runs).
+    return None if isinstance(referrer, (FrameType, CellType, _Sentinel)) else f"a {type(referrer).__name__}"
+
+
+def _holders(target: object) -> str:
+    """Who references ``target`` (a module, or a module's globals): the modules whose globals hold it, functions,
+    local variables of running functions in this thread, else the referrers' types (the first three)."""
+    names = [name for name in map(_describe, gc.get_referrers(target)) if name]
+    frame: FrameType | None = sys._getframe()  # running functions' locals are no gc referrers: walk the stack
+    while frame is not None:
+        code = frame.f_code
+        if code.co_filename != __file__ and any(value is target for value in frame.f_locals.values()):
+            names.append(f"a local variable of {code.co_name}() ({code.co_filename}:{frame.f_lineno})")
+        frame = frame.f_back
     unique = list(dict.fromkeys(names))
     return ", ".join(unique[:3]) + (" and more" if len(unique) > 3 else "") if unique else "an unknown referrer"
+
+
+class _Sentinel:
+    """Put in a package's globals while it is unloaded: alive afterwards means the globals are (a function
+    imported elsewhere keeps its module's globals, and everything in them, after the module object is gone)."""
+
+
+_SENTINEL_KEY = "__memtrack_unload_sentinel__"
+
+
+def _watch_globals(import_name: str) -> weakref.ref[_Sentinel] | None:
+    module = sys.modules.get(import_name)
+    namespace = getattr(module, "__dict__", None)
+    if not isinstance(namespace, dict):
+        return None
+    sentinel = _Sentinel()
+    namespace[_SENTINEL_KEY] = sentinel
+    return weakref.ref(sentinel)
+
+
+def _globals_holders(watch: weakref.ref[_Sentinel] | None) -> str | None:
+    """Who keeps the unloaded package's globals alive (None: nobody, they were freed); removes the sentinel."""
+    sentinel = watch() if watch is not None else None
+    if sentinel is None:
+        return None
+    namespaces = [r for r in gc.get_referrers(sentinel) if isinstance(r, dict) and r.get(_SENTINEL_KEY) is sentinel]
+    del sentinel
+    for namespace in namespaces:
+        namespace.pop(_SENTINEL_KEY, None)
+    if not namespaces:
+        return "its globals"
+    target = namespaces[0]
+    namespaces.clear()  # the list would be one more referrer
+    return f"its globals, held by {_holders(target)}"
 
 
 def unload_modules(import_name: str, monitor: MemoryMonitor, *, restore_if_referenced: bool = False,
                    drop: Any = None) -> dict[str, Any]:
     """Remove ``import_name`` and its submodules from ``sys.modules``, collect, and report what was freed.
 
-    ``drop()`` is called after the removal to release the caller's own reference (the loader's ``info.module``).
-    ``restore_if_referenced``: when the package's module object survives the collection, put the removed modules
-    back into ``sys.modules`` (the result then says ``restored``).
+    Freed means both the package's module object and its globals were collected (weak references tell). ``drop()``
+    is called after the removal to release the caller's own reference (the loader's ``info.module``).
+    ``restore_if_referenced``: when the module object survives the collection, put the removed modules back into
+    ``sys.modules`` (the result then says ``restored``); globals that outlive their module cannot be put back.
     """
     prefix = import_name + "."
     doomed = [m for m in list(sys.modules) if m == import_name or m.startswith(prefix)]
@@ -94,6 +136,7 @@ def unload_modules(import_name: str, monitor: MemoryMonitor, *, restore_if_refer
             refs[module_name] = weakref.ref(sys.modules[module_name])
         except (TypeError, KeyError):
             pass
+    watch = _watch_globals(import_name)
     state_before = monitor.get_memory_footprint(import_name) if doomed else 0.0
     rss_before = monitor.get_current_memory_usage()
     for module_name in doomed:
@@ -104,19 +147,22 @@ def unload_modules(import_name: str, monitor: MemoryMonitor, *, restore_if_refer
     rss_after = monitor.get_current_memory_usage()
     root_ref = refs.get(import_name)
     root = root_ref() if root_ref is not None else None
-    still_referenced = root is not None
     held_by = _holders(root) if root is not None else None
+    globals_held_by = _globals_holders(watch)  # also takes the sentinel out again
     restored = False
-    if still_referenced and restore_if_referenced:
+    if root is not None and restore_if_referenced:
         for module_name, ref in refs.items():
             module = ref()
             if module is not None:
                 sys.modules.setdefault(module_name, module)
         restored = True
+    still_referenced = root is not None or globals_held_by is not None
     del root
+    if held_by is None and globals_held_by is not None:
+        held_by = globals_held_by
     return {
         "modules_removed": len(doomed),
-        "module_state_released": state_before,
+        "module_state_released": 0.0 if still_referenced else state_before,
         "memory_before": rss_before,
         "memory_after": rss_after,
         "memory_freed": max(0.0, rss_before - rss_after),
@@ -124,8 +170,8 @@ def unload_modules(import_name: str, monitor: MemoryMonitor, *, restore_if_refer
         "still_referenced": still_referenced,
         "held_by": held_by,
         "restored": restored,
-        "note": ("the package module is still referenced elsewhere; its memory stays until that reference "
-                 "goes" if still_referenced else
+        "note": ("the package is still referenced elsewhere; its memory stays until that reference goes"
+                 + ("" if restored else ", and its next use imports a fresh copy") if still_referenced else
                  "module state released; native extension memory and allocator free lists are not returned"),
     }
 
