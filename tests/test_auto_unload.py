@@ -158,3 +158,51 @@ def test_a_manual_unload_of_a_plain_package_frees_its_globals_too(make_package):
     loader.load(name)
     result = loader.unload(name)
     assert result["still_referenced"] is False and result["module_state_released"] >= 1_000_000
+
+
+def test_the_terminal_summary_says_what_auto_unload_freed_and_could_not(sample_report):
+    from pytest_memtrack.report.terminal import summary_lines
+
+    sample_report["summary"]["auto_unload"] = {
+        "enabled": True, "idle_seconds": 300.0, "pressure_levels": ["high", "critical"], "bytes_freed": 5_242_880,
+        "freed": [{"package_name": "bigmodel", "time": 1.0, "pressure": "high", "idle_seconds": 400.0,
+                   "modules_removed": 3, "module_state_bytes": 5_242_880, "rss_freed": 0.0}],
+        "not_freed": [{"package_name": "plots", "time": 1.0, "pressure": "high", "idle_seconds": 400.0,
+                       "reason": "still referenced by the globals of module 'app.views'"}]}
+    validate("summary", sample_report["summary"])
+    lines = summary_lines(sample_report, verbose=0)
+    assert "auto-unload: freed bigmodel (5.0 MiB module state) at high pressure" in lines
+    assert "auto-unload: could not free plots: still referenced by the globals of module 'app.views'" in lines
+
+
+def test_a_session_with_auto_unload_frees_an_idle_lazy_package_under_simulated_pressure(pytester):
+    pytester.makepyfile(**{"mt_session_big/__init__.py": "BIG = bytes(4_000_000)\n"})
+    pytester.makeconftest("""
+        from pytest_memtrack import get_lazy_loader
+
+        def pytest_configure(config):
+            get_lazy_loader().monitor.system_usage = lambda: 0.9  # simulated: 90% of memory in use, "high"
+    """)
+    pytester.makepyfile(test_inner="""
+        import sys
+        from pytest_memtrack import get_lazy_loader
+
+        def test_loads_it_lazily():
+            assert len(get_lazy_loader().lazy("mt_session_big").BIG) == 4_000_000
+
+        def test_it_was_unloaded_after_the_first_test():
+            assert "mt_session_big" not in sys.modules
+    """)
+    pytester.syspathinsert()
+    result = pytester.runpytest_inprocess("--memtrack", "--memtrack-auto-unload", "--memtrack-unload-idle=0",
+                                          "--memtrack-check-interval=0", "--memtrack-json=report.json",
+                                          "-p", "no:cacheprovider")
+    result.assert_outcomes(passed=2)
+    result.stdout.fnmatch_lines(["auto-unload: freed mt_session_big (3.8 MiB module state) at high pressure"])
+    import json
+
+    report = json.loads((pytester.path / "report.json").read_text())
+    validate("report", report)
+    [freed] = report["summary"]["auto_unload"]["freed"]
+    assert freed["package_name"] == "mt_session_big" and freed["module_state_bytes"] >= 4_000_000
+    assert report["packages"]["mt_session_big"]["status"] == "unloaded"
