@@ -16,6 +16,7 @@ from pytest_memtrack.errors import CliError
 #: Modules that contribute sub-commands, in the order ``--help`` lists them.
 COMMAND_MODULES = (
     "pytest_memtrack.report.cli",
+    "pytest_memtrack.report.merge_cli",
     "pytest_memtrack.server.cli",
     "pytest_memtrack.history.cli",
 )
