@@ -370,8 +370,11 @@ class LazyLoader:
         return periodic.status() if periodic is not None else None
 
     # ------------------------------------------------------------------ payloads
-    def _payload(self, info: PackageInfo, room: Room) -> dict[str, Any]:
-        return {**info.get_memory_summary(), "forecast": self.room.package(info, room).to_payload()}
+    def _payload(self, info: PackageInfo, room: Room | None) -> dict[str, Any]:
+        payload = info.get_memory_summary()
+        if room is not None:  # None: the room is unknown (``room.MemoryRoom.live``)
+            payload["forecast"] = self.room.package(info, room).to_payload()
+        return payload
 
     def get_package_memory_info(self, name: str) -> dict[str, Any] | None:
         info = self.get_package_info(name)
@@ -382,9 +385,9 @@ class LazyLoader:
         room = self.room.read()
         summary = summary_payload((self._payload(i, room) for i in self.packages()), self.leak_threshold,
                                   self.monitor.get_memory_pressure_level())
-        return {**summary, "process_memory_usage": room.process_rss,
-                "process_forecast": self.room.process(room).to_payload(),
-                "auto_unload": self.auto_unload.to_payload()}
+        if room is not None:
+            summary.update(process_memory_usage=room.process_rss, process_forecast=self.room.process(room).to_payload())
+        return {**summary, "auto_unload": self.auto_unload.to_payload()}
 
     def detect_memory_leaks(self, threshold: float = 0.1) -> list[dict[str, Any]]:
         """Packages whose leak score reaches ``threshold``, highest score first."""
@@ -394,15 +397,15 @@ class LazyLoader:
         """The data of ``GET /api/packages/memory/leaks?threshold=...``."""
         return leaks_payload({i.name: i.get_memory_summary() for i in self.packages()}, threshold, time.time())
 
-    def _figures(self, room: Room) -> list[PackageFigures]:
+    def _figures(self, room: Room | None) -> list[PackageFigures]:
         return [PackageFigures(i.name, i.status, i.memory_metrics.memory_leak_score, i.memory_metrics.memory_trend,
                                i.memory_metrics.memory_footprint, i.last_used, not i.observed,
-                               self.room.package(i, room)) for i in self.packages()]
+                               self.room.package(i, room) if room else None) for i in self.packages()]
 
     def get_memory_optimization_suggestions(self) -> list[dict[str, Any]]:
         room = self.room.read()
         return suggest(self._figures(room), self.monitor.get_memory_pressure_level(), time.time(), self.rules,
-                       process_forecast=self.room.process(room))
+                       process_forecast=self.room.process(room) if room else None)
 
     def get_optimization_suggestions_report(self) -> dict[str, Any]:
         """The data of ``GET /api/packages/memory/optimization-suggestions``."""

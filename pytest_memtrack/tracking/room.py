@@ -32,10 +32,16 @@ class MemoryRoom:
         #: The process's memory limit in bytes; None: RSS plus the system's available memory.
         self.budget = budget
         self.history_size = history_size
+        #: A room recorded elsewhere (a merge of shards reads its shards', not the merging process's): read returns
+        #: it; ``live=False`` with none recorded means unknown, and payloads then carry no forecasts.
+        self.recorded: Room | None = None
+        self.live = True
         self._lock = threading.Lock()
         self._history: list[tuple[float, float]] = []
 
-    def read(self) -> Room:
+    def read(self) -> Room | None:
+        if self.recorded is not None or not self.live:
+            return self.recorded
         rss = self.monitor.get_current_memory_usage()
         available = 0.0 if self.budget else self.monitor.get_available_memory()
         return Room(memory_limit(self.budget, rss, available), rss)
@@ -58,9 +64,8 @@ class MemoryRoom:
             return forecast(m.memory_history, limit_bytes=room.limit_bytes, process_rss=room.process_rss,
                             growth_rate=m.memory_growth_rate, trend=m.memory_trend)
 
-    def process(self, room: Room | None = None) -> Forecast:
+    def process(self, room: Room) -> Forecast:
         """The process's forecast over its RSS history (trend with the RSS noise floor)."""
-        room = room or self.read()
         history = self.history()
         return forecast(history, limit_bytes=room.limit_bytes, process_rss=room.process_rss,
                         trend=memory_trend(history, noise_bytes=PROCESS_NOISE_BYTES))
