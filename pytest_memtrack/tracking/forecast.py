@@ -75,18 +75,23 @@ def fit_confidence(history: Iterable[Sequence[float]]) -> float:
 
 
 def forecast(history: Iterable[Sequence[float]], *, limit_bytes: int, process_rss: float,
-             growth_rate: float | None = None, trend: str | None = None, noise_bytes: float = 0.0) -> Forecast:
+             growth_rate: float | None = None, trend: str | None = None, confidence: float | None = None,
+             noise_bytes: float = 0.0) -> Forecast:
     """The forecast of one history against the process's limit (see the module docstring).
 
-    ``growth_rate`` and ``trend`` default to the history's own (slope; ``memory_trend`` with ``noise_bytes``); a
-    package passes its recorded ``memory_growth_rate`` and ``memory_trend`` so the forecast agrees with them.
+    ``growth_rate``, ``trend`` and ``confidence`` default to the history's own (slope; ``memory_trend`` with
+    ``noise_bytes``; ``fit_confidence``); a package passes the figures recorded with its history
+    (``MemoryMetrics``), so the forecast agrees with them and a request does not redo the maths per package.
     """
-    points = [(float(t), float(b)) for t, b in history]
-    rate = float(growth_rate) if growth_rate is not None else memory_statistics(points)["growth_rate"]
+    points: list[tuple[float, float]] | None = None
+    if growth_rate is None or trend is None:
+        points = [(float(t), float(b)) for t, b in history]
+    rate = float(growth_rate) if growth_rate is not None else memory_statistics(points or [])["growth_rate"]
     if not math.isfinite(rate):
         rate = 0.0
-    direction = trend if trend is not None else memory_trend(points, noise_bytes=noise_bytes)
+    direction = trend if trend is not None else memory_trend(points or [], noise_bytes=noise_bytes)
     if direction != "increasing" or rate <= 0:
         return Forecast(int(limit_bytes), rate, None, None)
     headroom = max(0.0, float(limit_bytes) - float(process_rss))
-    return Forecast(int(limit_bytes), rate, headroom / rate, fit_confidence(points))
+    certainty = confidence if confidence is not None else fit_confidence(points if points is not None else history)
+    return Forecast(int(limit_bytes), rate, headroom / rate, certainty)

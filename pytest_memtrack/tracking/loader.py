@@ -382,10 +382,13 @@ class LazyLoader:
 
     def get_memory_usage_summary(self) -> dict[str, Any]:
         """The data of ``GET /api/packages/memory/summary``."""
-        room = self.room.read()
-        summary = summary_payload((self._payload(i, room) for i in self.packages()), self.leak_threshold,
+        room, infos = self.room.read(), self.packages()
+        summary = summary_payload((i.get_memory_summary() for i in infos), self.leak_threshold,
                                   self.monitor.get_memory_pressure_level())
-        if room is not None:
+        if room is not None:  # forecasts for the packages the summary lists only: a summary of 1000 stays cheap
+            by_name = {i.name: i for i in infos}
+            for entry in summary["packages_with_leaks"]:
+                entry["forecast"] = self.room.package(by_name[entry["package_name"]], room).to_payload()
             summary.update(process_memory_usage=room.process_rss, process_forecast=self.room.process(room).to_payload())
         return {**summary, "auto_unload": self.auto_unload.to_payload()}
 

@@ -62,7 +62,7 @@ class MemoryRoom:
         with info.lock:
             m = info.memory_metrics
             return forecast(m.memory_history, limit_bytes=room.limit_bytes, process_rss=room.process_rss,
-                            growth_rate=m.memory_growth_rate, trend=m.memory_trend)
+                            growth_rate=m.memory_growth_rate, trend=m.memory_trend, confidence=m.fit_confidence)
 
     def process(self, room: Room) -> Forecast:
         """The process's forecast over its RSS history (trend with the RSS noise floor)."""
