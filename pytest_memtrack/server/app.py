@@ -223,12 +223,11 @@ class App:
         from pytest_memtrack.server.metrics import CONTENT_TYPE, render_metrics
 
         summary = self.source.get_memory_usage_summary()
-        packages = {}
-        for name in self.source.package_names():
-            info = self.source.get_package_memory_info(name)
-            if info is not None:
-                packages[name] = info
-        counts = getattr(self.source, "get_test_counts", None)  # optional (``MemorySource``)
+        every = getattr(self.source, "get_package_memory_infos", None)  # optional (``MemorySource``): all at once
+        packages = every() if every is not None else {
+            name: info for name in self.source.package_names()
+            if (info := self.source.get_package_memory_info(name)) is not None}
+        counts = getattr(self.source, "get_test_counts", None)  # optional
         text = render_metrics(summary, packages, counts() if counts is not None else None)
         return Response(200, text.encode("utf-8"), CONTENT_TYPE)
 

@@ -39,8 +39,9 @@ class MemorySource(Protocol):
 
     def package_names(self) -> list[str]: ...
 
-    # Optional: ``get_test_counts() -> dict[str, int] | None``, the tests run, hunted and leaking
-    # (``report.verdict.count_tests``) for ``/metrics``; a source without it (the bare loader) has no tests.
+    # Optional, for ``/metrics``: ``get_test_counts() -> dict[str, int] | None``, the tests run, hunted and leaking
+    # (``report.verdict.count_tests``; a source without it, the bare loader, has no tests), and
+    # ``get_package_memory_infos() -> dict[str, dict]``, every package payload at once (else one by one).
 
 
 class ReadOnlySource(Exception):
@@ -87,6 +88,9 @@ class ReportSource:
     def package_names(self) -> list[str]:
         return list(self._packages)
 
+    def get_package_memory_infos(self) -> dict[str, dict[str, Any]]:
+        return {name: info for name in self._packages if (info := self.get_package_memory_info(name)) is not None}
+
     def get_test_counts(self) -> dict[str, int] | None:
         tests = self._report.get("tests")
         return count_tests(tests) if isinstance(tests, list) else None
@@ -127,6 +131,9 @@ class LiveSource:
 
     def package_names(self) -> list[str]:
         return self._loader().package_names()
+
+    def get_package_memory_infos(self) -> dict[str, dict[str, Any]]:
+        return self._loader().get_package_memory_infos()
 
     def get_test_counts(self) -> dict[str, int] | None:
         if self._tests is None:

@@ -370,15 +370,17 @@ class LazyLoader:
         return periodic.status() if periodic is not None else None
 
     # ------------------------------------------------------------------ payloads
-    def _payload(self, info: PackageInfo, room: Room | None) -> dict[str, Any]:
-        payload = info.get_memory_summary()
-        if room is not None:  # None: the room is unknown (``room.MemoryRoom.live``)
-            payload["forecast"] = self.room.package(info, room).to_payload()
-        return payload
-
     def get_package_memory_info(self, name: str) -> dict[str, Any] | None:
-        info = self.get_package_info(name)
-        return self._payload(info, self.room.read()) if info is not None else None
+        return self.get_package_memory_infos([name]).get(name)
+
+    def get_package_memory_infos(self, names: Iterable[str] | None = None) -> dict[str, dict[str, Any]]:
+        """Package payloads (all, or those of ``names``) with their forecasts, from one reading of the room."""
+        room, payloads = self.room.read(), {}
+        for info in self.packages() if names is None else filter(None, map(self.get_package_info, names)):
+            payloads[info.name] = info.get_memory_summary()
+            if room is not None:  # None: the room is unknown (``room.MemoryRoom.live``)
+                payloads[info.name]["forecast"] = self.room.package(info, room).to_payload()
+        return payloads
 
     def get_memory_usage_summary(self) -> dict[str, Any]:
         """The data of ``GET /api/packages/memory/summary``."""
