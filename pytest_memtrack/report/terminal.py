@@ -32,6 +32,12 @@ def summary_lines(report: dict[str, Any], verbose: int, top: int = 5) -> list[st
     for leak in report["leaks"]["leaks"]:
         lines.append(f"package {leak['package_name']}: leak score {leak['leak_score']:.2f}, "
                      f"trend {leak['memory_trend']}, {format_bytes(leak['memory_growth_rate'])}/s")
+    unload = summary.get("auto_unload") or {}
+    for entry in unload.get("freed") or []:
+        lines.append(f"auto-unload: freed {entry['package_name']} ({format_bytes(entry['module_state_bytes'])} module "
+                     f"state) at {entry['pressure']} pressure")
+    for entry in unload.get("not_freed") or []:
+        lines.append(f"auto-unload: could not free {entry['package_name']}: {entry['reason']}")
     note = untracked_note(report)
     if verbose > 0 and note:
         lines.append(note)
