@@ -76,15 +76,7 @@ def build_report(loader: LazyLoader, recorder: TestRecorder, *, settings: Settin
     run["problems"] = list(problems)
     # What was imported but not tracked, and how to include it (--memtrack-measure-all).
     run["untracked_packages"] = sorted(loader.left_out - set(loader.package_names()))
-    packages = {}
-    histories = {}
-    for name in names:
-        info = loader.get_package_info(name)
-        if info is None:
-            continue
-        packages[name] = info.get_memory_summary()
-        with info.lock:
-            histories[name] = [[t, b] for t, b in info.memory_metrics.memory_history]
+    packages, histories = package_snapshot(loader, names)
     return {
         "format_version": FORMAT_VERSION,
         "tool": {"name": "pytest-memtrack", "version": __version__},
@@ -97,6 +89,22 @@ def build_report(loader: LazyLoader, recorder: TestRecorder, *, settings: Settin
         "tests": recorder.tests(),
         "comparison": None,
     }
+
+
+def package_snapshot(loader: LazyLoader, names: list[str] | None = None
+                     ) -> tuple[dict[str, Any], dict[str, list[list[float]]]]:
+    """Each tracked package's payload and its memory history ``[[time, bytes], ...]``: the report's ``packages``
+    and ``package_histories`` (also what the live dashboard shows while the session runs)."""
+    packages = {}
+    histories = {}
+    for name in loader.package_names() if names is None else names:
+        info = loader.get_package_info(name)
+        if info is None:
+            continue
+        packages[name] = info.get_memory_summary()
+        with info.lock:
+            histories[name] = [[t, b] for t, b in info.memory_metrics.memory_history]
+    return packages, histories
 
 
 def leaking_tests(report: dict[str, Any]) -> list[dict[str, Any]]:

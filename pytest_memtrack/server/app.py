@@ -8,6 +8,7 @@ Routes (the spec's, in the envelope ``{"status": "success", "data": ...}``)::
 
     GET  /                                          live dashboard (HTML)
     GET  /api/openapi.json                          OpenAPI 3.1 document (plain JSON, not enveloped)
+    GET  /api/session                               the session: progress, leaking tests, verdict, reports
     GET  /api/packages/memory/summary
     GET  /api/packages/memory/leaks?threshold=0.1
     GET  /api/packages/memory/optimization-suggestions
@@ -33,7 +34,8 @@ from typing import Any
 from urllib.parse import parse_qs, unquote, urlsplit
 
 from pytest_memtrack.server.access import AccessRules, Refused, check, host_names
-from pytest_memtrack.server.sources import DEFAULT_THRESHOLD, MemorySource, ReadOnlySource
+from pytest_memtrack.server.progress import LiveSession, SavedSession, SessionSource
+from pytest_memtrack.server.sources import DEFAULT_THRESHOLD, MemorySource, ReadOnlySource, ReportSource
 from pytest_memtrack.units import parse_decimal
 
 __all__ = [
@@ -111,6 +113,7 @@ def error_response(status: int, message: str, headers: list[tuple[str, str]] | N
 _FIXED_ROUTES: dict[str, dict[str, str]] = {
     "/": {"GET": "_dashboard"},
     "/api/openapi.json": {"GET": "_openapi"},
+    "/api/session": {"GET": "_session"},
     API_PREFIX + "summary": {"GET": "_summary"},
     API_PREFIX + "leaks": {"GET": "_leaks"},
     API_PREFIX + "optimization-suggestions": {"GET": "_suggestions"},
@@ -125,19 +128,25 @@ class App:
 
     ``token``: when set, every route needs it (``access``); ``hosts``: the ``Host`` values that name this server
     (``access.host_names``; empty: no Host check), set by the transport once it has bound (``bind``).
-    ``dashboard(summary, mode, csp_nonce, notes)``: renders the HTML page (``str``); ``notes``: lines the page shows
-    under its title (e.g. that xdist workers report their packages only when they finish); ``openapi``: returns
-    the OpenAPI document (``dict``).
+    ``session``: what ``GET /api/session`` and the dashboard know of the session (``progress``; by default a saved
+    report's for a :class:`ReportSource`, else a live session nothing reports progress to).
+    ``dashboard(session, mode, csp_nonce, notes)``: renders the HTML page (``str``); ``notes``: lines the page
+    shows under its title (e.g. that xdist workers report their packages only when they finish); ``openapi``:
+    returns the OpenAPI document (``dict``).
     ``log``: where the catch-all writes tracebacks (stderr by default).
     """
 
     def __init__(self, source: MemorySource, *, token: str | None = None, hosts: frozenset[str] = frozenset(),
                  default_threshold: float = DEFAULT_THRESHOLD, mode: str = "live",
-                 dashboard: Callable[[dict[str, Any], str, str, Sequence[str]], str] | None = None,
-                 notes: Sequence[str] = (),
+                 dashboard: Callable[[SessionSource, str, str, Sequence[str]], str] | None = None,
+                 notes: Sequence[str] = (), session: SessionSource | None = None,
                  openapi: Callable[[], dict[str, Any]] | None = None,
                  log: Callable[[str], None] | None = None) -> None:
         self.source = source
+        if session is None:
+            session = (SavedSession(source.report) if isinstance(source, ReportSource)
+                       else LiveSession(source, default_threshold))
+        self.session = session
         self.token = token or None
         self.rules = AccessRules(hosts=hosts, token=self.token)
         self.default_threshold = default_threshold
@@ -216,6 +225,9 @@ class App:
             raise HttpError(404, f"No package named {_shorten(name)!r} is tracked.")
         return success(info)
 
+    def _session(self, *, query: str) -> Response:
+        return success(self.session.payload())
+
     def _openapi(self, *, query: str) -> Response:
         if self._openapi_body is None:
             if self._openapi_builder is None:
@@ -231,7 +243,7 @@ class App:
             from pytest_memtrack.server.dashboard import render_dashboard
 
             self._dashboard_renderer = render_dashboard
-        html = self._dashboard_renderer(self.source.get_memory_usage_summary(), self.mode, nonce, self.notes)
+        html = self._dashboard_renderer(self.session, self.mode, nonce, self.notes)
         csp = (f"default-src 'none'; script-src 'nonce-{nonce}'; style-src 'nonce-{nonce}'; connect-src 'self'; "
                "img-src 'self' data:; base-uri 'none'; form-action 'none'; frame-ancestors 'none'")
         return Response(200, html.encode("utf-8"), HTML_TYPE, [("Content-Security-Policy", csp)])

@@ -14,6 +14,7 @@ import sys
 import pytest
 
 from pytest_memtrack.options import TOKEN_ENV
+from pytest_memtrack.server.progress import LiveSession, ProgressHooks
 from pytest_memtrack.server.sources import DEFAULT_THRESHOLD, LiveSource
 from pytest_memtrack.server.transport import DEFAULT_HOST, RunningServer, is_loopback, port_number, start_server
 from pytest_memtrack.settings import parse_score, resolve
@@ -79,14 +80,17 @@ def configure(config: pytest.Config) -> None:
         raise pytest.UsageError(f"--memtrack-serve on the non-loopback host {host!r} needs a token: give "
                                 f"--memtrack-serve-token or set {TOKEN_ENV}.")
     threshold = resolve(config, "memtrack_leak_threshold", parse_score, DEFAULT_THRESHOLD)
+    source = LiveSource()
+    progress = LiveSession(source, threshold)
     try:
-        running = start_server(LiveSource(), host, port, token=token, mode="live",
+        running = start_server(source, host, port, token=token, mode="live",
                                default_threshold=threshold, verbose=config.get_verbosity() >= 3,
-                               notes=(XDIST_NOTE,) if under_xdist(config) else ())
+                               notes=(XDIST_NOTE,) if under_xdist(config) else (), session=progress)
     except OSError as exc:
         raise pytest.UsageError(f"--memtrack-serve cannot listen on {host}:{port}: {exc.strerror or exc}.") from None
     config.stash[_SERVER_KEY] = running
-    config.pluginmanager.register(_LiveServerPlugin(config, running), "memtrack-server")
+    config.pluginmanager.register(_LiveServerPlugin(config, running, progress), "memtrack-server")
+    config.pluginmanager.register(ProgressHooks(progress, config), "memtrack-server-progress")
 
 
 def server_url(config: pytest.Config) -> str | None:
@@ -98,9 +102,10 @@ def server_url(config: pytest.Config) -> str | None:
 class _LiveServerPlugin:
     """Announces the URL, exports it as ``MEMTRACK_SERVER_URL`` and stops the server at the end."""
 
-    def __init__(self, config: pytest.Config, running: RunningServer) -> None:
+    def __init__(self, config: pytest.Config, running: RunningServer, progress: LiveSession) -> None:
         self.config = config
         self.running = running
+        self.progress = progress
         self._previous_env = os.environ.get(URL_ENV)
         os.environ[URL_ENV] = running.url
 
@@ -114,6 +119,7 @@ class _LiveServerPlugin:
             print(line, file=sys.stderr, flush=True)
 
     def pytest_unconfigure(self, config: pytest.Config) -> None:
+        self.progress.linger()  # an open dashboard gets to show "finished" before the server goes
         self.running.stop()
         if self._previous_env is None:
             os.environ.pop(URL_ENV, None)

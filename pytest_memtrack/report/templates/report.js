@@ -46,25 +46,31 @@
     rows.forEach(function (row) { fragment.appendChild(row); });
     body.appendChild(fragment);
   }
-  each(doc.querySelectorAll("table.sortable:not([data-paged])"), function (table) {
-    each(table.tHead.rows[0].cells, function (header, index) {
-      var button = header.querySelector("button");
-      if (button) { button.addEventListener("click", function () { sortStatic(table, header, index); }); }
-    });
-  });
-  each(doc.querySelectorAll("input[data-filters]"), function (input) {
-    var table = byId(input.getAttribute("data-filters")), count = byId(table.id + "-count");
-    var apply = function () {
-      var needle = input.value.trim().toLowerCase(), shown = 0, rows = table.tBodies[0].rows;
-      each(rows, function (row) {
-        var visible = (row.getAttribute("data-package") || "").toLowerCase().indexOf(needle) !== -1;
-        row.hidden = !visible;
-        if (visible) { shown++; }
+  // Binds the sortable tables and package searches under root (the dashboard calls it again on what it swaps in).
+  function enhance(root) {
+    each(root.querySelectorAll("table.sortable:not([data-paged])"), function (table) {
+      each(table.tHead.rows[0].cells, function (header, index) {
+        var button = header.querySelector("button");
+        if (button) { button.addEventListener("click", function () { sortStatic(table, header, index); }); }
       });
-      count.textContent = needle ? shown + " of " + rows.length + " packages shown" : "";
-    };
-    input.addEventListener("input", debounce(apply, 150));
-  });
+    });
+    each(root.querySelectorAll("input[data-filters]"), function (input) {
+      var table = root.querySelector("#" + input.getAttribute("data-filters")), count = root.querySelector("#" + table.id + "-count");
+      var apply = function () {
+        var needle = input.value.trim().toLowerCase(), shown = 0, rows = table.tBodies[0].rows;
+        each(rows, function (row) {
+          var visible = (row.getAttribute("data-package") || "").toLowerCase().indexOf(needle) !== -1;
+          row.hidden = !visible;
+          if (visible) { shown++; }
+        });
+        count.textContent = needle ? shown + " of " + rows.length + " packages shown" : "";
+      };
+      input.addEventListener("input", debounce(apply, 150));
+    });
+    each(root.querySelectorAll(".js-only"), function (element) { element.hidden = false; });
+  }
+  enhance(doc);
+  window.memtrackEnhance = enhance;
 
   // -- the tests table: pages of rows from the JSON block ----------------------------------------------------
   var block = byId("tests-data"), table = byId("tests-table");
@@ -204,6 +210,5 @@
     window.addEventListener("hashchange", function () { if (location.hash.indexOf("#tests?") === 0) { restore(); } });
     if (restore()) { byId("tests").scrollIntoView(); }
   }
-  each(doc.querySelectorAll(".js-only"), function (element) { element.hidden = false; });
   doc.documentElement.classList.add("js");
 })();
