@@ -238,6 +238,11 @@ class App:
         return Response(200, self._openapi_body)
 
     def _dashboard(self, *, query: str) -> Response:
+        if parse_qs(query).get("part") == ["live"]:  # the part the page's script swaps in: no script, no style
+            from pytest_memtrack.server.dashboard import render_live_part
+
+            html = render_live_part(self.session, self.mode, self.notes)
+            return Response(200, html.encode("utf-8"), HTML_TYPE, [("Content-Security-Policy", "default-src 'none'")])
         nonce = secrets.token_urlsafe(16)
         if self._dashboard_renderer is None:
             from pytest_memtrack.server.dashboard import render_dashboard

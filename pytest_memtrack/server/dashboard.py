@@ -75,6 +75,11 @@ def dashboard_view(session: SessionSource, mode: str, notes: Sequence[str] = ())
     }
 
 
+def render_live_part(session: SessionSource, mode: str, notes: Sequence[str] = ()) -> str:
+    """The changing part of the page (``<div id="live">``) alone: what the page's script fetches and swaps in."""
+    return environment().get_template("_dashboard_live.html.j2").render(v=dashboard_view(session, mode, notes))
+
+
 def render_dashboard(session: SessionSource, mode: str, nonce: str, notes: Sequence[str] = ()) -> str:
     """The page for ``session``; ``mode`` is "live" or "saved report"; ``notes`` are lines shown under the title;
     ``nonce`` is the Content-Security-Policy nonce of its style and scripts."""

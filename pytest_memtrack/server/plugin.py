@@ -88,6 +88,10 @@ def configure(config: pytest.Config) -> None:
                                notes=(XDIST_NOTE,) if under_xdist(config) else (), session=progress)
     except OSError as exc:
         raise pytest.UsageError(f"--memtrack-serve cannot listen on {host}:{port}: {exc.strerror or exc}.") from None
+    # Render the page once now: compiling its templates while a hunted test runs would be charged to that test.
+    from pytest_memtrack.server.dashboard import render_dashboard
+
+    render_dashboard(progress, "live", "warm-up")
     config.stash[_SERVER_KEY] = running
     config.pluginmanager.register(_LiveServerPlugin(config, running, progress), "memtrack-server")
     config.pluginmanager.register(ProgressHooks(progress, config), "memtrack-server-progress")

@@ -25,6 +25,8 @@ from pytest_memtrack.server.sources import DEFAULT_THRESHOLD, LiveSource, Memory
 from pytest_memtrack.tracking.loader import LazyLoader
 from pytest_memtrack.units import finite_number
 
+#: Longest a request waits for a hunt to finish measuring before it is answered anyway (seconds).
+QUIET_WAIT = 15.0
 #: Leaking tests listed in the payload (highest score first); the count says how many there are in all.
 MAX_LISTED = 50
 
@@ -111,6 +113,10 @@ class LiveSession:
         self._report: dict[str, Any] | None = None
         self._finished = False
         self._reports: list[str] = []
+        # Set while no hunt measures: a hunt reads the whole process's memory, so rendering the page meanwhile
+        # (on the server's thread) would be charged to the hunted test. Requests wait for it, up to QUIET_WAIT.
+        self._quiet = threading.Event()
+        self._quiet.set()
         self._watched = 0.0  # when a client last asked (the dashboard polls every 2 s)
         self._finish_seen = threading.Event()  # a client has been told that the session finished
 
@@ -128,6 +134,12 @@ class LiveSession:
             self._recorder.add(report)
             if report.when == "teardown":
                 self._done.add(report.nodeid)
+
+    def hunting(self, on: bool) -> None:
+        if on:
+            self._quiet.clear()
+        else:
+            self._quiet.set()
 
     def finished(self, report: dict[str, Any] | None, reports: Sequence[str]) -> None:
         with self._lock:
@@ -150,6 +162,7 @@ class LiveSession:
                 "packages": packages, "package_histories": histories}
 
     def model(self) -> dict[str, Any]:
+        self._quiet.wait(QUIET_WAIT)
         with self._lock:
             if self._report is not None:
                 return self._report
@@ -157,6 +170,7 @@ class LiveSession:
         return {"run": {"started": self._started}, "tests": tests, **self._packages()}
 
     def payload(self) -> dict[str, Any]:
+        self._quiet.wait(QUIET_WAIT)
         with self._lock:
             self._watched = time.time()
             if self._finished:
@@ -169,13 +183,15 @@ class LiveSession:
                                updated=time.time(), done=None if report is not None else done)
 
 
-    def linger(self, watching: float = 5.0, longest: float = 3.0) -> bool:
+    def linger(self, watching: float = 5.0, poll: float = 2.5) -> bool:
         """At the end of the session, before the server stops: when a client asked within ``watching`` seconds
-        (an open dashboard), wait up to ``longest`` seconds for it to be told the session finished, so the page
-        shows the verdict and the reports' paths instead of a lost connection. True when it was told."""
+        (an open dashboard polls every 2 s), keep serving for ``poll`` seconds, so every open page gets to show the
+        verdict and the reports' paths instead of a lost connection. True when a client was told it finished."""
         with self._lock:
             watched = time.time() - self._watched <= watching
-        return self._finish_seen.is_set() or (watched and self._finish_seen.wait(longest))
+        if watched:
+            time.sleep(poll)
+        return self._finish_seen.is_set()
 
 
 class ProgressHooks:
@@ -193,6 +209,19 @@ class ProgressHooks:
     @pytest.hookimpl(optionalhook=True)
     def pytest_xdist_node_collection_finished(self, node: Any, ids: Sequence[str]) -> None:
         self.session.collected(len(ids))  # every worker collects the whole suite
+
+    @pytest.hookimpl(wrapper=True, tryfirst=True)
+    def pytest_runtest_protocol(self, item: pytest.Item, nextitem: pytest.Item | None) -> Any:
+        session = self.config.pluginmanager.get_plugin("memtrack-session")
+        try:
+            hunted = session is not None and session.limit_for(item) is not None
+        except Exception:  # a bad marker: the session fails that test, it is not hunted
+            hunted = False
+        self.session.hunting(hunted)
+        try:
+            return (yield)
+        finally:
+            self.session.hunting(False)
 
     def pytest_runtest_logstart(self, nodeid: str, location: Any) -> None:
         self.session.test_started(nodeid)

@@ -30,8 +30,10 @@
     live = node;
     if (focused && document.getElementById(focused)) { document.getElementById(focused).focus(); }
   }
+  var params = new URLSearchParams(location.search);
+  params.set("part", "live");  // only the changing part; the page's token, if any, goes along
   function poll() {
-    fetch(location.pathname + location.search, { cache: "no-store", headers: { "Accept": "text/html" } })
+    fetch(location.pathname + "?" + params.toString(), { cache: "no-store", headers: { "Accept": "text/html" } })
       .then(function (response) {
         if (!response.ok) { throw new Error("HTTP " + response.status); }
         return response.text();
