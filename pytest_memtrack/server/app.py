@@ -226,7 +226,8 @@ class App:
         return success(info)
 
     def _session(self, *, query: str) -> Response:
-        return success(self.session.payload())
+        with self.session.serving():
+            return success(self.session.payload())
 
     def _openapi(self, *, query: str) -> Response:
         if self._openapi_body is None:
@@ -238,20 +239,24 @@ class App:
         return Response(200, self._openapi_body)
 
     def _dashboard(self, *, query: str) -> Response:
+        # Connection: close, so each poll is a new connection, which the transport holds while a hunt measures.
         if parse_qs(query).get("part") == ["live"]:  # the part the page's script swaps in: no script, no style
             from pytest_memtrack.server.dashboard import render_live_part
 
-            html = render_live_part(self.session, self.mode, self.notes)
-            return Response(200, html.encode("utf-8"), HTML_TYPE, [("Content-Security-Policy", "default-src 'none'")])
+            with self.session.serving():
+                html = render_live_part(self.session, self.mode, self.notes)
+            return Response(200, html.encode("utf-8"), HTML_TYPE, [("Content-Security-Policy", "default-src 'none'")],
+                            close=True)
         nonce = secrets.token_urlsafe(16)
         if self._dashboard_renderer is None:
             from pytest_memtrack.server.dashboard import render_dashboard
 
             self._dashboard_renderer = render_dashboard
-        html = self._dashboard_renderer(self.session, self.mode, nonce, self.notes)
+        with self.session.serving():
+            html = self._dashboard_renderer(self.session, self.mode, nonce, self.notes)
         csp = (f"default-src 'none'; script-src 'nonce-{nonce}'; style-src 'nonce-{nonce}'; connect-src 'self'; "
                "img-src 'self' data:; base-uri 'none'; form-action 'none'; frame-ancestors 'none'")
-        return Response(200, html.encode("utf-8"), HTML_TYPE, [("Content-Security-Policy", csp)])
+        return Response(200, html.encode("utf-8"), HTML_TYPE, [("Content-Security-Policy", csp)], close=True)
 
 
 def parse_threshold(query: str, default: float) -> float:

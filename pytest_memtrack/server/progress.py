@@ -12,7 +12,8 @@ from __future__ import annotations
 import threading
 import time
 from collections import Counter
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
+from contextlib import AbstractContextManager, contextmanager, nullcontext
 from typing import Any, Protocol
 
 import pytest
@@ -37,6 +38,14 @@ class SessionSource(Protocol):
     def model(self) -> dict[str, Any]: ...
 
     def payload(self) -> dict[str, Any]: ...
+
+    def serving(self) -> AbstractContextManager[None]:
+        """Held while a request is answered from this session (a live one waits for a hunt to finish first)."""
+        ...
+
+    def wait_quiet(self) -> None:
+        """Return when a new connection may be served (a live session: when no hunt is measuring)."""
+        ...
 
 
 def session_payload(model: Mapping[str, Any], *, live: bool, finished: bool, total: int | None,
@@ -85,6 +94,12 @@ class SavedSession:
     def model(self) -> dict[str, Any]:
         return self._report
 
+    def serving(self) -> AbstractContextManager[None]:
+        return nullcontext()
+
+    def wait_quiet(self) -> None:
+        return None
+
     def payload(self) -> dict[str, Any]:
         run = self._report.get("run") if isinstance(self._report.get("run"), Mapping) else {}
         tests = self._report.get("tests") or []
@@ -113,10 +128,13 @@ class LiveSession:
         self._report: dict[str, Any] | None = None
         self._finished = False
         self._reports: list[str] = []
-        # Set while no hunt measures: a hunt reads the whole process's memory, so rendering the page meanwhile
-        # (on the server's thread) would be charged to the hunted test. Requests wait for it, up to QUIET_WAIT.
+        # Set while no hunt measures: a hunt reads the whole process's memory, so accepting a connection or
+        # rendering the page meanwhile (on the server's threads) would be charged to the hunted test, or hide its
+        # leak when freed. New connections and answers wait for it (up to QUIET_WAIT); a hunt waits for the answer
+        # being rendered (``_serving``).
         self._quiet = threading.Event()
         self._quiet.set()
+        self._serving = threading.Lock()
         self._watched = 0.0  # when a client last asked (the dashboard polls every 2 s)
         self._finish_seen = threading.Event()  # a client has been told that the session finished
 
@@ -137,9 +155,27 @@ class LiveSession:
 
     def hunting(self, on: bool) -> None:
         if on:
-            self._quiet.clear()
+            with self._serving:
+                self._quiet.clear()
         else:
             self._quiet.set()
+
+    def wait_quiet(self) -> None:
+        self._quiet.wait(QUIET_WAIT)
+
+    @contextmanager
+    def serving(self) -> Iterator[None]:
+        deadline = time.monotonic() + QUIET_WAIT
+        while True:
+            self._quiet.wait(max(0.0, deadline - time.monotonic()))
+            self._serving.acquire()
+            if self._quiet.is_set() or time.monotonic() >= deadline:
+                break
+            self._serving.release()  # a hunt started meanwhile: wait for it again
+        try:
+            yield
+        finally:
+            self._serving.release()
 
     def finished(self, report: dict[str, Any] | None, reports: Sequence[str]) -> None:
         with self._lock:
@@ -162,7 +198,6 @@ class LiveSession:
                 "packages": packages, "package_histories": histories}
 
     def model(self) -> dict[str, Any]:
-        self._quiet.wait(QUIET_WAIT)
         with self._lock:
             if self._report is not None:
                 return self._report
@@ -170,7 +205,6 @@ class LiveSession:
         return {"run": {"started": self._started}, "tests": tests, **self._packages()}
 
     def payload(self) -> dict[str, Any]:
-        self._quiet.wait(QUIET_WAIT)
         with self._lock:
             self._watched = time.time()
             if self._finished:

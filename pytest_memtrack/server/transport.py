@@ -130,6 +130,11 @@ class _Server(ThreadingHTTPServer):
         self.verbose = verbose
         super().__init__(address, _Handler)
 
+    def process_request(self, request: Any, client_address: Any) -> None:
+        """Hold a new connection, before its thread starts, while the live session's hunt measures the process."""
+        self.app.session.wait_quiet()
+        super().process_request(request, client_address)
+
     def handle_error(self, request: Any, client_address: Any) -> None:
         exc = sys.exc_info()[1]
         if isinstance(exc, (ConnectionError, TimeoutError, socket.timeout)):
