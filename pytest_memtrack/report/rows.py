@@ -133,5 +133,5 @@ def package_rows(report: Mapping[str, Any], threshold: float) -> list[dict[str, 
             "leaking": name in leaking_names or (score is not None and is_leaking(score, threshold)),
             "chart": axis_chart(_list(histories.get(key)), 200, 44, zero_baseline=True, x_axis="time"),
         })
-    rows.sort(key=lambda r: (not r["leaking"], -r["score_raw"], -r["current_raw"], r["name"]))
+    rows.sort(key=lambda r: (not r["leaking"], -r["score_raw"], -r["current_raw"], r["name"]))  # type: ignore[operator]
     return rows

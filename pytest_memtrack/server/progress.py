@@ -78,10 +78,10 @@ def session_payload(model: Mapping[str, Any], *, live: bool, finished: bool, tot
 
 def _leaking_test(test: Mapping[str, Any], native_reading: Any) -> dict[str, Any]:
     shown = summary_of_test(test)
+    reading = native_reading if isinstance(native_reading, str) else None
     return {"nodeid": shown["nodeid"], "outcome": shown["outcome"], "leak_score": finite_number(test.get("leak_score")),
             "limit": finite_number(test.get("limit")), "kind": shown["kind"] or None, "per_run": shown["per_run"],
-            "culprit": culprit(test), "advice": advice(test, native_reading if isinstance(native_reading, str) else None),
-            "reproduce": shown["reproduce"]}
+            "culprit": culprit(test), "advice": advice(test, reading), "reproduce": shown["reproduce"]}
 
 
 class SavedSession:
