@@ -54,5 +54,7 @@
         say("disconnected: the session ended or its server stopped (" + error.message + "); the last figures stay shown", "down");
       });
   }
+  // The page's token (?token=...) goes along with the links to the JSON it offers.
+  document.querySelectorAll("a.keep-query").forEach(function (link) { link.href = link.getAttribute("href") + location.search; });
   if (live.getAttribute("data-poll") === "on") { setTimeout(poll, every); }
 })();
