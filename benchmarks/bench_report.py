@@ -19,9 +19,9 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
 
-from samples import large_report  # noqa: E402
+from samples import large_report
 
-from pytest_memtrack.report.html import render_html  # noqa: E402
+from pytest_memtrack.report.html import render_html
 
 CHROMIUM = "/usr/bin/chromium"
 

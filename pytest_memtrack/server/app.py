@@ -239,6 +239,7 @@ class App:
         return Response(200, self._openapi_body)
 
     def _dashboard(self, *, query: str) -> Response:
+        self.session.watched()
         # Connection: close, so each poll is a new connection, which the transport holds while a hunt measures.
         if parse_qs(query).get("part") == ["live"]:  # the part the page's script swaps in: no script, no style
             from pytest_memtrack.server.dashboard import render_live_part

@@ -47,6 +47,10 @@ class SessionSource(Protocol):
         """Return when a new connection may be served (a live session: when no hunt is measuring)."""
         ...
 
+    def watched(self) -> None:
+        """A dashboard page is being answered (it polls while the session runs)."""
+        ...
+
 
 def session_payload(model: Mapping[str, Any], *, live: bool, finished: bool, total: int | None,
                     current: str | None, reports: Sequence[str], updated: float,
@@ -98,6 +102,9 @@ class SavedSession:
         return nullcontext()
 
     def wait_quiet(self) -> None:
+        return None
+
+    def watched(self) -> None:
         return None
 
     def payload(self) -> dict[str, Any]:
@@ -163,6 +170,12 @@ class LiveSession:
     def wait_quiet(self) -> None:
         self._quiet.wait(QUIET_WAIT)
 
+    def watched(self) -> None:
+        with self._lock:
+            self._watched = time.time()
+            if self._finished:
+                self._finish_seen.set()
+
     @contextmanager
     def serving(self) -> Iterator[None]:
         deadline = time.monotonic() + QUIET_WAIT
@@ -206,9 +219,6 @@ class LiveSession:
 
     def payload(self) -> dict[str, Any]:
         with self._lock:
-            self._watched = time.time()
-            if self._finished:
-                self._finish_seen.set()
             report, finished, total, current = self._report, self._finished, self._total, self._current
             reports, done = list(self._reports), len(self._done)
             tests = [dict(t) for t in self._recorder.tests()] if report is None else None
@@ -218,9 +228,10 @@ class LiveSession:
 
 
     def linger(self, watching: float = 5.0, poll: float = 2.5) -> bool:
-        """At the end of the session, before the server stops: when a client asked within ``watching`` seconds
-        (an open dashboard polls every 2 s), keep serving for ``poll`` seconds, so every open page gets to show the
-        verdict and the reports' paths instead of a lost connection. True when a client was told it finished."""
+        """At the end of the session, before the server stops: when a dashboard page was answered within
+        ``watching`` seconds (an open one polls every 2 s), keep serving for ``poll`` seconds, so every open page
+        gets to show the verdict and the reports' paths instead of a lost connection. True when a page was told
+        the session finished."""
         with self._lock:
             watched = time.time() - self._watched <= watching
         if watched:
