@@ -83,3 +83,18 @@ def test_once_finished_a_watched_live_session_is_told_so_before_its_server_stops
     assert payload["state"] == "finished" and payload["reports"] == ["/tmp/r.json"]
     assert payload["tests_done"] == 3 and payload["verdict"]["text"] == "1 of 3 tests leak"
     assert session.linger(poll=0)
+
+
+def test_the_dashboard_shows_the_twenty_highest_leak_groups_and_counts_the_rest():
+    from samples import leaking_test
+
+    from pytest_memtrack.server.progress import SavedSession
+
+    report = sample_report()
+    report["tests"] = [leaking_test(f"t.py::test_{i}") for i in range(25)]
+    for i, test in enumerate(report["tests"]):
+        test["hunt"]["evidence"]["allocation_sites"][0]["line"] = i  # 25 culprits
+    html = App(FakeSource(), session=SavedSession(report)).handle("GET", "/", {}).body.decode()
+    assert html.count('<article class="leak"') == 20
+    assert "Leaking tests <span class=\"count\">(25)</span>" in html
+    assert "5 more groups of leaking tests, with lower scores: the report lists them all." in html

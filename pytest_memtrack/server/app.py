@@ -6,7 +6,7 @@ report), so the whole API can be unit-tested without a socket.
 
 Routes (the spec's, in the envelope ``{"status": "success", "data": ...}``)::
 
-    GET  /                                          live dashboard (HTML)
+    GET  /                                          dashboard (HTML); ?part=live: only its changing part
     GET  /api/openapi.json                          OpenAPI 3.1 document (plain JSON, not enveloped)
     GET  /api/session                               the session: progress, leaking tests, verdict, reports
     GET  /api/packages/memory/summary

@@ -23,6 +23,8 @@ from pytest_memtrack.server.progress import SessionSource
 from pytest_memtrack.units import finite_number
 
 POLL_MS = 2000
+#: Leak cards the page shows (the highest scores first); the rest are counted and left to the report.
+MAX_CARDS = 20
 
 
 def _dict(value: Any) -> Mapping[str, Any]:
@@ -59,7 +61,9 @@ def dashboard_view(session: SessionSource, mode: str, notes: Sequence[str] = ())
         "outcomes": list(progress["outcomes"].items()),
         "hunted": progress["hunted"],
         "reports": progress["reports"],
-        "leaks": cards,
+        "leaks": cards[:MAX_CARDS],
+        "more_leaks": max(len(cards) - MAX_CARDS, 0),
+        "groups": len(cards),
         "leaking_tests": progress["leaking"],
         "packages": package_rows(model, 0.1 if threshold is None else threshold),
         "totals": [("current memory", format_bytes(summary.get("total_current_memory"))),
