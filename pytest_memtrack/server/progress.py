@@ -198,6 +198,11 @@ class LiveSession:
             self._current = None
 
     # -- read by the server ------------------------------------------------------------------------------------
+    def _done_tests(self) -> list[dict[str, Any]]:
+        """Copies of the entries of the tests whose teardown was reported (hold ``_lock``): a running test is
+        counted once it is done, so the headline and the progress agree."""
+        return [dict(entry) for nodeid, entry in self._recorder.entries.items() if nodeid in self._done]
+
     def _packages(self) -> dict[str, Any]:
         loader = self._source.loader() if isinstance(self._source, LiveSource) else self._source
         if isinstance(loader, LazyLoader):
@@ -214,14 +219,14 @@ class LiveSession:
         with self._lock:
             if self._report is not None:
                 return self._report
-            tests = [dict(t) for t in self._recorder.tests()]
+            tests = self._done_tests()
         return {"run": {"started": self._started}, "tests": tests, **self._packages()}
 
     def payload(self) -> dict[str, Any]:
         with self._lock:
             report, finished, total, current = self._report, self._finished, self._total, self._current
             reports, done = list(self._reports), len(self._done)
-            tests = [dict(t) for t in self._recorder.tests()] if report is None else None
+            tests = self._done_tests() if report is None else None
         model = report if report is not None else {"run": {"started": self._started}, "tests": tests}
         return session_payload(model, live=True, finished=finished, total=total, current=current, reports=reports,
                                updated=time.time(), done=None if report is not None else done)
