@@ -16,7 +16,7 @@ from typing import Any
 from pytest_memtrack.units import finite_number, format_bytes
 
 #: Room for the y tick labels (left) and the x tick labels (below), in SVG units.
-LEFT, BOTTOM, TOP, RIGHT = 58.0, 14.0, 5.0, 4.0
+LEFT, BOTTOM, TOP, RIGHT = 66.0, 14.0, 5.0, 4.0
 
 
 def clean_points(points: Iterable[Sequence[Any]]) -> list[tuple[float, float]]:
