@@ -226,7 +226,7 @@ def test_a_real_session_s_dashboard_follows_it_to_its_verdict_and_report_path(co
         page = context(1400, "light").new_page()
         problems = watch(page)
         page.goto(line.split(": ", 1)[1].strip())
-        assert "of 7 tests done" in page.locator("#progress-text").inner_text()
+        page.wait_for_selector("#progress-text:has-text('of 7 tests done')")  # once collected (the page polls)
         page.wait_for_selector("#live[data-state=finished]", timeout=30_000)
         assert page.locator("#verdict").inner_text() == "1 of 7 tests leak"
         assert str(json_path) in page.locator("#reports").inner_text()
