@@ -38,14 +38,17 @@ def format_bytes(value: Any, *, signed: bool = False, decimals: int = 1) -> str:
 
 
 def format_duration(value: Any) -> str:
-    """Seconds as a person reads them: ``45 s``, ``12 min``, ``3.5 h``, ``2.0 d``; missing -> ``MISSING``."""
+    """Seconds as a person reads them, for every surface (a test's duration, a run's, a time to a memory limit):
+    ``350 ms``, ``12.3 s``, ``4 min 10 s``, ``3.5 h``, ``2.0 d``; missing or negative -> ``MISSING``."""
     number = finite_number(value)
     if number is None or number < 0:
         return MISSING
+    if number < 1:
+        return f"{number * 1000:.0f} ms"
     if number < 120:
-        return f"{number:.0f} s"
+        return f"{number:.1f} s"
     if number < 7200:
-        return f"{number / 60:.0f} min"
+        return f"{number // 60:.0f} min {number % 60:.0f} s"
     if number < 172800:
         return f"{number / 3600:.1f} h"
     return f"{number / 86400:.1f} d"

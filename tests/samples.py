@@ -137,3 +137,31 @@ def empty_report() -> dict[str, Any]:
     report["tests"] = []
     report["run"]["exitstatus"] = 5
     return report
+
+
+def large_report(count: int = 10_000, leaking: int = 30, packages: int = 40) -> dict[str, Any]:
+    """A report of ``count`` tests (every 50th hunted, ``leaking`` of them leaking through three culprits, a mix of
+    outcomes) and ``packages`` packages with 60 readings each: a large suite's report, made in milliseconds."""
+    report = sample_report()
+    outcomes = ("passed",) * 17 + ("failed", "skipped", "xfailed")
+    tests = []
+    for i in range(count):
+        nodeid = f"tests/unit/test_module_{i // 100:03d}.py::TestCase::test_behaviour_number_{i}[param-{i % 7}]"
+        if i < leaking:
+            test = leaking_test(nodeid)
+            test["leak_score"] = round(0.2 + (i % 10) / 20, 2)
+            test["hunt"]["evidence"]["allocation_sites"][0]["line"] = 12 + (i % 3)
+        else:
+            test = passing_test(nodeid, 0.0 if i % 50 == 0 else None)
+            test["outcome"] = outcomes[i % len(outcomes)]
+            test["rss_delta"] = (i * 7919) % 300_000 - 20_000
+            test["duration"] = (i % 97) / 1000
+        tests.append(test)
+    report["tests"] = tests
+    report["packages"] = {f"pkg_{i:02d}": package_entry(f"pkg_{i:02d}", 500_000 + i * 40_960,
+                                                         score=0.5 if i == 0 else 0.0,
+                                                         trend="increasing" if i == 0 else "stable")
+                          for i in range(packages)}
+    report["package_histories"] = {f"pkg_{i:02d}": [[T0 + j, 500_000 + i * 40_960 + (j * 2048 if i == 0 else 0)]
+                                                    for j in range(60)] for i in range(packages)}
+    return report

@@ -10,15 +10,13 @@ from html.parser import HTMLParser
 from pathlib import Path
 
 import pytest
-from hypothesis import given
-from hypothesis import strategies as st
 from samples import T0, empty_report, leaking_test, package_entry, passing_test, sample_report
 
 from pytest_memtrack import cli
 from pytest_memtrack.report import github
 from pytest_memtrack.report.atomic import write_text_atomic
 from pytest_memtrack.report.formatting import format_bytes
-from pytest_memtrack.report.html import build_view, polyline_points, render_html
+from pytest_memtrack.report.html import build_view, render_html
 
 # ------------------------------------------------------------------------------------------ a tiny DOM for checks
 
@@ -100,35 +98,6 @@ def test_format_bytes_uses_binary_units_and_keeps_the_sign():
     assert format_bytes(3 * 1024**3) == "3.0 GiB"
     assert format_bytes(None) == "—"
     assert format_bytes(float("nan")) == "—"
-
-
-def test_polyline_points_fit_a_rising_series_into_the_box_with_larger_values_higher():
-    points = polyline_points([(0, 10), (1, 20), (2, 30)], 100, 20, pad=0)
-    assert points == "0.0,20.0 50.0,10.0 100.0,0.0"
-
-
-def test_polyline_points_sort_by_x_and_drop_non_finite_pairs():
-    points = polyline_points([(2, 30), (0, 10), (1, float("nan")), (float("inf"), 5), (1, None)], 100, 20, pad=0)
-    assert points == "0.0,20.0 100.0,0.0"
-
-
-def test_polyline_points_draw_a_constant_or_single_reading_at_mid_height():
-    assert polyline_points([(0, 5), (1, 5)], 100, 20, pad=0) == "0.0,10.0 100.0,10.0"
-    assert polyline_points([(7, 5)], 100, 20, pad=0) == "50.0,10.0"
-    assert polyline_points([], 100, 20) == ""
-
-
-finite = st.floats(allow_nan=False, allow_infinity=False, min_value=-1e15, max_value=1e15)
-
-
-@given(st.lists(st.tuples(finite, finite), max_size=60), st.integers(10, 400), st.integers(10, 100))
-def test_polyline_points_always_stay_inside_the_box_and_keep_every_reading(pairs, width, height):
-    text = polyline_points(pairs, width, height, pad=2)
-    coords = [tuple(map(float, p.split(","))) for p in text.split()] if text else []
-    assert len(coords) == len(pairs)
-    assert all(-0.05 <= x <= width + 0.05 and -0.05 <= y <= height + 0.05 for x, y in coords)
-    xs = [x for x, _ in coords]
-    assert xs == sorted(xs)
 
 
 # ------------------------------------------------------------------------------------------ page structure
@@ -248,7 +217,8 @@ def test_a_test_id_with_a_script_tag_renders_as_text():
     page = render_html(report)
     assert HOSTILE not in page
     tree = parse(page)
-    assert [attrs for attrs, _ in tree.script_texts] == [{}], "only our own script element exists"
+    assert [attrs for attrs, _ in tree.script_texts] == [{"type": "application/json", "id": "tests-data"}, {}], \
+        "only our own script element exists, beside the tests' data block (never run: not JavaScript)"
     assert f"test_a[{HOSTILE}]" in tree.root.by_id("leak-1").text
     assert tree.root.by_id("leak-1").attrs["data-nodeid"] == f"tests/test_x.py::test_a[{HOSTILE}]"
     assert f"boom {HOSTILE}" in tree.root.by_id("leak-1").text
@@ -283,7 +253,7 @@ def test_the_page_needs_no_network_and_only_its_own_hashed_script_may_run():
     import base64
     import hashlib
 
-    (script,) = [text for attrs, text in tree.script_texts]
+    (script,) = [text for attrs, text in tree.script_texts if attrs.get("type") != "application/json"]
     digest = base64.b64encode(hashlib.sha256(script.encode()).digest()).decode()
     assert f"'sha256-{digest}'" in csp
     assert "eval(" not in script and "innerHTML" not in script
@@ -299,6 +269,8 @@ def big_report() -> dict:
     report["package_histories"] = {f"pkg_{i:03d}": [[T0 + j, 1_000_000 + j * 512 * (i % 7)] for j in range(100)]
                                    for i in range(200)}
     tests = [leaking_test(f"tests/test_big.py::test_leak[{i}]") for i in range(50)]
+    for i, test in enumerate(tests):  # fifty culprits: fifty cards
+        test["hunt"]["evidence"]["allocation_sites"][0]["line"] = i
     tests += [passing_test(f"tests/test_big.py::test_case[{i}-some-longer-parameter-id]", 0.0) for i in range(950)]
     report["tests"] = tests
     return report
@@ -307,8 +279,11 @@ def big_report() -> dict:
 def test_a_report_of_1000_tests_and_200_packages_with_history_stays_under_3_mb():
     page = render_html(big_report())
     assert len(page.encode("utf-8")) < 3 * 1024 * 1024
-    root = parse(page).root
-    assert len(root.by_id("tests-table").find_all("tbody")[0].find_all("tr")) == 1000
+    tree = parse(page)
+    root = tree.root
+    assert len(root.by_id("tests-table").find_all("tbody")[0].find_all("tr")) == 200, "the first page, as HTML"
+    (data,) = [text for attrs, text in tree.script_texts if attrs.get("id") == "tests-data"]
+    assert len(json.loads(data)["rows"]) == 1000, "every test in the data block the script pages through"
     assert len(root.by_id("packages-table").find_all("polyline")) == 200
 
 
@@ -487,9 +462,28 @@ def test_the_sample_report_is_unchanged_by_rendering():
 def test_beyond_ten_leaking_tests_the_rest_are_folded_into_a_details_block():
     root = dom(big_report())
     assert len(root.find_all("article")) == 50
-    (folded,) = root.find_all("details")
+    (folded,) = root.find_all("details", class_="more")
     assert len(folded.find_all("article")) == 40
-    assert folded.find_all("summary")[0].text == "40 more leaking tests"
+    assert folded.find_all("summary")[0].text == "40 more leak cards"
+
+
+def test_leaking_tests_with_one_culprit_share_one_card_that_lists_them_all():
+    report = sample_report()
+    report["tests"] += [leaking_test(f"tests/test_app.py::test_again[{i}]") for i in range(3)]
+    for test in report["tests"][-3:]:
+        test["leak_score"] = 0.5
+    root = dom(report)
+    (card,) = root.find_all("article")
+    assert card.attrs["data-tests"] == "4"
+    text = " ".join(card.text.split())
+    assert "Allocated at app/cache.py:12 — 4 tests leak here" in text
+    assert [li.attrs["data-nodeid"] for li in card.find_all("li") if "data-nodeid" in li.attrs] == [
+        f"tests/test_app.py::test_again[{i}]" for i in range(3)]
+    rows = root.by_id("tests-table").find_all("tbody")[0].find_all("tr")
+    links = [a.attrs["href"] for r in rows for a in r.find_all("a")]
+    assert links == ["#leak-1"] * 4, "every leaking row links to the card"
+    (message,) = card.find_all("details", class_="message")
+    assert "exceeds max_leak_score" in message.text, "the raw failure message is folded"
 
 
 def test_allocation_sites_are_shown_relative_to_the_project_or_site_packages():

@@ -97,7 +97,7 @@ def test_a_saved_report_serves_its_data_and_refuses_the_post_endpoints_with_409(
 def test_the_dashboard_and_the_openapi_document_are_served(saved):
     status, headers, body = request(saved, "GET", "/")
     assert status == 200 and headers["Content-Type"] == "text/html; charset=utf-8"
-    assert b"Memory dashboard" in body and b"setTimeout(poll" in body
+    assert b"memory dashboard" in body and b'data-poll="off"' in body, "a saved report: rendered once, not polled"
     assert "script-src 'nonce-" in headers["Content-Security-Policy"]
     status, headers, body = request(saved, "GET", "/api/openapi.json")
     assert status == 200 and json.loads(body)["openapi"] == "3.1.0"

@@ -4,7 +4,6 @@ what the live server's session reports (server/access.py, LiveSource)."""
 from __future__ import annotations
 
 import http.server
-import os
 import socket
 import threading
 import time
@@ -126,15 +125,9 @@ def test_requests_from_outside_never_push_the_sessions_readings_out_of_the_histo
 
 # -- a real browser on another origin --------------------------------------------------------------------------------
 
-CHROMIUM = "/usr/bin/chromium"
-ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
-        "--disable-sync", "--no-first-run"]
-
-
 @pytest.mark.slow
-@pytest.mark.skipif(not os.access(CHROMIUM, os.X_OK), reason=f"{CHROMIUM} is missing: run `bash .ci/install-browser`")
-def test_a_page_on_another_origin_in_a_real_browser_cannot_write(live, tmp_path):
-    sync_api = pytest.importorskip("playwright.sync_api", reason="playwright is not installed")
+def test_a_page_on_another_origin_in_a_real_browser_cannot_write(live, tmp_path, browser):
+    # conftest's one Chromium per test process (playwright's sync API allows one driver per thread)
     running, source = live
     target = f"http://127.0.0.1:{running.port}{P}update-metrics"
     (tmp_path / "attack.html").write_text(f"""<!doctype html><script>
@@ -160,12 +153,12 @@ def test_a_page_on_another_origin_in_a_real_browser_cannot_write(live, tmp_path)
     thread = threading.Thread(target=attacker.serve_forever, daemon=True)
     thread.start()
     try:
-        with sync_api.sync_playwright() as playwright:
-            browser = playwright.chromium.launch(executable_path=CHROMIUM, args=ARGS)
-            page = browser.new_page()
+        page = browser.new_page()
+        try:
             page.goto(f"http://localhost:{attacker.server_address[1]}/attack.html")
             page.wait_for_function("document.title === 'done'", timeout=20_000)
-            browser.close()
+        finally:
+            page.close()
     finally:
         attacker.shutdown()
         attacker.server_close()

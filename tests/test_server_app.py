@@ -231,18 +231,36 @@ def test_every_response_is_uncached_and_sends_no_cors_header():
         assert not any(name.lower().startswith("access-control-") for name in headers)
 
 
-def test_the_dashboard_escapes_hostile_package_names_and_carries_a_csp_nonce():
+def test_the_dashboard_escapes_hostile_package_names_and_test_ids_and_carries_a_csp_nonce():
     report = sample_report()
     hostile = '<script>alert("x")</script>'
-    report["summary"]["packages_with_leaks"][0]["package_name"] = hostile
+    report["packages"][hostile] = report["packages"].pop("app")
+    report["tests"][0]["nodeid"] = f"t.py::test[{hostile}]"
     response = App(ReportSource(report), mode="saved report").handle("GET", "/", {})
     html = response.body.decode()
     assert response.status == 200 and response.content_type.startswith("text/html")
-    assert hostile not in html and "&lt;script&gt;" in html
+    assert hostile not in html and html.count("&lt;script&gt;alert") >= 2
     csp = dict(response.headers)["Content-Security-Policy"]
     nonce = csp.split("'nonce-")[1].split("'")[0]
-    assert html.count(f'nonce="{nonce}"') == 2
-    assert "/api/packages/memory/summary" in html and "2000" in html
+    assert html.count(f'nonce="{nonce}"') == 3, "its style and its two scripts"
+    assert 'data-poll="off"' in html and 'data-state="finished"' in html, "a saved report is never polled"
+
+
+def test_the_session_of_a_saved_report_is_finished_with_its_verdict_and_path_and_matches_its_schema():
+    from pytest_memtrack.server.progress import SavedSession
+
+    app = App(ReportSource(sample_report()), session=SavedSession(sample_report(), "/tmp/run.json"))
+    body = app.handle("GET", "/api/session", {}).json()
+    validate("envelope", body)
+    validate("session", body["data"])
+    data = body["data"]
+    assert (data["state"], data["live"], data["tests_done"], data["tests_total"]) == ("finished", False, 3, 3)
+    assert data["verdict"] == {"text": "1 of 3 tests leak", "tone": "bad"} and data["reports"] == ["/tmp/run.json"]
+    (leak,) = data["leaking_tests"]
+    assert leak["culprit"] == "allocated at app/cache.py:12" and leak["leak_score"] == 0.83
+    assert "app/cache.py:12" in leak["advice"] and leak["reproduce"].startswith("pytest tests/test_app.py::")
+    html = app.handle("GET", "/", {}).body.decode()
+    assert "/tmp/run.json" in html and "1 of 3 tests leak" in html
 
 
 def test_the_dashboard_shows_the_apps_notes_under_its_title():
@@ -272,9 +290,8 @@ def test_the_openapi_document_names_every_endpoint_and_resolves_every_reference(
     response = App(FakeSource()).handle("GET", "/api/openapi.json", {})
     document = response.json()
     assert document["openapi"].startswith("3.1")
-    assert set(document["paths"]) == {P + name for name in (
-        "summary", "leaks", "optimization-suggestions", "garbage-collection", "update-metrics", "{package_name}")} | {
-        "/metrics"}
+    assert set(document["paths"]) == {"/api/session", "/metrics"} | {P + name for name in (
+        "summary", "leaks", "optimization-suggestions", "garbage-collection", "update-metrics", "{package_name}")}
     refs: list[str] = []
 
     def walk(node: Any) -> None:

@@ -12,7 +12,7 @@ import math
 from typing import Any
 
 from pytest_memtrack import units
-from pytest_memtrack.units import MISSING, finite_number
+from pytest_memtrack.units import MISSING, finite_number, format_duration  # noqa: F401  (one formatter, re-exported)
 
 _number = finite_number
 
@@ -78,12 +78,3 @@ def format_time(timestamp: Any) -> str:
     return moment.strftime("%Y-%m-%d %H:%M:%S UTC")
 
 
-def format_duration(seconds: Any) -> str:
-    number = _number(seconds)
-    if number is None:
-        return MISSING
-    if number < 1:
-        return f"{number * 1000:.0f} ms"
-    if number < 120:
-        return f"{number:.1f} s"
-    return f"{number // 60:.0f} min {number % 60:.0f} s"

@@ -70,14 +70,7 @@ def run_info(config: pytest.Config, started: float, exitstatus: int | None, inte
 def package_sections(loader: LazyLoader, leak_threshold: float) -> dict[str, Any]:
     """The report's package sections (summary, leaks, suggestions, packages, their histories) read from ``loader``:
     one assembly for a session's report and for a merge of shards (``report.merge``)."""
-    packages = loader.get_package_memory_infos()  # with their forecasts
-    histories = {}
-    for name in packages:
-        info = loader.get_package_info(name)
-        if info is None:
-            continue
-        with info.lock:
-            histories[name] = [[t, b] for t, b in info.memory_metrics.memory_history]
+    packages, histories = package_snapshot(loader)
     return {
         "summary": loader.get_memory_usage_summary(),
         "leaks": loader.get_memory_leaks_report(leak_threshold),
@@ -103,6 +96,21 @@ def build_report(loader: LazyLoader, recorder: TestRecorder, *, settings: Settin
         "tests": recorder.tests(),
         "comparison": None,
     }
+
+
+def package_snapshot(loader: LazyLoader, names: list[str] | None = None
+                     ) -> tuple[dict[str, Any], dict[str, list[list[float]]]]:
+    """Each tracked package's payload (with its forecast) and its memory history ``[[time, bytes], ...]``: the
+    report's ``packages`` and ``package_histories`` (also what the live dashboard shows while the session runs)."""
+    packages = loader.get_package_memory_infos(names)
+    histories = {}
+    for name in packages:
+        info = loader.get_package_info(name)
+        if info is None:
+            continue
+        with info.lock:
+            histories[name] = [[t, b] for t, b in info.memory_metrics.memory_history]
+    return packages, histories
 
 
 def leaking_tests(report: dict[str, Any]) -> list[dict[str, Any]]:

@@ -32,6 +32,7 @@ SCHEMA_NAMES: tuple[str, ...] = (
     "suggestions",  # GET /api/packages/memory/optimization-suggestions
     "garbage_collection",  # POST /api/packages/memory/garbage-collection
     "update_metrics",  # POST /api/packages/memory/update-metrics
+    "session",  # GET /api/session (progress, leaking tests, verdict; the dashboard's data)
     "report",  # the whole JSON report (docs/report-format.md)
 )
 

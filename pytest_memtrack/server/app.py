@@ -6,9 +6,10 @@ report), so the whole API can be unit-tested without a socket.
 
 Routes (the spec's, in the envelope ``{"status": "success", "data": ...}``)::
 
-    GET  /                                          live dashboard (HTML)
+    GET  /                                          dashboard (HTML); ?part=live: only its changing part
     GET  /api/openapi.json                          OpenAPI 3.1 document (plain JSON, not enveloped)
     GET  /metrics                                   Prometheus text exposition format (``server.metrics``)
+    GET  /api/session                               the session: progress, leaking tests, verdict, reports
     GET  /api/packages/memory/summary
     GET  /api/packages/memory/leaks?threshold=0.1
     GET  /api/packages/memory/optimization-suggestions
@@ -34,7 +35,8 @@ from typing import Any
 from urllib.parse import parse_qs, unquote, urlsplit
 
 from pytest_memtrack.server.access import AccessRules, Refused, check, host_names
-from pytest_memtrack.server.sources import DEFAULT_THRESHOLD, MemorySource, ReadOnlySource
+from pytest_memtrack.server.progress import LiveSession, SavedSession, SessionSource
+from pytest_memtrack.server.sources import DEFAULT_THRESHOLD, MemorySource, ReadOnlySource, ReportSource
 from pytest_memtrack.units import parse_decimal
 
 __all__ = [
@@ -113,6 +115,7 @@ _FIXED_ROUTES: dict[str, dict[str, str]] = {
     "/": {"GET": "_dashboard"},
     "/api/openapi.json": {"GET": "_openapi"},
     "/metrics": {"GET": "_metrics"},
+    "/api/session": {"GET": "_session"},
     API_PREFIX + "summary": {"GET": "_summary"},
     API_PREFIX + "leaks": {"GET": "_leaks"},
     API_PREFIX + "optimization-suggestions": {"GET": "_suggestions"},
@@ -127,19 +130,25 @@ class App:
 
     ``token``: when set, every route needs it (``access``); ``hosts``: the ``Host`` values that name this server
     (``access.host_names``; empty: no Host check), set by the transport once it has bound (``bind``).
-    ``dashboard(summary, mode, csp_nonce, notes)``: renders the HTML page (``str``); ``notes``: lines the page shows
-    under its title (e.g. that xdist workers report their packages only when they finish); ``openapi``: returns
-    the OpenAPI document (``dict``).
+    ``session``: what ``GET /api/session`` and the dashboard know of the session (``progress``; by default a saved
+    report's for a :class:`ReportSource`, else a live session nothing reports progress to).
+    ``dashboard(session, mode, csp_nonce, notes)``: renders the HTML page (``str``); ``notes``: lines the page
+    shows under its title (e.g. that xdist workers report their packages only when they finish); ``openapi``:
+    returns the OpenAPI document (``dict``).
     ``log``: where the catch-all writes tracebacks (stderr by default).
     """
 
     def __init__(self, source: MemorySource, *, token: str | None = None, hosts: frozenset[str] = frozenset(),
                  default_threshold: float = DEFAULT_THRESHOLD, mode: str = "live",
-                 dashboard: Callable[[dict[str, Any], str, str, Sequence[str]], str] | None = None,
-                 notes: Sequence[str] = (),
+                 dashboard: Callable[[SessionSource, str, str, Sequence[str]], str] | None = None,
+                 notes: Sequence[str] = (), session: SessionSource | None = None,
                  openapi: Callable[[], dict[str, Any]] | None = None,
                  log: Callable[[str], None] | None = None) -> None:
         self.source = source
+        if session is None:
+            session = (SavedSession(source.report) if isinstance(source, ReportSource)
+                       else LiveSession(source, default_threshold))
+        self.session = session
         self.token = token or None
         self.rules = AccessRules(hosts=hosts, token=self.token)
         self.default_threshold = default_threshold
@@ -222,14 +231,19 @@ class App:
         """The same payloads as the JSON routes, in Prometheus' text format (one truth: ``server.metrics``)."""
         from pytest_memtrack.server.metrics import CONTENT_TYPE, render_metrics
 
-        summary = self.source.get_memory_usage_summary()
-        every = getattr(self.source, "get_package_memory_infos", None)  # optional (``MemorySource``): all at once
-        packages = every() if every is not None else {
-            name: info for name in self.source.package_names()
-            if (info := self.source.get_package_memory_info(name)) is not None}
-        counts = getattr(self.source, "get_test_counts", None)  # optional
-        text = render_metrics(summary, packages, counts() if counts is not None else None)
+        with self.session.serving():  # a scraper polls all the time: never while a hunt measures a test
+            summary = self.source.get_memory_usage_summary()
+            every = getattr(self.source, "get_package_memory_infos", None)  # optional (``MemorySource``)
+            packages = every() if every is not None else {
+                name: info for name in self.source.package_names()
+                if (info := self.source.get_package_memory_info(name)) is not None}
+            counts = getattr(self.source, "get_test_counts", None)  # optional
+            text = render_metrics(summary, packages, counts() if counts is not None else None)
         return Response(200, text.encode("utf-8"), CONTENT_TYPE)
+
+    def _session(self, *, query: str) -> Response:
+        with self.session.serving():
+            return success(self.session.payload())
 
     def _openapi(self, *, query: str) -> Response:
         if self._openapi_body is None:
@@ -241,15 +255,25 @@ class App:
         return Response(200, self._openapi_body)
 
     def _dashboard(self, *, query: str) -> Response:
+        self.session.watched()
+        # Connection: close, so each poll is a new connection, which the transport holds while a hunt measures.
+        if parse_qs(query).get("part") == ["live"]:  # the part the page's script swaps in: no script, no style
+            from pytest_memtrack.server.dashboard import render_live_part
+
+            with self.session.serving():
+                html = render_live_part(self.session, self.mode, self.notes)
+            return Response(200, html.encode("utf-8"), HTML_TYPE, [("Content-Security-Policy", "default-src 'none'")],
+                            close=True)
         nonce = secrets.token_urlsafe(16)
         if self._dashboard_renderer is None:
             from pytest_memtrack.server.dashboard import render_dashboard
 
             self._dashboard_renderer = render_dashboard
-        html = self._dashboard_renderer(self.source.get_memory_usage_summary(), self.mode, nonce, self.notes)
+        with self.session.serving():
+            html = self._dashboard_renderer(self.session, self.mode, nonce, self.notes)
         csp = (f"default-src 'none'; script-src 'nonce-{nonce}'; style-src 'nonce-{nonce}'; connect-src 'self'; "
                "img-src 'self' data:; base-uri 'none'; form-action 'none'; frame-ancestors 'none'")
-        return Response(200, html.encode("utf-8"), HTML_TYPE, [("Content-Security-Policy", csp)])
+        return Response(200, html.encode("utf-8"), HTML_TYPE, [("Content-Security-Policy", csp)], close=True)
 
 
 def parse_threshold(query: str, default: float) -> float:

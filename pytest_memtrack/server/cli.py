@@ -15,6 +15,7 @@ from typing import Any
 from pytest_memtrack.errors import CliError
 from pytest_memtrack.options import TOKEN_ENV
 from pytest_memtrack.report.loading import load_report
+from pytest_memtrack.server.progress import SavedSession
 from pytest_memtrack.server.sources import ReportSource
 from pytest_memtrack.server.transport import DEFAULT_HOST, is_loopback, port_number, start_server
 from pytest_memtrack.units import shown
@@ -48,7 +49,8 @@ def serve_command(args: argparse.Namespace) -> int:
     source = ReportSource(report)
     try:
         running = start_server(source, host, port, token=token, mode="saved report",
-                               default_threshold=source.default_threshold, verbose=args.verbose)
+                               default_threshold=source.default_threshold, verbose=args.verbose,
+                               session=SavedSession(report, os.path.abspath(args.report)))
     except OSError as exc:
         raise CliError(f"cannot listen on {host}:{args.port}: {exc.strerror or exc}.") from None
     stop = threading.Event()

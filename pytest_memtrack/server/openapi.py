@@ -18,7 +18,7 @@ __all__ = ["build_document", "PAYLOAD_SCHEMAS"]
 
 #: The schemas the API uses (the report schema is not an API payload).
 PAYLOAD_SCHEMAS = ("envelope", "error", "summary", "package_info", "leaks", "suggestions", "garbage_collection",
-                   "update_metrics")
+                   "update_metrics", "session")
 
 _COMPONENTS = "#/components/schemas/"
 #: Names under /api/packages/memory/ that are GET routes of their own: the concrete path wins (as OpenAPI matches
@@ -97,7 +97,7 @@ def _metrics_operation() -> dict[str, Any]:
 def build_document(server_url: str | None = None) -> dict[str, Any]:
     """Return the OpenAPI 3.1 document (a fresh dict); ``server_url`` fills ``servers`` when given."""
     schemas = {name: _rewrite_refs(load_schema(name), name) for name in PAYLOAD_SCHEMAS}
-    for name in ("summary", "package_info", "leaks", "suggestions", "garbage_collection", "update_metrics"):
+    for name in ("summary", "package_info", "leaks", "suggestions", "garbage_collection", "update_metrics", "session"):
         schemas[name + "_response"] = _envelope_of(name)
     read_only = {"409": "This server serves a saved report, which cannot do this.",
                  "413": "The request body is larger than 64 KiB."}
@@ -113,6 +113,10 @@ def build_document(server_url: str | None = None) -> dict[str, Any]:
                            "{\"status\": \"error\", \"error\": {\"code\", \"message\"}}.",
         },
         "paths": {
+            "/api/session": {"get": _operation(
+                "getSession", "The session: tests done of collected, the test running now, the leaking tests found "
+                "so far, and once finished the verdict and the reports' paths (what the dashboard at / shows).",
+                "session", {})},
             f"{base}/summary": {"get": _operation(
                 "getMemorySummary", "Memory usage summary over all packages.", "summary", {})},
             f"{base}/leaks": {"get": _operation(

@@ -14,6 +14,7 @@ import sys
 import pytest
 
 from pytest_memtrack.options import TOKEN_ENV
+from pytest_memtrack.server.progress import LiveSession, ProgressHooks
 from pytest_memtrack.server.sources import DEFAULT_THRESHOLD, LiveSource
 from pytest_memtrack.server.transport import DEFAULT_HOST, RunningServer, is_loopback, port_number, start_server
 from pytest_memtrack.settings import parse_score, resolve
@@ -82,13 +83,20 @@ def configure(config: pytest.Config) -> None:
     session = config.pluginmanager.get_plugin("memtrack-session")  # its tests, for /metrics
     recorder = getattr(session, "recorder", None)
     source = LiveSource(recorder.tests if recorder is not None else None)
+    progress = LiveSession(source, threshold)
     try:
-        running = start_server(source, host, port, token=token, mode="live", default_threshold=threshold,
-                               verbose=config.get_verbosity() >= 3, notes=(XDIST_NOTE,) if under_xdist(config) else ())
+        running = start_server(source, host, port, token=token, mode="live",
+                               default_threshold=threshold, verbose=config.get_verbosity() >= 3,
+                               notes=(XDIST_NOTE,) if under_xdist(config) else (), session=progress)
     except OSError as exc:
         raise pytest.UsageError(f"--memtrack-serve cannot listen on {host}:{port}: {exc.strerror or exc}.") from None
+    # Render the page once now: compiling its templates while a hunted test runs would be charged to that test.
+    from pytest_memtrack.server.dashboard import render_dashboard
+
+    render_dashboard(progress, "live", "warm-up")
     config.stash[_SERVER_KEY] = running
-    config.pluginmanager.register(_LiveServerPlugin(config, running), "memtrack-server")
+    config.pluginmanager.register(_LiveServerPlugin(config, running, progress), "memtrack-server")
+    config.pluginmanager.register(ProgressHooks(progress, config), "memtrack-server-progress")
 
 
 def server_url(config: pytest.Config) -> str | None:
@@ -100,9 +108,10 @@ def server_url(config: pytest.Config) -> str | None:
 class _LiveServerPlugin:
     """Announces the URL, exports it as ``MEMTRACK_SERVER_URL`` and stops the server at the end."""
 
-    def __init__(self, config: pytest.Config, running: RunningServer) -> None:
+    def __init__(self, config: pytest.Config, running: RunningServer, progress: LiveSession) -> None:
         self.config = config
         self.running = running
+        self.progress = progress
         self._previous_env = os.environ.get(URL_ENV)
         os.environ[URL_ENV] = running.url
 
@@ -116,6 +125,7 @@ class _LiveServerPlugin:
             print(line, file=sys.stderr, flush=True)
 
     def pytest_unconfigure(self, config: pytest.Config) -> None:
+        self.progress.linger()  # an open dashboard gets to show "finished" before the server goes
         self.running.stop()
         if self._previous_env is None:
             os.environ.pop(URL_ENV, None)

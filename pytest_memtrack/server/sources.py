@@ -63,6 +63,11 @@ class ReportSource:
         self.default_threshold = _as_threshold(leaks.get("threshold"), DEFAULT_THRESHOLD)
         self._detection_time = float(leaks.get("detection_time") or run.get("finished") or 0.0)
 
+    @property
+    def report(self) -> Mapping[str, Any]:
+        """The saved report model this source serves."""
+        return self._report
+
     def get_memory_usage_summary(self) -> dict[str, Any]:
         return dict(self._report["summary"])
 
@@ -105,35 +110,37 @@ class LiveSource:
         self._tests = tests
 
     @staticmethod
-    def _loader() -> LazyLoader:
+    def loader() -> LazyLoader:
+        """The process's lazy loader now."""
         from pytest_memtrack.tracking.loader import get_lazy_loader
 
         return get_lazy_loader()
 
+
     def get_memory_usage_summary(self) -> dict[str, Any]:
-        return self._loader().get_memory_usage_summary()
+        return self.loader().get_memory_usage_summary()
 
     def get_package_memory_info(self, name: str) -> dict[str, Any] | None:
-        return self._loader().get_package_memory_info(name)
+        return self.loader().get_package_memory_info(name)
 
     def get_memory_leaks_report(self, threshold: float) -> dict[str, Any]:
-        return self._loader().get_memory_leaks_report(threshold)
+        return self.loader().get_memory_leaks_report(threshold)
 
     def get_optimization_suggestions_report(self) -> dict[str, Any]:
-        return self._loader().get_optimization_suggestions_report()
+        return self.loader().get_optimization_suggestions_report()
 
     def force_garbage_collection(self) -> dict[str, Any]:
-        return self._loader().force_garbage_collection()
+        return self.loader().force_garbage_collection()
 
     def update_all_memory_metrics(self) -> dict[str, Any]:
         # The session's own readings make the history and the scores; a request refreshes current figures only.
-        return self._loader().update_all_memory_metrics(into_history=False)
+        return self.loader().update_all_memory_metrics(into_history=False)
 
     def package_names(self) -> list[str]:
-        return self._loader().package_names()
+        return self.loader().package_names()
 
     def get_package_memory_infos(self) -> dict[str, dict[str, Any]]:
-        return self._loader().get_package_memory_infos()
+        return self.loader().get_package_memory_infos()
 
     def get_test_counts(self) -> dict[str, int] | None:
         if self._tests is None:

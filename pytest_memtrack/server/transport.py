@@ -16,6 +16,7 @@ from typing import Any
 
 from pytest_memtrack.options import TOKEN_ENV
 from pytest_memtrack.server.app import MAX_BODY_BYTES, App, HttpError, Response, error_response
+from pytest_memtrack.server.progress import SessionSource
 from pytest_memtrack.server.sources import DEFAULT_THRESHOLD, MemorySource
 
 DEFAULT_HOST = "127.0.0.1"
@@ -129,6 +130,11 @@ class _Server(ThreadingHTTPServer):
         self.verbose = verbose
         super().__init__(address, _Handler)
 
+    def process_request(self, request: Any, client_address: Any) -> None:
+        """Hold a new connection, before its thread starts, while the live session's hunt measures the process."""
+        self.app.session.wait_quiet()
+        super().process_request(request, client_address)
+
     def handle_error(self, request: Any, client_address: Any) -> None:
         exc = sys.exc_info()[1]
         if isinstance(exc, (ConnectionError, TimeoutError, socket.timeout)):
@@ -166,13 +172,14 @@ class RunningServer:
 
 def start_server(source: MemorySource, host: str = DEFAULT_HOST, port: int = 0, *, token: str | None = None,
                  mode: str = "live", default_threshold: float = DEFAULT_THRESHOLD,
-                 verbose: bool = False, notes: Sequence[str] = ()) -> RunningServer:
+                 verbose: bool = False, notes: Sequence[str] = (),
+                 session: SessionSource | None = None) -> RunningServer:
     """Bind ``host:port`` and serve ``source`` on a daemon thread. Raises ``OSError`` when it cannot bind and
     ``ValueError`` for a non-loopback host without a token."""
     if not token and not is_loopback(host):
         raise ValueError(f"Serving on the non-loopback host {host!r} needs a token (env {TOKEN_ENV}).")
     family = socket.AF_INET6 if ":" in host else socket.AF_INET
-    app = App(source, token=token, mode=mode, default_threshold=default_threshold, notes=notes)
+    app = App(source, token=token, mode=mode, default_threshold=default_threshold, notes=notes, session=session)
     return RunningServer(_Server((host, port), app, verbose, family))
 
 
