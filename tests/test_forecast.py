@@ -123,17 +123,20 @@ def test_the_memory_budget_from_the_ini_file_is_the_limit_in_the_report(pytester
 
 def test_the_dashboard_shows_the_time_to_the_limit_of_the_process_and_of_each_leaking_package():
     from pytest_memtrack.server.dashboard import render_dashboard
+    from pytest_memtrack.server.progress import SavedSession
+    from pytest_memtrack.units import MISSING, format_duration
 
     loader = LazyLoader(memory_budget=1024**4)
     record(loader, {"growing.pkg": [MIB * (1 + i) for i in range(12)]})
     summary = loader.get_memory_usage_summary()
-    html = render_dashboard(summary, "live", "n0nce")
-    assert "Time to limit" in html and "Process: time to memory limit" in html
-    seconds = summary["packages_with_leaks"][0]["forecast"]["seconds_to_limit"]
-    from pytest_memtrack.units import format_duration
-
+    model = {"summary": summary, "packages": loader.get_package_memory_infos(),
+             "leaks": loader.get_memory_leaks_report(0.1), "tests": []}
+    html = render_dashboard(SavedSession(model), "saved report", "n0nce")
+    assert "time to limit" in html and "process: time to memory limit" in html
+    seconds = model["packages"]["growing.pkg"]["forecast"]["seconds_to_limit"]
     assert format_duration(seconds) in html
-    old_report = {k: v for k, v in summary.items() if k not in ("process_forecast", "process_memory_usage")}
-    old_report["packages_with_leaks"] = [{k: v for k, v in p.items() if k != "forecast"}
-                                         for p in summary["packages_with_leaks"]]
-    assert "not growing" in render_dashboard(old_report, "saved report", "n0nce")  # a report from before forecasts
+    old_summary = {k: v for k, v in summary.items() if k not in ("process_forecast", "process_memory_usage")}
+    old_packages = {name: {k: v for k, v in p.items() if k != "forecast"} for name, p in model["packages"].items()}
+    old = render_dashboard(SavedSession({**model, "summary": old_summary, "packages": old_packages}),
+                           "saved report", "n0nce")  # a report from before forecasts
+    assert format_duration(seconds) not in old and MISSING in old

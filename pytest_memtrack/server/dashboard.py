@@ -20,7 +20,7 @@ from pytest_memtrack.report.formatting import format_bytes, format_duration, for
 from pytest_memtrack.report.rows import package_rows
 from pytest_memtrack.report.templates import environment, inline_script
 from pytest_memtrack.server.progress import SessionSource
-from pytest_memtrack.units import finite_number
+from pytest_memtrack.units import MISSING, finite_number
 
 POLL_MS = 2000
 #: Leak cards the page shows (the highest scores first); the rest are counted and left to the report.
@@ -29,6 +29,14 @@ MAX_CARDS = 20
 
 def _dict(value: Any) -> Mapping[str, Any]:
     return value if isinstance(value, Mapping) else {}
+
+
+def _time_to_limit(forecast: Any) -> str:
+    """The process's forecast in words: "not growing" when there is one without a time, — without one."""
+    if not isinstance(forecast, Mapping):
+        return MISSING
+    seconds = finite_number(forecast.get("seconds_to_limit"))
+    return "not growing" if seconds is None else format_duration(seconds)
 
 
 def dashboard_view(session: SessionSource, mode: str, notes: Sequence[str] = ()) -> dict[str, Any]:
@@ -69,7 +77,8 @@ def dashboard_view(session: SessionSource, mode: str, notes: Sequence[str] = ())
         "totals": [("current memory", format_bytes(summary.get("total_current_memory"))),
                    ("peak memory", format_bytes(summary.get("total_peak_memory"))),
                    ("footprint", format_bytes(summary.get("total_memory_footprint"))),
-                   ("packages loaded", f"{summary.get('loaded_packages', 0)} of {summary.get('total_packages', 0)}")],
+                   ("packages loaded", f"{summary.get('loaded_packages', 0)} of {summary.get('total_packages', 0)}"),
+                   ("process: time to memory limit", _time_to_limit(summary.get("process_forecast")))],
         "pressure": str(summary.get("system_memory_pressure") or "unknown"),
         "trends": [(k, trends.get(k, 0)) for k in ("increasing", "decreasing", "stable")],
         "levels": [(k, levels.get(k, 0)) for k in ("low", "medium", "high", "critical")],
