@@ -10,7 +10,10 @@ import pytest
 
 from pytest_memtrack.report import github
 from pytest_memtrack.report.atomic import describe_os_error
+from pytest_memtrack.report.formatting import short_path
 from pytest_memtrack.report.html import write_html
+from pytest_memtrack.report.lines import fit
+from pytest_memtrack.report.terminal import terminal_width
 from pytest_memtrack.settings import parse_writable_path, resolve
 
 
@@ -36,11 +39,17 @@ class HtmlReportWriter:
 
     @pytest.hookimpl(trylast=True)
     def pytest_terminal_summary(self, terminalreporter: Any) -> None:
+        path = short_path(self.path, str(terminalreporter.config.rootpath))
+        width = terminal_width(terminalreporter)
         if self.written:
-            terminalreporter.write_line(f"memtrack: HTML report: {self.path}")
+            lines, markup = fit(f"memtrack: HTML report: {path}", width), {}
         elif self.error:
-            terminalreporter.write_line(f"memtrack: warning: could not write the HTML report {self.path}: "
-                                        f"{self.error}", yellow=True)
+            lines = fit(f"memtrack: warning: could not write the HTML report {path}: {self.error}", width)
+            markup = {"yellow": True}
+        else:
+            return
+        for line in lines:
+            terminalreporter.write_line(line, **markup)
 
 
 class GithubSummary:
