@@ -7,7 +7,7 @@ from typing import Any
 from pytest_memtrack.hunt import native
 from pytest_memtrack.hunt.verdict import KINDS, HuntParameters, HuntResult
 from pytest_memtrack.report.formatting import short_path
-from pytest_memtrack.report.lines import fit_all
+from pytest_memtrack.report.lines import fit, fit_all
 from pytest_memtrack.report.verdict import leak_line
 from pytest_memtrack.units import format_bytes, plural
 
@@ -24,7 +24,9 @@ class LeakFailure:
         self.reprcrash = _Crash(message.split("\n", 1)[0])
 
     def toterminal(self, out: Any) -> None:
-        for line in fit_all(self.message.splitlines(), getattr(out, "fullwidth", None)):
+        width = getattr(out, "fullwidth", None)
+        first, *rest = self.message.splitlines() or [""]
+        for line in fit(first, width, whole_tail=True) + fit_all(rest, width):
             out.line(line)
 
     def __str__(self) -> str:
@@ -65,8 +67,8 @@ def describe(result: HuntResult, limit: float, rootdir: str | None = None) -> st
     deep = f", {result.probe_runs} deeply traced" if result.probe_runs else ""
     test = {"hunt": result.to_dict(), "leak_score": result.score, "limit": limit}
     lines = [f"memtrack: {leak_line(test, rootdir)}",
-             f"  leak score {result.score:.2f} exceeds max_leak_score({limit:g}) after "
-             f"{plural(result.runs, 'run')}: {result.warmup_runs} warm-up, {measured} measured{deep}, 1 reported"]
+             f"  runs: {result.runs} ({result.warmup_runs} warm-up, {measured} measured{deep}, 1 reported), "
+             f"limit max_leak_score({limit:g})"]
     labels = {"memory": "Python memory (tracemalloc)", "native": f"native memory ({native.NATIVE_READING}, not traced)",
               "fds": "file descriptors", "threads": "threads"}
     for kind in KINDS:

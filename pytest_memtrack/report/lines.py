@@ -17,12 +17,16 @@ DEFAULT_WIDTH = 80
 HANGING = "    "
 
 
-def fit(line: str, width: int | None) -> list[str]:
+def fit(line: str, width: int | None, *, whole_tail: bool = False) -> list[str]:
     """``line`` wrapped to ``width`` columns, continuation lines indented four beyond the line's own indent;
-    unchanged when it fits or ``width`` is None."""
+    unchanged when it fits or ``width`` is None. ``whole_tail``: a closing parenthesis group (``(score 0.25 > limit
+    0.1)``) moves to the next line whole rather than being split."""
     if width is None or len(line) <= width:
         return [line]
     indent = line[: len(line) - len(line.lstrip(" "))]
+    cut = line.rfind(" (")
+    if whole_tail and line.endswith(")") and 0 < cut and len(line[:cut]) <= width:
+        return [line[:cut], *fit(indent + HANGING + line[cut + 1:], width)]
     return textwrap.wrap(line, width=max(width, len(indent) + len(HANGING) + 8),
                          subsequent_indent=indent + HANGING, break_long_words=False, break_on_hyphens=False) or [line]
 

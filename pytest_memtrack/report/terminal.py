@@ -59,7 +59,7 @@ def summary_lines(report: dict[str, Any], verbose: int, top: int = 5, width: int
     rootdir = (report.get("run") or {}).get("rootdir")
     for test in leaking:
         lines.append(f"LEAK {test['nodeid']}")  # one word after LEAK: never split from it
-        lines += fit(f"  {leak_line(test, rootdir)}", width)
+        lines += fit(f"  {leak_line(test, rootdir)}", width, whole_tail=True)
         lines += fit_command("  reproduce: ", reproduce_args(test), width)
     notes = [(test["nodeid"], test["hunt"]["error"]) for test in report["tests"]
              if not test.get("leaking") and (test.get("hunt") or {}).get("error")]

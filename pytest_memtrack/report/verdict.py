@@ -130,16 +130,21 @@ def culprit(test: Mapping[str, Any], rootdir: str | None = None) -> str | None:
 
 def leak_line(test: Mapping[str, Any], rootdir: str | None = None) -> str:
     """A leaking test in one line that leads with its culprit, the same on every surface (the failure message's
-    first line, which pytest's short summary shows, and the terminal's LEAK entry):
-    ``leaks 3.8 KiB a run at inventory_app/service.py:93 (score 0.25 > limit 0.1)``."""
+    first line, which pytest's short summary shows, cut to the terminal's width, and the terminal's LEAK entry):
+    ``inventory_app/service.py:93 leaks 3.8 KiB a run (score 0.25 > limit 0.1)``; without an allocation site
+    ``leaks 1 thread a run (worker; score 0.90 > limit 0.1)``."""
     kind = lead_kind(test) or "memory"
     per_run = _dict(_dict(_dict(test.get("hunt")).get("kinds")).get(kind)).get("per_run")
     where = culprit(test, rootdir)
-    place = (f" at {where}" if kind == "memory" else f" ({where})") if where else ""
     score = finite_number(test.get("leak_score")) or 0.0
     limit = finite_number(test.get("limit"))
-    against = f" > limit {limit:g}" if limit is not None else ""
-    return f"leaks {amount_a_run(kind, per_run)} a run{place} (score {score:.2f}{against})"
+    against = f"score {score:.2f}" + (f" > limit {limit:g}" if limit is not None else "")
+    amount = amount_a_run(kind, per_run)
+    if kind == "memory" and where:
+        return f"{where} leaks {amount} a run ({against})"
+    if kind == "memory":
+        return f"leaks {amount} of Python memory a run ({against})"
+    return f"leaks {amount} a run ({where + '; ' if where else ''}{against})"
 
 
 def advice(test: Mapping[str, Any], native_reading: str | None = None) -> str:
