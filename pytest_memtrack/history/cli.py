@@ -6,6 +6,7 @@ import argparse
 import datetime
 import json
 import os
+import shutil
 import sys
 from typing import Any
 
@@ -14,7 +15,7 @@ from pytest_memtrack.history.compare import RuleError, compare_reports, parse_ru
 from pytest_memtrack.history.store import MAX_ID, Store, StoreError, machine_key
 from pytest_memtrack.options import DEFAULT_STORE, RULE_HELP, escape
 from pytest_memtrack.report.loading import load_report
-from pytest_memtrack.units import shown
+from pytest_memtrack.units import plural, shown
 
 
 def add_cli(subparsers: Any) -> None:
@@ -113,8 +114,8 @@ def compare_command(args: argparse.Namespace) -> int:
     if args.json:
         print(json.dumps(data, indent=2))
     else:
-        print(render_summary(data, all_rows=True))
+        print(render_summary(data, all_rows=True, width=shutil.get_terminal_size().columns))
     if comparison.regressions:
-        print(f"{len(comparison.regressions)} figure(s) regressed beyond the tolerance.", file=sys.stderr)
+        print(f"{plural(len(comparison.regressions), 'figure')} regressed beyond the tolerance.", file=sys.stderr)
         return 1
     return 0

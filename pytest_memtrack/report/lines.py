@@ -10,6 +10,7 @@ from __future__ import annotations
 import shlex
 import textwrap
 from collections.abc import Iterable, Sequence
+from typing import Any
 
 #: What pytest's terminal writer falls back to without a terminal (and what pytester's runs see).
 DEFAULT_WIDTH = 80
@@ -59,3 +60,11 @@ def shorten(text: str, width: int) -> str:
     """``text`` in at most ``width`` characters, its start replaced by ``…`` when cut: the end of a package name or
     a node id is what tells it apart."""
     return text if len(text) <= width else "…" + text[len(text) - width + 1:]
+
+
+def terminal_width(terminalreporter: Any) -> int:
+    """pytest's width for its own lines (``TerminalWriter.fullwidth``: the terminal's, or ``COLUMNS``, else 80)."""
+    try:
+        return int(terminalreporter.config.get_terminal_writer().fullwidth)
+    except (AttributeError, TypeError, ValueError):
+        return DEFAULT_WIDTH

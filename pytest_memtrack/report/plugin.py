@@ -12,8 +12,7 @@ from pytest_memtrack.report import github
 from pytest_memtrack.report.atomic import describe_os_error
 from pytest_memtrack.report.formatting import short_path
 from pytest_memtrack.report.html import write_html
-from pytest_memtrack.report.lines import fit
-from pytest_memtrack.report.terminal import terminal_width
+from pytest_memtrack.report.lines import fit, terminal_width
 from pytest_memtrack.settings import parse_writable_path, resolve
 
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from pytest_memtrack.report.formatting import short_path
-from pytest_memtrack.report.lines import DEFAULT_WIDTH, fit, fit_command, shorten
+from pytest_memtrack.report.lines import fit, fit_command, shorten, terminal_width
 from pytest_memtrack.report.model import leaking_tests
 from pytest_memtrack.report.verdict import HOW_TO_HUNT, is_hunted, leak_line, reproduce_args, untracked_note
 from pytest_memtrack.settings import Settings
@@ -80,14 +80,6 @@ def summary_lines(report: dict[str, Any], verbose: int, top: int = 5, width: int
         lines += fit(f"To check tests for leaks, {HOW_TO_HUNT}.", width)
     lines += fit(verdict_line(report), width)
     return lines
-
-
-def terminal_width(terminalreporter: Any) -> int:
-    """pytest's width for its own lines (``TerminalWriter.fullwidth``: the terminal's, or ``COLUMNS``, else 80)."""
-    try:
-        return int(terminalreporter.config.get_terminal_writer().fullwidth)
-    except (AttributeError, TypeError, ValueError):
-        return DEFAULT_WIDTH
 
 
 def write_summary(terminalreporter: Any, report: dict[str, Any] | None, problems: list[str],
