@@ -13,26 +13,45 @@ from typing import Any
 from pytest_memtrack.errors import CliError
 from pytest_memtrack.history.compare import RuleError, compare_reports, parse_rule, render_summary
 from pytest_memtrack.history.store import MAX_ID, Store, StoreError, machine_key
-from pytest_memtrack.options import DEFAULT_STORE, RULE_HELP, escape
+from pytest_memtrack.options import DEFAULT_STORE, RULE_HELP, HelpFormatter, escape
 from pytest_memtrack.report.loading import load_report
 from pytest_memtrack.units import plural, shown
+
+HISTORY_EXAMPLES = """\
+examples:
+  pytest-memtrack history --limit 5
+  pytest-memtrack history --json --store .memtrack/history.sqlite
+"""
+COMPARE_EXAMPLES = """\
+examples:
+  # the run saved with --memtrack-save=main against a report written since
+  pytest-memtrack compare main reports/memtrack.json
+  # exit status 1 when a package's footprint grew by more than 10% or a test
+  # leaks: one --fail for each rule
+  pytest-memtrack compare main reports/memtrack.json --fail footprint:10% \\
+      --fail leaking:0
+"""
 
 
 def add_cli(subparsers: Any) -> None:
     history = subparsers.add_parser("history", help="list the runs in the history store",
-                                    description="List the runs saved with --memtrack-save, newest first.")
-    history.add_argument("--store", default=DEFAULT_STORE, help=f"the store (default: {DEFAULT_STORE})")
-    history.add_argument("--limit", type=_positive_int, default=20, help="show at most N runs (default 20)")
+                                    description="List the runs saved with --memtrack-save, newest first.",
+                                    epilog=HISTORY_EXAMPLES, formatter_class=HelpFormatter)
+    history.add_argument("--store", default=DEFAULT_STORE, metavar="PATH",
+                         help=f"the store (default: {DEFAULT_STORE})")
+    history.add_argument("--limit", type=_positive_int, default=20, metavar="N",
+                         help="show at most N runs (default 20)")
     history.add_argument("--json", action="store_true", help="print the runs as JSON")
     history.set_defaults(func=history_command)
 
     compare = subparsers.add_parser(
         "compare", help="compare two stored runs or two JSON reports",
         description="Compare run B with baseline A. A and B are stored run ids or names, or JSON report files. "
-                    "Exit status 1 when a --fail rule is broken.")
+                    "Exit status 1 when a --fail rule is broken.",
+        epilog=COMPARE_EXAMPLES, formatter_class=HelpFormatter)
     compare.add_argument("baseline", metavar="A", help="the baseline: a run id, a run name or a JSON report file")
     compare.add_argument("current", metavar="B", help="the run to judge: a run id, a run name or a JSON report file")
-    compare.add_argument("--store", default=DEFAULT_STORE, help=f"the store (default: {DEFAULT_STORE})")
+    compare.add_argument("--store", default=DEFAULT_STORE, metavar="PATH", help=f"the store (default: {DEFAULT_STORE})")
     compare.add_argument("--fail", action="append", default=[], metavar="RULE", help=escape(RULE_HELP))
     compare.add_argument("--json", action="store_true", help="print the comparison as JSON")
     compare.set_defaults(func=compare_command)
