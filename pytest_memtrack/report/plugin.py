@@ -1,5 +1,6 @@
-"""pytest wiring of the report renderers that write files: the HTML page (``--memtrack-html``) and the GitHub
-Actions step summary (whenever ``GITHUB_STEP_SUMMARY`` is set). The JSON report is written by the session."""
+"""pytest wiring of the report renderers that write files: the HTML page (``--memtrack-html``), the GitHub
+Actions step summary (whenever ``GITHUB_STEP_SUMMARY`` is set) and, when pytest-html is installed, two columns in
+its report (``html_columns``). The JSON report is written by the session."""
 
 from __future__ import annotations
 
@@ -65,5 +66,10 @@ def configure(config: pytest.Config) -> None:
     path = resolve(config, "memtrack_html", parse_writable_path, None)
     if path is not None:
         config.pluginmanager.register(HtmlReportWriter(path), "memtrack-html")
+    session = config.pluginmanager.get_plugin("memtrack-session")
+    if config.pluginmanager.has_plugin("html") and session is not None:  # pytest-html: its results table's columns
+        from pytest_memtrack.report import html_columns
+
+        html_columns.configure(config, session.recorder.entries)
     if os.environ.get(github.ENV) and not config.pluginmanager.has_plugin("memtrack-github-summary"):
         config.pluginmanager.register(GithubSummary(), "memtrack-github-summary")

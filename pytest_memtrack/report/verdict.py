@@ -92,6 +92,17 @@ def per_run_text(kind: str, per_run: Any) -> str:
     return f"{format_bytes(number, signed=True)} per run"
 
 
+def memory_figure(test: Mapping[str, Any]) -> str:
+    """A test's memory in one figure, for a column beside other plugins' (pytest-html's results table): a hunted
+    test's growth per run of its lead kind (``+3.8 KiB per run``, ``no growth``), else what its run moved the
+    process's RSS by (``RSS +1.2 MiB``); ``—`` when there is no reading."""
+    if is_hunted(test):
+        kind = lead_kind(test) or "memory"
+        return per_run_text(kind, _dict(_dict(_dict(test.get("hunt")).get("kinds")).get(kind)).get("per_run"))
+    delta = finite_number(test.get("rss_delta"))
+    return "—" if delta is None else f"RSS {format_bytes(delta, signed=True)}"
+
+
 def first_project_site(sites: Sequence[Any]) -> Mapping[str, Any] | None:
     """The first allocation site in the project's own code (a path relative to the rootdir, not the standard
     library's or a frozen module's), else the first site."""
