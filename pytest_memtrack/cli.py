@@ -18,6 +18,7 @@ from pytest_memtrack.options import HelpFormatter
 #: Modules that contribute sub-commands, in the order ``--help`` lists them.
 COMMAND_MODULES = (
     "pytest_memtrack.report.cli",
+    "pytest_memtrack.report.merge_cli",
     "pytest_memtrack.server.cli",
     "pytest_memtrack.history.cli",
 )

@@ -31,7 +31,8 @@ RULE_HELP = (
     "a size (5MB, 512KB; a plain number is bytes) or a plain number for scores and counts (0.1). Repeatable: "
     "one rule each time"
 )
-STORE_HELP = f"the run history store, an SQLite file (default: {DEFAULT_STORE} under the rootdir)"
+STORE_HELP = (f"the run history store: an SQLite file (default: {DEFAULT_STORE} under the rootdir), or a "
+              "postgresql://USER@HOST:PORT/DATABASE URL shared by many machines (pytest-memtrack[postgresql])")
 SAVE_HELP = "save this run in the history store, optionally under a name: --memtrack-save or --memtrack-save=NAME"
 COMPARE_HELP = ("compare this run with a stored run, by id or name (default: the last run of the same OS, Python "
                 "version and architecture): --memtrack-compare or --memtrack-compare=NAME|ID")
@@ -124,7 +125,7 @@ def add_feature_options(group: Any, parser: pytest.Parser) -> None:
     group.addoption("--memtrack-serve-token", action="store", default=None, dest="memtrack_serve_token",
                     metavar="TOKEN", help=TOKEN_HELP)
 
-    group.addoption("--memtrack-store", dest="memtrack_store", default=None, metavar="PATH", help=STORE_HELP)
+    group.addoption("--memtrack-store", dest="memtrack_store", default=None, metavar="PATH|URL", help=STORE_HELP)
     parser.addini("memtrack_store", STORE_HELP, default=None)
     group.addoption("--memtrack-save", dest="memtrack_save", nargs="?", const="", default=None, metavar="NAME",
                     help=SAVE_HELP)

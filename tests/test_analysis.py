@@ -261,10 +261,10 @@ def test_an_explicit_warmup_overrides_the_default():
     assert leak_score(ramp(8, MIB), warmup=0) > leak_score(ramp(8, MIB), warmup=4)
 
 
-def test_fewer_than_three_readings_after_warmup_score_zero():
+def test_fewer_than_three_growing_steps_after_warmup_score_zero():
     assert leak_score([]) == 0.0
-    assert leak_score(ramp(2, 10 * MIB)) == 0.0
-    assert leak_score(ramp(3, 10 * MIB)) > 0
+    assert leak_score(ramp(3, 10 * MIB)) == 0.0  # two steps are no pattern
+    assert leak_score(ramp(4, 10 * MIB)) > 0
 
 
 def test_steady_growth_scores_k_minus_root_k_over_k_at_full_magnitude():
@@ -362,11 +362,24 @@ def test_up_heavy_noise_that_travels_far_to_get_nowhere_scores_low():
 
 
 def test_cpython_refleak_false_positive_patterns_are_not_leaks():
+    # bpo-30776's patterns as they occur: a step or a wobble once, then nothing more
     for deltas in ([3, 0, 0], [0, 1, 0], [8, -8, 1]):
         values = [0.0, 0.0]
-        for delta in deltas * 4:
+        for delta in deltas + [0] * 9:
             values.append(values[-1] + delta * MIB)
         assert not detect_leak(history_of(values))[0], deltas
+    values = [0.0, 0.0]
+    for delta in [8, -8, 1] * 4:  # a sawtooth with a little net growth travels far to get nowhere
+        values.append(values[-1] + delta * MIB)
+    assert not detect_leak(history_of(values))[0]
+
+
+@pytest.mark.parametrize("period", [2, 3, 4])
+def test_growth_every_kth_step_scores_as_a_leak_whatever_the_phase(period: int) -> None:
+    """Flat steps are ties of the sign test: growth every k-th call is a leak however the window falls."""
+    for phase in range(period):
+        values = [0.0] + [float(((i + phase) // period) * MIB) for i in range(1, 13)]
+        assert detect_leak(history_of(values), warmup=0)[0], (period, phase)
 
 
 def test_a_real_leak_under_moderate_noise_is_still_flagged():

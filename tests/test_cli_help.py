@@ -17,7 +17,7 @@ from pytest_memtrack.cli import build_parser, main
 from pytest_memtrack.history.compare import parse_rule
 
 #: The commands this module's examples are checked for (another command may add its own).
-COMMANDS = ("html", "serve", "history", "compare")
+COMMANDS = ("html", "merge", "serve", "history", "compare")
 
 
 def help_text(*argv: str) -> str:
@@ -117,12 +117,16 @@ def test_the_examples_work_as_typed_one_after_the_other(tmp_path):
     """The top-level examples are a workflow (run the tests, render, serve, list, compare); each command's own
     examples then run in the same project. A compare example may exit 1 only when it found a regression."""
     (tmp_path / "test_shop.py").write_text("CACHE = {}\n\ndef test_price():\n    CACHE['a'] = 1\n")
+    (tmp_path / "test_stock.py").write_text("def test_count():\n    assert 1 + 1 == 2\n")
     (tmp_path / "pytest.ini").write_text("[pytest]\n")
+    for shard, tests in (("1", "test_shop.py"), ("2", "test_stock.py")):  # what `merge`'s example merges
+        done = run_example(f"pytest --memtrack --memtrack-json=shard-{shard}.json {tests}", tmp_path)
+        assert done.returncode == 0, done.stdout + done.stderr
     commands = examples(help_text()) + [c for name in COMMANDS for c in examples(help_text(name))]
     for command in commands:
         done = run_example(command, tmp_path)
         assert done.returncode == 0, f"`{command}` exited {done.returncode}:\n{done.stdout}\n{done.stderr}"
-    assert (tmp_path / "reports" / "memtrack.html").is_file()
+    assert (tmp_path / "reports" / "memtrack.html").is_file() and (tmp_path / "all.json").is_file()
 
 
 def test_pytest_help_gives_compare_fail_examples_that_parse(pytester):

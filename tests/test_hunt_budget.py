@@ -121,12 +121,22 @@ def test_a_budget_that_runs_out_during_the_warm_ups_gives_no_verdict():
 def test_a_budget_that_runs_out_after_measured_runs_judges_on_them():
     clock = FakeClock(1.0)
     kept: list[bytes] = []
-    params = hunting.HuntParameters(time_budget=3.5)
+    params = hunting.HuntParameters(time_budget=4.5)
     with pytest.warns(hunting.HuntBudgetWarning, match="stopped at its time budget"):
         result = hunting.hunt(clock.run(kept), params, clock=clock)
-    assert result.runs == 4 and len(result.readings) == 3  # 2 warm-ups, baseline, 2 measured
+    assert result.runs == 5 and len(result.readings) == 4  # 2 warm-ups, baseline, 3 measured
     assert result.leaking and result.kinds["memory"].leaking
-    assert "after 4 repeated runs" in result.error and "2 warm-up, 2 measured" in result.error
+    assert "after 5 repeated runs" in result.error and "2 warm-up, 3 measured" in result.error
+
+
+@pytest.mark.slow
+def test_two_measured_runs_are_no_verdict_of_leaking():
+    """Two growing steps are no pattern (the leak score needs three): a budget that ends the hunt there acquits."""
+    clock = FakeClock(1.0)
+    kept: list[bytes] = []
+    with pytest.warns(hunting.HuntBudgetWarning, match="stopped at its time budget"):
+        result = hunting.hunt(clock.run(kept), hunting.HuntParameters(time_budget=3.5), clock=clock)
+    assert len(result.readings) == 3 and not result.leaking
 
 
 @pytest.mark.parametrize("budget", [None, 0])
@@ -191,13 +201,13 @@ def test_a_slow_test_with_a_measured_run_is_judged_on_it_and_passes(pytester, fa
 @pytest.mark.slow
 def test_a_leak_seen_within_the_budget_still_fails_with_the_note(pytester, fake_time):
     pytester.makepyfile(test_app=SLOW_LEAK)
-    result = run(pytester, "--memtrack", "--memtrack-hunt-budget=1.8", "-rf")
+    result = run(pytester, "--memtrack", "--memtrack-hunt-budget=2.8", "-rf")
     result.assert_outcomes(failed=1)
     result.stdout.fnmatch_lines([
         "memtrack: test_app.py:* leaks * a run (score *",
         "*LEAK Python memory (tracemalloc)*",
-        "*note: the hunt stopped at its time budget of 1.8 s*",  # wrapped to the terminal's width
-        "*2 warm-up, 2 measured*",
+        "*note: the hunt stopped at its time budget of 2.8 s*",  # wrapped to the terminal's width
+        "*2 warm-up, 3 measured*",
     ])
 
 

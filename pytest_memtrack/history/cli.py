@@ -11,9 +11,10 @@ import sys
 from typing import Any
 
 from pytest_memtrack.errors import CliError
+from pytest_memtrack.history.backend import HistoryStore, describe, may_exist, open_store
 from pytest_memtrack.history.compare import RuleError, compare_reports, parse_rule, render_summary
-from pytest_memtrack.history.store import MAX_ID, Store, StoreError, machine_key
-from pytest_memtrack.options import DEFAULT_STORE, RULE_HELP, HelpFormatter, escape
+from pytest_memtrack.history.store import MAX_ID, StoreError, machine_key
+from pytest_memtrack.options import DEFAULT_STORE, RULE_HELP, STORE_HELP, HelpFormatter, escape
 from pytest_memtrack.report.loading import load_report
 from pytest_memtrack.units import plural, shown
 
@@ -21,6 +22,8 @@ HISTORY_EXAMPLES = """\
 examples:
   pytest-memtrack history --limit 5
   pytest-memtrack history --json --store .memtrack/history.sqlite
+  # save a report (e.g. one merged from CI shards) as one run named "nightly"
+  pytest-memtrack history save reports/memtrack.json --name nightly
 """
 COMPARE_EXAMPLES = """\
 examples:
@@ -34,15 +37,25 @@ examples:
 
 
 def add_cli(subparsers: Any) -> None:
-    history = subparsers.add_parser("history", help="list the runs in the history store",
-                                    description="List the runs saved with --memtrack-save, newest first.",
-                                    epilog=HISTORY_EXAMPLES, formatter_class=HelpFormatter)
-    history.add_argument("--store", default=DEFAULT_STORE, metavar="PATH",
-                         help=f"the store (default: {DEFAULT_STORE})")
+    history = subparsers.add_parser(
+        "history", help="list the runs in the history store, or save a JSON report in it",
+        description="List the runs saved with --memtrack-save, newest first; `history save REPORT.json` saves a "
+                    "report (e.g. one merged from CI shards) as a run.",
+        epilog=HISTORY_EXAMPLES, formatter_class=HelpFormatter)
+    history.add_argument("--store", default=DEFAULT_STORE, metavar="PATH|URL", help=STORE_HELP)
     history.add_argument("--limit", type=_positive_int, default=20, metavar="N",
                          help="show at most N runs (default 20)")
     history.add_argument("--json", action="store_true", help="print the runs as JSON")
     history.set_defaults(func=history_command)
+    actions = history.add_subparsers(dest="action", metavar="ACTION")
+    save = actions.add_parser("save", help="save a JSON report in the history store as one run",
+                              description="Save a JSON report written by --memtrack-json or `pytest-memtrack merge` "
+                                          "as one run, to compare and gate later runs against.")
+    save.add_argument("report", metavar="REPORT.json", help="the JSON report to save")
+    save.add_argument("--name", default=None, help="the run's name (compare with it by name)")
+    save.add_argument("--commit", default=None, help="the commit the run tested (default: git rev-parse HEAD here)")
+    save.add_argument("--store", dest="save_store", default=None, metavar="PATH|URL", help=STORE_HELP)
+    save.set_defaults(func=save_command)
 
     compare = subparsers.add_parser(
         "compare", help="compare two stored runs or two JSON reports",
@@ -51,7 +64,7 @@ def add_cli(subparsers: Any) -> None:
         epilog=COMPARE_EXAMPLES, formatter_class=HelpFormatter)
     compare.add_argument("baseline", metavar="A", help="the baseline: a run id, a run name or a JSON report file")
     compare.add_argument("current", metavar="B", help="the run to judge: a run id, a run name or a JSON report file")
-    compare.add_argument("--store", default=DEFAULT_STORE, metavar="PATH", help=f"the store (default: {DEFAULT_STORE})")
+    compare.add_argument("--store", default=DEFAULT_STORE, metavar="PATH|URL", help=STORE_HELP)
     compare.add_argument("--fail", action="append", default=[], metavar="RULE", help=escape(RULE_HELP))
     compare.add_argument("--json", action="store_true", help="print the comparison as JSON")
     compare.set_defaults(func=compare_command)
@@ -67,9 +80,9 @@ def _positive_int(text: str) -> int:
     return MAX_ID if len(significant) > len(str(MAX_ID)) else min(int(significant), MAX_ID)
 
 
-def _open(path: str) -> Store:
+def _open(path: str) -> HistoryStore:
     """The store, opened read-only: the commands work on a store in a read-only directory and change nothing."""
-    return Store(path, readonly=True)
+    return open_store(path, readonly=True)
 
 
 def _time(ts: float) -> str:
@@ -86,7 +99,7 @@ def history_command(args: argparse.Namespace) -> int:
         print(json.dumps([r.as_dict() for r in runs], indent=2))
         return 0
     if not runs:
-        print(f"no runs in {args.store}")
+        print(f"no runs in {describe(args.store)}")
         return 0
     rows = [("id", "time", "name", "commit", "machine", "tests", "leaking")]
     rows += [(str(r.id), _time(r.time), r.name or "", (r.commit or "")[:10], r.machine or "", str(r.tests),
@@ -97,20 +110,21 @@ def history_command(args: argparse.Namespace) -> int:
     return 0
 
 
-def _load(ref: str, store_path: str, stores: dict[str, Store]) -> tuple[dict[str, Any], dict[str, Any]]:
+def _load(ref: str, store_path: str, stores: dict[str, HistoryStore]) -> tuple[dict[str, Any], dict[str, Any]]:
     if os.path.isfile(ref) and not ref.isdigit():
         report = load_report(ref)
         run = report["run"]
         return report, {"id": None, "name": os.path.basename(ref), "time": run.get("finished"), "commit": None,
                         "machine": machine_key(run), "python": run.get("python")}
     if "store" not in stores:
-        if not os.path.exists(store_path):
+        if not may_exist(store_path):
             raise CliError(f"{shown(ref)} is not a report file, and there is no history store at {store_path!r}.")
         stores["store"] = _open(store_path)
     store = stores["store"]
     info = store.find(ref)
     if info is None:
-        raise CliError(f"no stored run has the id or name {shown(ref)} in {store_path!r}, and it is not a report file.")
+        raise CliError(f"no stored run has the id or name {shown(ref)} in {describe(store_path)!r}, and it is not a "
+                       "report file.")
     return store.load_report(info.id), info.baseline()
 
 
@@ -119,7 +133,7 @@ def compare_command(args: argparse.Namespace) -> int:
         rules = [parse_rule(text) for text in args.fail]
     except RuleError as exc:
         raise CliError(f"--fail: {exc}") from None
-    stores: dict[str, Store] = {}
+    stores: dict[str, HistoryStore] = {}
     try:
         baseline, info = _load(args.baseline, args.store, stores)
         current, _ = _load(args.current, args.store, stores)
@@ -137,4 +151,20 @@ def compare_command(args: argparse.Namespace) -> int:
     if comparison.regressions:
         print(f"{plural(len(comparison.regressions), 'figure')} regressed beyond the tolerance.", file=sys.stderr)
         return 1
+    return 0
+
+
+def save_command(args: argparse.Namespace) -> int:
+    from pytest_memtrack.history.plugin import git_commit
+
+    store_path = args.save_store or args.store
+    report = load_report(args.report)
+    commit = args.commit if args.commit is not None else git_commit(os.getcwd())
+    try:
+        with open_store(store_path) as store:
+            info = store.save(report, args.name or None, commit or None)
+    except StoreError as exc:
+        raise CliError(str(exc)) from None
+    name = f" {info.name!r}" if info.name else ""
+    print(f"saved run #{info.id}{name} ({info.tests} tests, {info.packages} packages) to {describe(store_path)}")
     return 0

@@ -10,10 +10,11 @@ into the history store, compare each run with a baseline, and fail when a figure
 ``--memtrack-compare-fail`` implies ``--memtrack-compare`` (a gate that silently does not run helps nobody).
 The rule grammar is documented in :mod:`pytest_memtrack.history.compare`. With no baseline (no store yet, no run of
 this machine, no run of that name) the run prints a warning line and does not fail. Comparing opens the store
-read-only, so a store in a read-only directory gates as well as any. A store that cannot be read (not SQLite,
-somebody else's database, a newer schema, damaged) is left untouched and named in a sentence: with
-``--memtrack-compare-fail`` that is a gate that could not run, and it does not pass: a session whose tests passed
-exits with status 1 (as for a regression); otherwise (``--memtrack-compare``, ``--memtrack-save``) it is a
+read-only, so a store in a read-only directory gates as well as any. ``--memtrack-store`` names a file (SQLite)
+or a ``postgresql://`` URL (``history.backend``). A store that cannot be read (not SQLite, somebody else's database, a
+newer schema, damaged, a server that cannot be reached or refuses the credentials) is left untouched and named in a
+sentence: with ``--memtrack-compare-fail`` that is a gate that could not run, and it does not pass: a session whose
+tests passed exits with status 1 (as for a regression); otherwise (``--memtrack-compare``, ``--memtrack-save``) it is a
 :class:`MemtrackWarning` and the exit status is unchanged. The JSON report is written either way.
 
 Only the process that owns the session writes (the xdist controller, never a worker).
@@ -35,8 +36,10 @@ from typing import Any
 
 import pytest
 
+from pytest_memtrack.history.backend import describe, is_url, may_exist, open_store
 from pytest_memtrack.history.compare import Comparison, Rule, RuleError, compare_reports, parse_rule, render_summary
-from pytest_memtrack.history.store import MemtrackWarning, RunInfo, Store, StoreError, machine_key
+from pytest_memtrack.history.postgres import MissingDriver, driver
+from pytest_memtrack.history.store import MemtrackWarning, RunInfo, StoreError, machine_key
 from pytest_memtrack.options import DEFAULT_STORE
 from pytest_memtrack.report.formatting import short_path
 from pytest_memtrack.report.lines import fit, terminal_width
@@ -60,6 +63,8 @@ def _store_path(config: pytest.Config) -> str:
         return os.path.join(str(config.rootpath), DEFAULT_STORE)
     if not str(raw).strip():
         raise pytest.UsageError("--memtrack-store must name a file, not an empty string.")
+    if is_url(str(raw)):  # a database server, not a file: taken as it is
+        return str(raw).strip()
     return os.path.normpath(os.path.join(base, os.path.expanduser(str(raw))))
 
 
@@ -111,14 +116,20 @@ def configure(config: pytest.Config) -> None:
     # The command line's type= parsed its rules; the ini linelist arrives as a list of strings.
     rules = [r if isinstance(r, Rule) else parse_rule_or_usage_error(r) for r in raw_rules]
     store = _store_path(config)
-    if os.path.isdir(store):
+    if is_url(store):
+        if save is not None or compare_ref is not None or rules:
+            try:
+                driver()
+            except MissingDriver as exc:
+                raise pytest.UsageError(f"--memtrack-store={describe(store)}: {exc}") from None
+    elif os.path.isdir(store):
         raise pytest.UsageError(f"--memtrack-store must name a file, but {store!r} is a directory.")
     if os.path.exists(store) and not os.path.isfile(store):
         raise pytest.UsageError(f"--memtrack-store must name a regular file, but {store!r} is a device, pipe or "
                                 "socket.")
     if save is None and compare_ref is None and not rules:
         return
-    if save is not None:  # an unwritable place is a usage error now, not a lost run later
+    if save is not None and not is_url(store):  # an unwritable place is a usage error now, not a lost run later
         parse_writable_path(store, "--memtrack-store", "the history store")
     if is_worker(config):  # only the controller compares and writes
         return
@@ -141,17 +152,18 @@ def git_commit(directory: str) -> str | None:
 
 def find_baseline(store_path: str, ref: str, run: dict[str, Any]) -> tuple[RunInfo | None, dict[str, Any] | None, str]:
     """(baseline run, its report, why none was found). Raises :class:`StoreError` for an unusable store."""
-    if not os.path.exists(store_path):
-        return None, None, f"no baseline was found: the history store {store_path} does not exist yet " \
+    where = describe(store_path)
+    if not may_exist(store_path):
+        return None, None, f"no baseline was found: the history store {where} does not exist yet " \
                            "(save a run with --memtrack-save)."
-    with Store(store_path, readonly=True) as store:
+    with open_store(store_path, readonly=True) as store:
         if ref:
             info = store.find(ref)
-            why = f"no baseline was found: no stored run has the id or name {shown(ref)} in {store_path}."
+            why = f"no baseline was found: no stored run has the id or name {shown(ref)} in {where}."
         else:
             key = machine_key(run)
             info = store.latest(machine=key)
-            why = f"no baseline was found: no stored run of {key} in {store_path} (save one with --memtrack-save)."
+            why = f"no baseline was found: no stored run of {key} in {where} (save one with --memtrack-save)."
         if info is None:
             return None, None, why
         return info, store.load_report(info.id), ""
@@ -213,7 +225,7 @@ class HistoryPlugin:
         if self.save_name is None or is_worker(session.config):
             return
         try:
-            with Store(self.store_path) as store:
+            with open_store(self.store_path) as store:
                 self.saved = store.save(report, self.save_name or None, git_commit(str(session.config.rootpath)))
         except (StoreError, sqlite3.Error, OSError) as exc:
             self._warn(f"memtrack: the run was not saved: {exc}")
@@ -245,4 +257,5 @@ class HistoryPlugin:
             say(note, yellow=True)
         if self.saved is not None:
             name = f" {self.saved.name!r}" if self.saved.name else ""
-            say(f"memtrack: saved run #{self.saved.id}{name} to {short_path(self.store_path, str(tr.config.rootpath))}")
+            where = self.store_path if is_url(self.store_path) else short_path(self.store_path, str(tr.config.rootpath))
+            say(f"memtrack: saved run #{self.saved.id}{name} to {describe(where)}")

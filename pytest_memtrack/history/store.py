@@ -21,14 +21,13 @@ from __future__ import annotations
 import json
 import os
 import sqlite3
-import time
 import zlib
 from collections.abc import Mapping
-from dataclasses import dataclass
 from typing import Any
 
 import pytest
 
+from pytest_memtrack.history.runs import MAX_ID, RUN_COLUMNS, RunInfo, RunQueries, machine_key, report_rows
 from pytest_memtrack.history.schema import (
     APPLICATION_ID,
     MIGRATIONS,
@@ -40,58 +39,15 @@ from pytest_memtrack.history.schema import (
     uri,
 )
 
-__all__ = ["APPLICATION_ID", "MIGRATIONS", "SCHEMA_VERSION", "MemtrackWarning", "RunInfo", "Store", "StoreError",
-           "machine_key"]
+__all__ = ["APPLICATION_ID", "MAX_ID", "MIGRATIONS", "SCHEMA_VERSION", "MemtrackWarning", "RunInfo", "Store",
+           "StoreError", "machine_key"]
 
 BUSY_TIMEOUT_S = 30.0
-#: The largest run id (SQLite's INTEGER is a signed 64-bit number).
-MAX_ID = 2**63 - 1
-
-
 class MemtrackWarning(pytest.PytestWarning):
     """A pytest-memtrack problem that does not stop the run (e.g. an unusable history store)."""
 
 
-@dataclass(frozen=True)
-class RunInfo:
-    id: int
-    time: float
-    name: str | None
-    commit: str | None
-    machine: str | None
-    python: str | None
-    hostname: str | None = None
-    tests: int = 0
-    packages: int = 0
-    leaking: int = 0
-    exitstatus: int | None = None
-
-    def baseline(self) -> dict[str, Any]:
-        """The ``report["comparison"]["baseline"]`` payload."""
-        return {"id": self.id, "name": self.name, "time": self.time, "commit": self.commit,
-                "machine": self.machine, "python": self.python}
-
-    def as_dict(self) -> dict[str, Any]:
-        return {"id": self.id, "time": self.time, "name": self.name, "commit": self.commit,
-                "machine": self.machine, "python": self.python, "hostname": self.hostname, "tests": self.tests,
-                "packages": self.packages, "leaking": self.leaking, "exitstatus": self.exitstatus}
-
-
-def machine_key(run: Mapping[str, Any]) -> str:
-    """Runs are comparable when this matches: OS, implementation, Python major.minor and CPU architecture
-    (the hostname is left out on purpose: CI runners get a new one every time)."""
-    system = str(run.get("platform") or "").split("-")[0] or "unknown"
-    python = ".".join(str(run.get("python") or "").split(".")[:2]) or "unknown"
-    return f"{system}-{run.get('implementation') or 'unknown'}-{python}-{run.get('machine') or 'unknown'}"
-
-
-def _num(value: Any) -> float | None:
-    if isinstance(value, bool) or not isinstance(value, (int, float)):
-        return None
-    return float(value)
-
-
-class Store:
+class Store(RunQueries):
     """A pytest-memtrack history store. Use as a context manager; every method is one transaction.
 
     ``Store(path)`` opens the store for saving, creating it (or initialising an empty file) when needed.
@@ -224,29 +180,11 @@ class Store:
 
     def save(self, report: Mapping[str, Any], name: str | None = None, commit: str | None = None) -> RunInfo:
         """Store one run (the report model); returns its :class:`RunInfo`."""
-        run = report.get("run") or {}
-        when = _num(run.get("finished")) or _num(run.get("started")) or time.time()
-        blob = zlib.compress(json.dumps(report, separators=(",", ":"), default=str).encode("utf-8"), 6)
-        tests = []
-        for test in report.get("tests") or []:
-            memory = (((test.get("hunt") or {}).get("kinds") or {}).get("memory") or {})
-            tests.append((str(test.get("nodeid")), test.get("outcome"), _num(test.get("rss_delta")),
-                          _num(test.get("leak_score")), 1 if test.get("leaking") else 0, _num(memory.get("per_run"))))
-        packages = []
-        for pname, entry in (report.get("packages") or {}).items():
-            m = (entry or {}).get("memory_metrics") or {}
-            packages.append((str(pname), _num(m.get("current_memory_usage")), _num(m.get("peak_memory_usage")),
-                             _num(m.get("memory_footprint")), _num(m.get("memory_leak_score")),
-                             m.get("memory_trend")))
+        run, tests, packages = report_rows(report, name, commit)
         db = self._db
         db.execute("BEGIN IMMEDIATE")
         try:
-            cur = db.execute(
-                "INSERT INTO runs (time, name, commit_id, machine, python, implementation, platform, arch, hostname,"
-                " exitstatus, report, duration, workers) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                (when, name or None, commit, machine_key(run), run.get("python"), run.get("implementation"),
-                 run.get("platform"), run.get("machine"), run.get("hostname"), run.get("exitstatus"), blob,
-                 _num(run.get("duration")), run.get("workers")))
+            cur = db.execute(f"INSERT INTO runs ({RUN_COLUMNS}) VALUES ({', '.join('?' * 13)})", run)
             run_id = int(cur.lastrowid or 0)
             db.executemany("INSERT OR REPLACE INTO tests (run_id, nodeid, outcome, rss_delta, leak_score, leaking,"
                            " per_run) VALUES (?, ?, ?, ?, ?, ?, ?)", [(run_id, *t) for t in tests])
@@ -279,42 +217,6 @@ class Store:
         if limit is not None:
             sql += f" LIMIT {min(int(limit), MAX_ID)}"  # LIMIT 99999999999999999999 is a datatype mismatch
         return [RunInfo(*row) for row in self._read(sql, params)]
-
-    def runs(self, limit: int | None = None) -> list[RunInfo]:
-        """Stored runs, newest first."""
-        return self._infos(limit=limit)
-
-    def get(self, run_id: int) -> RunInfo | None:
-        if not 0 <= run_id <= MAX_ID:  # beyond SQLite's integer no run can have it (and binding it overflows)
-            return None
-        found = self._infos("r.id = ?", (run_id,))
-        return found[0] if found else None
-
-    def find(self, ref: str | int) -> RunInfo | None:
-        """A run by id (``12`` or ``#12``) or, failing that, the newest run with that name."""
-        text = str(ref).strip()
-        digits = text[1:] if text.startswith("#") else text
-        if digits.isascii() and digits.isdigit():  # "١" is a digit to str.isdigit and int(), not a run id
-            if len(digits.lstrip("0")) > len(str(MAX_ID)):  # int() refuses 4,301 digits; no run has such an id
-                digits = str(MAX_ID + 1)
-            info = self.get(int(digits))
-            if info is not None or text.startswith("#"):
-                return info
-        found = self._infos("r.name = ?", (text,), limit=1)
-        return found[0] if found else None
-
-    def latest(self, machine: str | None = None, exclude: int | None = None) -> RunInfo | None:
-        """The newest run, optionally only of this :func:`machine_key`."""
-        clauses: list[str] = []
-        params: list[object] = []
-        if machine is not None:
-            clauses.append("r.machine = ?")
-            params.append(machine)
-        if exclude is not None:
-            clauses.append("r.id != ?")
-            params.append(exclude)
-        found = self._infos(" AND ".join(clauses), tuple(params), limit=1)
-        return found[0] if found else None
 
     def load_report(self, run_id: int) -> dict[str, Any]:
         rows = self._read("SELECT report FROM runs WHERE id = ?", (run_id,))

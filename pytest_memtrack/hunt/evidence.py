@@ -21,8 +21,9 @@ class Baseline:
     types: Counter[type]
     threads: dict[int, str]
     fds: dict[int, str]
-    #: ``retention.named_sizes`` at the first measured reading, taken only when Python memory grew in that run.
+    #: ``retention.named_sizes`` at the first measured reading in which Python memory grew (none if it never did).
     sizes: dict[tuple[str, ...], tuple[int, str]] = field(default_factory=dict)
+    sizes_at: int = 0  # the index of that reading; 0 while not taken
 
 
 def _relative(path: str, root: str | None) -> str:

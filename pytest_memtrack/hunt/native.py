@@ -11,6 +11,9 @@ is what C extensions and libraries hold, to within malloc's per-chunk headers (t
 moves by whole pages, counts untouched mmap'd memory only once written, and keeps what an arena has freed. A
 steady native leak of a few KiB per run is visible in it; in RSS it needs hundreds.
 
+Memory that bypasses malloc is added (``mapped_bytes``): shared and file-backed mappings' resident pages, which no
+allocator's arena growth moves.
+
 Elsewhere — not glibc, ``PYTHONMALLOC`` set, ``-X dev`` (debug hooks move the pymalloc threshold), builds without
 pymalloc or free-threaded — there is no such reading (``None``) and the hunt falls back to RSS minus traced bytes.
 """
@@ -103,9 +106,37 @@ def malloc_state() -> MallocState | None:
 
 
 def native_bytes(state: MallocState | None, trace_sizes: Sequence[int]) -> int | None:
-    """Native bytes: malloc in use minus what tracemalloc accounts for in it. ``trace_sizes`` are the sizes of
-    every block traced when ``state`` was read (all of them, whoever allocated them); None without a reading."""
+    """Native bytes: malloc in use minus what tracemalloc accounts for in it, plus the memory mapped outside any
+    allocator (``mapped_bytes``). ``trace_sizes`` are the sizes of every block traced when ``state`` was read (all
+    of them, whoever allocated them); None without a reading."""
     if state is None:
         return None
     bookkeeping = state.tracemalloc_own + TRACE_BOOKKEEPING * len(trace_sizes) if state.tracemalloc_own else 0
-    return state.in_use - _traced_in_malloc(trace_sizes) - bookkeeping
+    return state.in_use - _traced_in_malloc(trace_sizes) - bookkeeping + (mapped_bytes() or 0)
+
+
+_ROLLUP = "/proc/self/smaps_rollup"
+_rollup_readable = os.path.exists(_ROLLUP)
+
+
+def mapped_bytes() -> int | None:
+    """Resident memory that no allocator hands out: the pages of shared and file-backed mappings (``Rss`` minus
+    ``Anonymous`` in ``/proc/self/smaps_rollup``, Linux 4.14+). An ``mmap.mmap(-1, n)`` kept per call (a shared
+    anonymous mapping) and a shared library loaded per call grow it; malloc's heap and arenas and pymalloc's arenas
+    are private anonymous memory and never do, so an allocator's arena growth is not read as a leak. A private
+    anonymous ``mmap`` made from C is in ``Anonymous`` with the arenas, and not seen here. None off Linux."""
+    global _rollup_readable
+    if not _rollup_readable:
+        return None
+    rss = anonymous = None
+    try:
+        with open(_ROLLUP, "rb") as rollup:
+            for line in rollup.read().splitlines():
+                if line.startswith(b"Rss:"):
+                    rss = int(line.split()[1]) * 1024
+                elif line.startswith(b"Anonymous:"):
+                    anonymous = int(line.split()[1]) * 1024
+    except (OSError, ValueError, IndexError):
+        _rollup_readable = False
+        return None
+    return rss - anonymous if rss is not None and anonymous is not None else None

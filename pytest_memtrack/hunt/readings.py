@@ -188,6 +188,18 @@ def take_reading() -> Reading:
                    accounted=accounted, native=native_reading)
 
 
+def shifted(baseline: Reading, before: Reading, after: Reading) -> Reading:
+    """``baseline`` moved by what the hunt itself changed between ``before`` and ``after`` (no run in between):
+    the process-wide figures only; traced bytes are the test's and the hunt's own are not among them."""
+    def moved(field_name: str) -> int:
+        return getattr(baseline, field_name) + getattr(after, field_name) - getattr(before, field_name)
+
+    native_reading = None if baseline.native is None or after.native is None or before.native is None \
+        else moved("native")
+    return replace(baseline, blocks=moved("blocks"), rss=moved("rss"), objects=moved("objects"),
+                   accounted=moved("accounted"), native=native_reading)
+
+
 def unknown_grew(readings: Sequence[Reading]) -> bool:
     """Whether the measured runs left ``UNKNOWN_FLOOR`` bytes or more a run whose caller the traces do not show,
     and an eighth or more of what they left as the test's, the last run too: enough to change the test's growth

@@ -25,6 +25,7 @@ from types import FrameType, FunctionType, ModuleType
 from typing import Any
 
 from pytest_memtrack.hunt.caches import LRU_CACHE_TYPE
+from pytest_memtrack.hunt.registries import registry_roots, registry_sizes
 from pytest_memtrack.tracking.attribution import HARNESS_PACKAGES, is_harness
 
 
@@ -192,6 +193,11 @@ def _module_objects(module_name: str, module: ModuleType,
             continue
         if isinstance(value, sized):
             yield (module_name, key), value, _REFERRED
+            if type(value) is dict and len(value) <= _NESTED_ITEMS:
+                yield from _nested(module_name, key, value)
+            continue
+        if type(value) is FunctionType:
+            yield from _mutable_defaults(module_name, key, value, module)
             continue
         if type(value) is lru:
             home = _instance_dict(value).get("__module__")
@@ -213,6 +219,35 @@ def _module_objects(module_name: str, module: ModuleType,
             for attribute, member in _instance_dict(value).items():
                 if isinstance(member, sized) or type(member) is lru:
                     yield (module_name, key, attribute), member, rank
+
+
+#: A dict kept by name is looked into for containers kept under its keys (``STATE["events"]``) when it is this small:
+#: a registry of a few sections, not a cache of thousands of entries (looking into those costs, names nothing).
+_NESTED_ITEMS = 64
+
+
+def _nested(module_name: str, key: str, mapping: dict[Any, Any]) -> Iterator[tuple[tuple[str, ...], object, int]]:
+    """The containers a small dict kept by name holds under string keys: ``module.STATE['events']``."""
+    for inner_key, inner in list(mapping.items()):
+        if isinstance(inner_key, str) and isinstance(inner, (list, dict, set, deque)):
+            yield (module_name, f"{key}[{inner_key!r}]"), inner, _REFERRED
+
+
+def _mutable_defaults(module_name: str, key: str, function: FunctionType,
+                      module: ModuleType) -> Iterator[tuple[tuple[str, ...], object, int]]:
+    """The containers a function defined in ``module`` keeps as default arguments (``def f(x, seen=[])``): one
+    object for every call, so what a call adds stays."""
+    defaults = function.__defaults__
+    if defaults and any(isinstance(value, (list, dict, set, deque)) for value in defaults) \
+            and _defined_in(function.__module__, module):
+        code = function.__code__
+        names = code.co_varnames[:code.co_argcount][-len(defaults):]
+        for name, value in zip(names, defaults):
+            if isinstance(value, (list, dict, set, deque)):
+                yield (module_name, key, f"<default of {name}>"), value, _DEFINED
+    for name, value in (function.__kwdefaults__ or {}).items():
+        if isinstance(value, (list, dict, set, deque)) and _defined_in(function.__module__, module):
+            yield (module_name, key, f"<default of {name}>"), value, _DEFINED
 
 
 def _finder_objects() -> Iterator[tuple[tuple[str, ...], object, int]]:
@@ -258,7 +293,39 @@ def named_sizes() -> dict[tuple[str, ...], tuple[int, str]]:
             currsize = _lru_currsize(value)
             if currsize is not None:
                 sizes[name] = (currsize, "lru_cache")
+    sizes.update(registry_sizes())
     return sizes
+
+
+def _maxlen(value: object) -> int | None:
+    return value.maxlen if isinstance(value, deque) else None
+
+
+def runs_to_fill(before: dict[tuple[str, ...], tuple[int, str]], runs: int) -> int | None:
+    """When every named container that grew over the last ``runs`` runs (since ``before``) is bounded by its own
+    ``maxlen`` and not yet full: the runs it takes the slowest of them to fill at the pace it grew. None when one
+    that grew has no bound (or nothing named grew): more runs would show no plateau."""
+    needed = None
+    for name, value, _ in _canonical_objects().values():
+        known = before.get(name)
+        if known is None or not isinstance(value, _SIZED):
+            continue
+        growth = len(value) - known[0]
+        if growth <= 0:
+            continue
+        maxlen = _maxlen(value)
+        if maxlen is None:
+            return None
+        pace = growth / max(1, runs)
+        needed = max(needed or 0, int(-(-(maxlen - len(value)) // pace)) if pace else 0)
+    for name, (size, _) in registry_sizes().items():
+        if size > before.get(name, (size, ""))[0]:
+            return None
+    return needed
+
+
+#: ``Holder.note`` of a ``deque`` at its ``maxlen``: what the runs put in it evicted as much as it added.
+FULL_BOUNDED = "bounded deque at its maxlen"
 
 
 def grown_holders(before: dict[tuple[str, ...], tuple[int, str]], after: dict[tuple[str, ...], tuple[int, str]],
@@ -317,9 +384,14 @@ def find_holders(new_objects: list[object], excluded: Iterable[object] = (), max
     anchors: dict[int, object] = {}
     counts: Counter[int] = Counter()
     frontier = list(new_objects)
+    roots = registry_roots()
+    rooted: Counter[str] = Counter()  # new objects the interpreter keeps outside any module (a signal handler)
     for _ in range(max_depth):
         if not frontier:
             break
+        for obj in frontier:
+            if id(obj) in roots:
+                rooted[roots[id(obj)]] += 1
         reached.update(map(id, frontier))
         next_frontier: list[object] = []
         frontier_ids = set(map(id, frontier))
@@ -341,13 +413,14 @@ def find_holders(new_objects: list[object], excluded: Iterable[object] = (), max
             anchors[rid] = referrer
             counts[rid] += sum(1 for referent in gc.get_referents(referrer) if id(referent) in frontier_ids)
         frontier = next_frontier
-    if not anchors:
+    if not anchors and not rooted:
         return []
     namespaces, values = _global_names()
     plain = [anchor for anchor in anchors.values() if isinstance(anchor, (list, set, dict)) and id(anchor) not in values
              and id(anchor) not in namespaces]
     owners = _attribute_owners(plain) if plain else {}
     holders: Counter[tuple[str, str]] = Counter()
+    full: set[str] = set()
     for rid, anchor in anchors.items():
         if not isinstance(anchor, (list, dict, set, deque)) or counts[rid] < min_objects \
                 or _holds_weak_references(anchor):
@@ -355,4 +428,9 @@ def find_holders(new_objects: list[object], excluded: Iterable[object] = (), max
         name = _describe(anchor, reached, namespaces, values, owners)
         if name and name.partition(".")[0].lstrip("<") not in _RUNNER_PACKAGES:
             holders[(name, _type_name(anchor))] += counts[rid]
-    return _ordered(Holder(name, kind, count, _note(name)) for (name, kind), count in holders.items())[:top]
+            if _maxlen(anchor) is not None and len(anchor) == _maxlen(anchor):
+                full.add(name)
+    for name, count in rooted.items():
+        holders[(name, "interpreter state")] += count
+    return _ordered(Holder(name, kind, count, FULL_BOUNDED if name in full else _note(name))
+                    for (name, kind), count in holders.items())[:top]

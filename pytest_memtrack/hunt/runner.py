@@ -12,7 +12,7 @@ benign) or when a kind grew on every run and already scores above twice the limi
 
 Time budget: under tracing an allocation-heavy test can run 10-20 times slower, so the repeats of one test stop once
 they have taken ``time_budget`` seconds (checked after each run). With a baseline and at least one measured reading
-the verdict uses the readings taken so far (fewer readings score lower: a single measured run scores 0); before
+the verdict uses the readings taken so far (fewer readings score lower: fewer than three growing steps score 0); before
 that the hunt is inconclusive. Either way ``error`` says so and a ``HuntBudgetWarning`` names the budget; the
 budget alone never fails a test.
 """
@@ -35,6 +35,7 @@ from pytest_memtrack.hunt.readings import (
     charged,
     open_fds,
     probe,
+    shifted,
     take_reading,
     test_snapshot,
     thread_names,
@@ -42,7 +43,19 @@ from pytest_memtrack.hunt.readings import (
     unknown_grew,
     upper_bound,
 )
-from pytest_memtrack.hunt.verdict import KINDS, HuntParameters, HuntResult, KindVerdict, Reading, judge, should_stop
+from pytest_memtrack.hunt.retention import FULL_BOUNDED, runs_to_fill
+from pytest_memtrack.hunt.verdict import (
+    CONFIRM_RUNS,
+    KINDS,
+    HuntParameters,
+    HuntResult,
+    KindVerdict,
+    Reading,
+    confirmed,
+    judge,
+    run_cap,
+    should_stop,
+)
 
 #: The clock the time budget is measured with when ``hunt`` is given none, looked up at each hunt: a test replaces
 #: it to run the budget on a fake clock instead of sleeping.
@@ -149,25 +162,46 @@ def _hunt(run_once: Callable[[], bool], params: HuntParameters, runs_done: int, 
         threads, fds = thread_names(), open_fds()
         readings.append(take_reading())
         baseline = Baseline(test_snapshot(), type_counts(), threads, fds)
-        while runs < params.max_runs:
+        cap = params.max_runs
+        confirm_from: int | None = None  # the reading from which the verdict is confirmed, when it must be
+        while runs < cap:
             runs += 1
             if not run_once():
                 error = f"the test failed when repeated (run {runs}); the verdict uses the runs before it"
                 break
             readings.append(take_reading())
-            if len(readings) == 2 and (bound := upper_bound(readings))[1].traced > bound[0].traced:
-                # Python memory grew: note what every named container holds now, to tell at the end which ones
-                # grew (60-80 ms under tracing, so only for a test that grows), then read again so that what
-                # this left behind is not counted as the run's.
+            if not baseline.sizes_at and (bound := upper_bound(readings))[-1].traced > bound[-2].traced:
+                # Python memory grew (in the first run, or later for growth that skips calls): note what every named
+                # container holds now, to tell at the end which ones grew (60-80 ms under tracing, so only for a
+                # test that grows), then read again so that what this left behind is not counted as the run's.
+                baseline.sizes_at = len(readings) - 1
                 types_before = type_counts()
                 baseline.sizes = named_sizes_or_nothing()
                 # Reading an instance's __dict__ makes CPython 3.11+ create it: those dicts are not the test's.
                 baseline.types.update(type_counts() - types_before)
-                readings[-1] = take_reading()
-            if should_stop(upper_bound(readings), params):
+                # What the sizes keep (thousands of blocks, and tracemalloc's bookkeeping for them) is the hunt's,
+                # not the run's: the baseline moves by it too, or the native reading's first step reads it.
+                before, readings[-1] = readings[-1], take_reading()
+                readings[:-1] = [shifted(reading, before, readings[-1]) for reading in readings[:-1]]
+            bounded = upper_bound(readings)
+            stop = should_stop(bounded, params)
+            if (stop or runs >= cap) and confirm_from is None and baseline.sizes and any(
+                    v.leaking for v in judge(bounded, params).values()):
+                # About to convict: when all that grew is a deque bounded by its maxlen, let it fill, then judge
+                # the runs after it is full (``confirm_from``).
+                fill = runs_to_fill(baseline.sizes, len(readings) - 1 - baseline.sizes_at)
+                if fill is not None and fill <= MAX_FILL_RUNS:
+                    confirm_from, stop = len(readings) - 1 + fill, False
+                    cap = max(cap, runs + fill + CONFIRM_RUNS)
+            if stop and (confirm_from is None or len(readings) - confirm_from > CONFIRM_RUNS):
                 break
+            if runs >= cap:  # at the end: a series that slows earns runs to confirm, a sparse one runs to recur
+                extension = run_cap(bounded, params)
+                if extension.confirm and confirm_from is None:
+                    confirm_from = len(readings) - 1
+                cap = max(cap, extension.cap)
             elapsed = _over_budget(params, started, clock)
-            if elapsed is not None and runs < params.max_runs:
+            if elapsed is not None and runs < cap:
                 error = budget_message(params, elapsed, runs, measured=len(readings) - 1)
                 budget_stop = True
                 break
@@ -180,7 +214,7 @@ def _hunt(run_once: Callable[[], bool], params: HuntParameters, runs_done: int, 
             probed = probe(run_once)
             runs += probed.runs
         readings = charged(readings, probed)
-        kinds = judge(readings, params)
+        kinds = confirmed(readings, confirm_from, params)
         result = HuntResult(runs, params.warmup_runs, readings, kinds, error=error, verdict_runs=runs,
                             budget_stop=budget_stop, probe_runs=probed.runs if probed else 0)
         if result.score > 0 and after is None:
@@ -198,10 +232,22 @@ def _hunt(run_once: Callable[[], bool], params: HuntParameters, runs_done: int, 
         result.evidence = gather_evidence(baseline, after, grown, len(readings) - 1, root,
                                           probed.sites if probed else None)
         if result.kinds["memory"].score > 0:
-            # The named sizes were taken at the first measured reading: the runs since are the ones they span.
-            result.evidence["holders"] = leak_holders(baseline, survivors, len(readings) - 2, grown, readings)
+            # The runs since the named sizes were taken are the ones their growth spans.
+            since = readings[baseline.sizes_at or 1:]
+            growing = sum(1 for a, b in zip(since, since[1:]) if b.traced > a.traced)
+            holders = leak_holders(baseline, survivors, growing or len(since) - 1, grown, readings)
+            result.evidence["holders"] = holders
             del survivors
+            if holders and all(holder.get("note") == FULL_BOUNDED for holder in holders):
+                # All it kept hangs from deques at their maxlen: each run's entry evicted one that was there before
+                # tracing began (its free unseen), so the traced bytes grew by what was only replaced.
+                memory = result.kinds["memory"]
+                result.kinds["memory"] = KindVerdict(False, 0.0, memory.per_run)
     return result
+
+
+#: Runs a hunt adds at most for a bounded deque to fill before it judges what follows (``retention.runs_to_fill``).
+MAX_FILL_RUNS = 40
 
 
 def _inconclusive(runs: int, params: HuntParameters, error: str) -> HuntResult:

@@ -130,15 +130,17 @@ def _series_score(values: Sequence[float], reference: float, noise: float) -> tu
 
 def judge(readings: Sequence[Reading], params: HuntParameters) -> dict[str, KindVerdict]:
     """The verdict of every kind from the measured readings (the first is the baseline)."""
+    return judge_series(_series(readings), params)
+
+
+def judge_series(series: Mapping[str, Sequence[float]], params: HuntParameters) -> dict[str, KindVerdict]:
+    """The verdict of each kind in ``series`` from its per-run values."""
     floor = params.floor
-    series = {
-        "memory": ([r.traced for r in readings], params.leak_reference, 0.0),
-        "native": ([untraced(r) for r in readings], 4 * floor, floor),
-        "fds": ([r.fds for r in readings], 1.0, 0.0),
-        "threads": ([r.threads for r in readings], 1.0, 0.0),
-    }
+    scales = {"memory": (params.leak_reference, 0.0), "native": (4 * floor, floor), "fds": (1.0, 0.0),
+              "threads": (1.0, 0.0)}
     verdicts = {}
-    for kind, (values, reference, noise) in series.items():
+    for kind, values in series.items():
+        reference, noise = scales[kind]
         score, per_run = _series_score(values, reference, noise)
         verdicts[kind] = KindVerdict(leaking=score > params.limit, score=score, per_run=per_run)
     return verdicts
@@ -148,22 +150,118 @@ def _deltas(values: Sequence[float]) -> list[float]:
     return [b - a for a, b in zip(values, values[1:])]
 
 
+#: Runs a hunt adds to confirm a conviction when its series slows down at the end (``run_cap``), or after a bounded
+#: deque filled: enough steps for the sign test to show growth that goes on.
+CONFIRM_RUNS = 5
+
+
+def _series(readings: Sequence[Reading]) -> dict[str, list[float]]:
+    return {"memory": [float(r.traced) for r in readings], "native": [float(untraced(r)) for r in readings],
+            "fds": [float(r.fds) for r in readings], "threads": [float(r.threads) for r in readings]}
+
+
+def _noise(kind: str, params: HuntParameters) -> float:
+    return params.floor if kind == "native" else 0.0
+
+
+def _projected(values: Sequence[float], measured: int) -> list[float]:
+    """``values`` carried on to ``measured`` steps by repeating its steps in turn: what the series would read at
+    the end of the hunt if the test went on doing what it did (every k-th call growth included)."""
+    deltas = _deltas(values)
+    projected = list(values)
+    for i in range(max(0, measured - len(deltas))):
+        projected.append(projected[-1] + deltas[i % len(deltas)])
+    return projected
+
+
+def slowing(values: Sequence[float], noise: float = 0.0) -> bool:
+    """Whether growth is slowing down towards a plateau: the last step grew less than half the median of the
+    steps before it (a bounded cache's last free slots, a table that stops resizing)."""
+    deltas = [d for d in _deltas(values) if d > noise or d < -noise]
+    if len(deltas) < 3:
+        return False
+    earlier = sorted(deltas[:-1])
+    return deltas[-1] < earlier[len(earlier) // 2] / 2
+
+
+def measured_cap(params: HuntParameters) -> int:
+    return max(1, params.max_runs - params.warmup_runs)
+
+
+def min_to_convict(params: HuntParameters) -> int:
+    """Measured runs before a hunt may stop early as clearly leaking: half of those ``max_runs`` allows, at least
+    ``min_measured + 1``; so raising ``max_runs`` gives a slow-filling cache the runs to show its plateau."""
+    return max(params.min_measured + 1, measured_cap(params) // 2)
+
+
 def should_stop(readings: Sequence[Reading], params: HuntParameters) -> bool:
-    """Pure stopping rule: enough evidence for a clear verdict either way."""
+    """Pure stopping rule: evidence either way.
+
+    Clearly benign: what the test did so far, carried on to the longest hunt ``run_cap`` may allow (``_projected``:
+    its steps repeated in turn, so growth every k-th call counts as often as it would recur), scores under half the
+    limit for every kind; a test that grew at all keeps being repeated until its growth is shown not to recur.
+
+    Clearly leaking: after ``min_to_convict`` measured runs, a kind grew on every run, scores over twice the limit,
+    and is not ``slowing`` towards a plateau (a bounded cache filling its last slots grows less and less)."""
     measured = len(readings) - 1
     if measured < params.min_measured:
         return False
-    verdicts = judge(readings, params)
-    if all(v.score <= params.limit / 2 for v in verdicts.values()):
-        # Clearly benign: for steady growth the score only rises with more runs by the sign test's
-        # (k - sqrt k) / k, so a score under half the limit now cannot pass the limit within max_runs.
+    series = _series(readings)
+    cap = measured_cap(params)
+    projected = judge_series({k: _projected(v, 2 * cap) for k, v in series.items()}, params)
+    if all(v.score <= params.limit / 2 for v in projected.values()):
         return True
-    traced = _deltas([r.traced for r in readings])
-    fds = _deltas([r.fds for r in readings])
-    threads = _deltas([r.threads for r in readings])
-    native = _deltas([untraced(r) for r in readings])
-    grew_every_run = {"memory": all(d > 0 for d in traced), "fds": all(d > 0 for d in fds),
-                      "threads": all(d > 0 for d in threads), "native": all(d >= params.floor for d in native)}
-    # Clearly leaking only with a score of twice the limit: a bounded cache that takes more runs to fill than the
-    # warm-ups gave it grows steadily for a while, and more runs let its plateau show (toolz's suite has such tests).
-    return any(grew_every_run[k] and verdicts[k].score > 2 * params.limit for k in KINDS)
+    if measured < min_to_convict(params):
+        return False
+    verdicts = judge_series(series, params)
+    for kind, values in series.items():
+        noise = _noise(kind, params)
+        steps = _deltas(values)
+        grew_every_run = all(d >= params.floor for d in steps) if kind == "native" else all(d > 0 for d in steps)
+        if grew_every_run and verdicts[kind].score > 2 * params.limit and not slowing(values, noise):
+            return True
+    return False
+
+
+@dataclass(frozen=True)
+class Extension:
+    cap: int  # executions the hunt may take
+    confirm: bool  # the verdict is to be confirmed by the runs from here on (``confirmed``)
+
+
+def run_cap(readings: Sequence[Reading], params: HuntParameters) -> Extension:
+    """Executions the hunt may take with these readings so far, asked when it reached ``max_runs``.
+
+    * A kind that would convict but is ``slowing`` at the end gets ``CONFIRM_RUNS`` more runs, and the verdict is
+      confirmed by them: a cache nearly full shows its plateau, a leak goes on growing.
+    * A kind that grew in one or two measured steps only, which would convict if the steps recurred, gets as many
+      measured runs again as ``max_runs`` gave: growth every third or fourth call shows its third step, a one-off
+      step stays alone.
+    """
+    cap, confirm = params.max_runs, False
+    series = _series(readings)
+    verdicts = judge_series(series, params)
+    measured = measured_cap(params)
+    for kind, values in series.items():
+        noise = _noise(kind, params)
+        if verdicts[kind].leaking and slowing(values, noise):
+            cap, confirm = max(cap, params.max_runs + CONFIRM_RUNS), True
+        ups = sum(1 for d in _deltas(values) if d > noise)
+        if 0 < ups < 3 and not verdicts[kind].leaking:
+            projected = judge_series({kind: _projected(values, 2 * measured)}, params)
+            if projected[kind].leaking:
+                cap = max(cap, params.max_runs + measured)
+    return Extension(cap, confirm)
+
+
+def confirmed(readings: Sequence[Reading], confirm_from: int | None,
+              params: HuntParameters) -> dict[str, KindVerdict]:
+    """The verdict, where one had to be confirmed (``confirm_from``: a series that slowed, a bounded deque that
+    had to fill first): a kind convicted over the whole hunt stays convicted only if the runs from
+    ``confirm_from`` on are a leak by themselves; growth that stopped there was a plateau being reached."""
+    verdicts = judge(readings, params)
+    if confirm_from is None or len(readings) - confirm_from < 3:
+        return verdicts
+    tail = judge(readings[confirm_from:], params)
+    return {kind: tail[kind] if verdict.leaking and not tail[kind].leaking else verdict
+            for kind, verdict in verdicts.items()}

@@ -67,18 +67,12 @@ def run_info(config: pytest.Config, started: float, exitstatus: int | None, inte
     }
 
 
-def build_report(loader: LazyLoader, recorder: TestRecorder, *, settings: Settings, config: pytest.Config,
-                 started: float, exitstatus: int | None, interrupted: bool, workers: int,
-                 crashed_workers: list[str], problems: list[str]) -> dict[str, Any]:
-    names = loader.package_names()
-    run = run_info(config, started, exitstatus, interrupted, workers, settings)
-    run["crashed_workers"] = list(crashed_workers)
-    run["problems"] = list(problems)
-    # What was imported but not tracked, and how to include it (--memtrack-measure-all).
-    run["untracked_packages"] = sorted(loader.left_out - set(loader.package_names()))
+def package_sections(loader: LazyLoader, leak_threshold: float) -> dict[str, Any]:
+    """The report's package sections (summary, leaks, suggestions, packages, their histories) read from ``loader``:
+    one assembly for a session's report and for a merge of shards (``report.merge``)."""
     packages = {}
     histories = {}
-    for name in names:
+    for name in loader.package_names():
         info = loader.get_package_info(name)
         if info is None:
             continue
@@ -86,14 +80,27 @@ def build_report(loader: LazyLoader, recorder: TestRecorder, *, settings: Settin
         with info.lock:
             histories[name] = [[t, b] for t, b in info.memory_metrics.memory_history]
     return {
-        "format_version": FORMAT_VERSION,
-        "tool": {"name": "pytest-memtrack", "version": __version__},
-        "run": run,
         "summary": loader.get_memory_usage_summary(),
-        "leaks": loader.get_memory_leaks_report(settings.leak_threshold),
+        "leaks": loader.get_memory_leaks_report(leak_threshold),
         "suggestions": loader.get_optimization_suggestions_report(),
         "packages": packages,
         "package_histories": histories,
+    }
+
+
+def build_report(loader: LazyLoader, recorder: TestRecorder, *, settings: Settings, config: pytest.Config,
+                 started: float, exitstatus: int | None, interrupted: bool, workers: int,
+                 crashed_workers: list[str], problems: list[str]) -> dict[str, Any]:
+    run = run_info(config, started, exitstatus, interrupted, workers, settings)
+    run["crashed_workers"] = list(crashed_workers)
+    run["problems"] = list(problems)
+    # What was imported but not tracked, and how to include it (--memtrack-measure-all).
+    run["untracked_packages"] = sorted(loader.left_out - set(loader.package_names()))
+    return {
+        "format_version": FORMAT_VERSION,
+        "tool": {"name": "pytest-memtrack", "version": __version__},
+        "run": run,
+        **package_sections(loader, settings.leak_threshold),
         "tests": recorder.tests(),
         "comparison": None,
     }

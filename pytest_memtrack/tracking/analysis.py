@@ -15,14 +15,20 @@ in ``[0, 1]`` computed as follows (``N`` below 0 is treated as 0):
    remain the score is ``0.0``.
 2. Take the ``m`` deltas between consecutive remaining readings.  A delta is
    *up* if ``> N``, *down* if ``< -N``, otherwise flat.
-3. ``persistence = max(0, (ups - downs - sqrt(ups + downs)) / m)``: the share
-   of steps that grew beyond what chance would give (a sign test, so noise and
-   allocate/free sawtooths cancel out; ``k`` steady steps give
-   ``(k - sqrt(k)) / k``).
-4. ``recency = max(0, (ups - downs) / r)`` over the most recent
-   ``r = max(2, ceil(m / 3))`` deltas (no sqrt penalty): growth must still be
-   going on, so a one-off step, a cache that fills once or growth that
-   plateaus scores ~0.
+3. ``persistence = max(0, (ups - downs - sqrt(ups + downs)) / (ups + downs))``:
+   the share of moving steps that grew beyond what chance would give (a sign
+   test: flat steps are ties and dropped, so growth every k-th step weighs
+   as much as growth every step; noise and allocate/free sawtooths cancel
+   out; ``k`` steady steps give ``(k - sqrt(k)) / k``).  Fewer than
+   ``MIN_GROWING_STEPS`` (3) up steps score 0: one or two steps are no
+   pattern, and a sign test on two cannot tell growth from chance.
+4. ``recency = min(1, max(0, (ups - downs) / (w * rate)))`` over the last
+   ``w`` deltas, where ``rate = ups / m`` and ``w`` is a third of the steps
+   or one and a half times the spacing of the up steps, whichever is more,
+   and at most half the steps (at least 2): growth must still be going on
+   at the pace it went on before, so a one-off step, a cache that fills
+   once or growth that plateaus scores ~0, while growth every third call is
+   not mistaken for a plateau between its steps.
 5. ``net = last - first`` remaining reading.  If ``net <= N`` the score is 0.
 6. ``consistency = sqrt(net / sum(|delta|))``: the square root of the
    efficiency ratio (1 for monotone growth).  Refinement found by the
@@ -203,14 +209,30 @@ def memory_trend(history: History, *, noise_bytes: float = 0.0) -> str:
     return _trend_of([b for _, b in _sorted(history)], noise_bytes)
 
 
-def _persistence(deltas: Sequence[float], noise: float, *, penalty: bool) -> float:
-    """Share of steps that grew, net of down steps (and of chance if penalty)."""
-    if not deltas:
-        return 0.0
+#: Up steps a history needs before its growth is a pattern (see the module docstring, step 3).
+MIN_GROWING_STEPS = 3
+
+
+def _persistence(deltas: Sequence[float], noise: float) -> float:
+    """Share of moving steps that grew, net of down steps and of chance (a sign test: flat steps are ties)."""
     ups = sum(1 for d in deltas if d > noise)
     downs = sum(1 for d in deltas if d < -noise)
-    excess = ups - downs - (math.sqrt(ups + downs) if penalty else 0.0)
-    return max(0.0, excess / len(deltas))
+    if ups < MIN_GROWING_STEPS:
+        return 0.0
+    return max(0.0, (ups - downs - math.sqrt(ups + downs)) / (ups + downs))
+
+
+def _recency(deltas: Sequence[float], noise: float) -> float:
+    """Whether growth goes on at the end at the pace it had before (see the module docstring, step 4)."""
+    m = len(deltas)
+    ups = sum(1 for d in deltas if d > noise)
+    if not ups:
+        return 0.0
+    spacing = m / ups
+    window = min(max(math.ceil(m / 3), math.ceil(1.5 * spacing)), max(2, m // 2))
+    recent = deltas[-window:]
+    net_ups = sum(1 for d in recent if d > noise) - sum(1 for d in recent if d < -noise)
+    return min(1.0, max(0.0, net_ups / (window * ups / m)))
 
 
 def _leak_score_of(
@@ -232,11 +254,10 @@ def _leak_score_of(
         return 0.0
     deltas = [b - a for a, b in zip(kept, kept[1:])]
     m = len(deltas)
-    persistence = _persistence(deltas, noise, penalty=True)
+    persistence = _persistence(deltas, noise)
     if persistence == 0.0:
         return 0.0
-    recent = deltas[-max(2, math.ceil(m / 3)):]
-    recency = _persistence(recent, noise, penalty=False)
+    recency = _recency(deltas, noise)
     if recency == 0.0:
         return 0.0
     # Halving first keeps b - a finite even for values near the float limits.

@@ -5,16 +5,21 @@ Each worker process imports its own copy of every package, so merged figures are
 of any worker, the sum of every worker's latest reading at or before that time (a step function per worker, added
 up). The leak score and trend are then computed on that merged history like on any other: a package growing in
 one worker grows the total; workers that start late add one step, which the score treats as a one-off.
+
+CI shards are combined the same way (``pytest-memtrack merge``): :func:`records_from_report` turns a shard's saved
+report into the records a worker sends, and :func:`import_packages` merges them like workers'.
 """
 
 from __future__ import annotations
 
 import bisect
 from collections import defaultdict
+from collections.abc import Mapping
 from typing import Any
 
 from pytest_memtrack.tracking.loader import LazyLoader
 from pytest_memtrack.tracking.metrics import MemoryMetrics, PackageInfo
+from pytest_memtrack.tracking.payloads import PRESSURE_LEVELS
 
 
 def export_packages(loader: LazyLoader) -> list[dict[str, Any]]:
@@ -48,6 +53,34 @@ def merge_histories(histories: list[list[list[float]]], limit: int) -> list[tupl
     return merged[-limit:]
 
 
+def records_from_report(report: Mapping[str, Any], shift: float = 0.0) -> list[dict[str, Any]]:
+    """The package records of a saved report (one CI shard), as :func:`export_packages` makes them in a worker,
+    with the history's times moved by ``shift`` seconds.
+
+    A report keeps the names of the hunted tests charged to a package but not each charge, so each is charged the
+    package's leak score: the highest charge, and so the merged score, stay what they were.
+    """
+    histories = report.get("package_histories") or {}
+    records = []
+    for name, entry in (report.get("packages") or {}).items():
+        m = entry.get("memory_metrics") or {}
+        history = histories.get(name)
+        if history is None:  # a report without histories: its last reading is the one point known
+            known = m.get("last_memory_check") is not None and m.get("current_memory_usage") is not None
+            history = [[m["last_memory_check"], m["current_memory_usage"]]] if known else []
+        score = float(m.get("memory_leak_score") or 0.0)
+        pressure = m.get("memory_pressure_level")
+        records.append({
+            "name": name, "status": entry.get("status") or "registered", "observed": True, "error": None,
+            "load_time": None, "footprint": m.get("memory_footprint"), "peak": m.get("peak_memory_usage"),
+            "pressure": pressure if pressure in PRESSURE_LEVELS else "low",
+            "checks": int(m.get("memory_check_count") or 0),
+            "history": [[point[0] + shift, point[1]] for point in history],
+            "leak_tests": dict.fromkeys(entry.get("leak_tests") or [], score),
+        })
+    return records
+
+
 _STATUS_RANK = {"loaded": 4, "failed": 3, "loading": 2, "unloaded": 1, "registered": 0}
 
 
@@ -78,7 +111,7 @@ def import_packages(worker_data: list[dict[str, Any]], like: LazyLoader) -> Lazy
         metrics.memory_footprint = sum(footprints) if footprints else None
         metrics.memory_check_count = sum(r["checks"] for r in records)
         levels = [r["pressure"] for r in records]
-        metrics.memory_pressure_level = max(levels, key=["low", "medium", "high", "critical"].index)
+        metrics.memory_pressure_level = max(levels, key=PRESSURE_LEVELS.index)
         for record in records:
             metrics.leak_tests.update(record.get("leak_tests") or {})
         metrics.reanalyze(like.monitor)

@@ -1,9 +1,11 @@
 """Tests whose memory grows benignly or not at all: every one must pass its max_leak_score marker."""
 
+import collections
 import ctypes
 import functools
 import gc
 import itertools
+import mmap
 import pickle
 import re
 import threading
@@ -214,3 +216,59 @@ class _Repository:
 @pytest.mark.max_leak_score(0.1)
 def test_bounded_lru_cache_on_a_method_keeps_instances_until_evicted():
     _Repository().lookup(1)
+
+
+# --- Growth that stops on its own, however long it looks like a leak: bounded structures that take more calls to
+# --- fill than a hunt's warm-ups, growth that slows to a stop, a ring buffer full before the hunt began.
+
+RECENT = collections.deque(maxlen=20)
+_calls = itertools.count()
+
+
+@pytest.mark.max_leak_score(0.1)
+def test_benign_deque_of_twenty_filling_one_entry_per_call():
+    RECENT.append({"call": next(_calls), "payload": bytes(3_000)})
+
+
+HISTORY = collections.deque(({"n": i, "label": f"event-{i}", "tags": [i, -i]} for i in range(50)), maxlen=50)
+
+
+@pytest.mark.max_leak_score(0.1)
+def test_benign_ring_buffer_already_full_when_the_hunt_starts():
+    n = next(_calls)
+    HISTORY.append({"n": n, "label": f"event-{n}", "tags": [n, -n]})
+
+
+SLOTS = {}
+
+
+@pytest.mark.max_leak_score(0.1)
+def test_benign_table_of_six_slots_filling_one_per_call():
+    SLOTS.setdefault(next(_calls) % 6, bytes(3_000))
+
+
+SHRINKING = {}
+_halvings = itertools.count()
+
+
+@pytest.mark.max_leak_score(0.1)
+def test_benign_growth_that_slows_to_a_stop():
+    size = 96_000 >> next(_halvings)  # each call keeps half what the one before kept, then nothing
+    SHRINKING.setdefault(size, bytes(size))
+
+
+_late = itertools.count()
+LATE_TABLE = {}
+
+
+@pytest.mark.max_leak_score(0.1)
+def test_benign_table_built_once_on_the_fifth_call():
+    if next(_late) == 4:
+        LATE_TABLE["built"] = [bytes(1_000) for _ in range(12)]
+
+
+@pytest.mark.max_leak_score(0.1)
+def test_benign_shared_memory_mapping_closed_after_use():
+    mapping = mmap.mmap(-1, 512 * 1024)
+    mapping.write(b"x" * len(mapping))
+    mapping.close()
