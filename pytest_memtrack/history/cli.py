@@ -166,5 +166,6 @@ def save_command(args: argparse.Namespace) -> int:
     except StoreError as exc:
         raise CliError(str(exc)) from None
     name = f" {info.name!r}" if info.name else ""
-    print(f"saved run #{info.id}{name} ({info.tests} tests, {info.packages} packages) to {describe(store_path)}")
+    counts = f"{plural(info.tests, 'test')}, {plural(info.packages, 'package')}"
+    print(f"saved run #{info.id}{name} ({counts}) to {describe(store_path)}")
     return 0

@@ -14,6 +14,7 @@ from pytest_memtrack.report.json_report import write_json
 from pytest_memtrack.report.loading import load_report
 from pytest_memtrack.report.merge import Shard, merge_reports
 from pytest_memtrack.settings import parse_writable_path
+from pytest_memtrack.units import plural
 
 EXAMPLES = """\
 examples:
@@ -48,8 +49,8 @@ def merge_command(args: argparse.Namespace) -> int:
         raise CliError(f"cannot write {output!r}: {exc.strerror or exc}.") from None
     run = merged["run"]
     leaking = sum(1 for test in merged["tests"] if test.get("leaking"))
-    print(f"merged {len(shards)} shards: {len(merged['tests'])} tests ({leaking} leaking), "
-          f"{len(merged['packages'])} packages ({merged['leaks']['total_leaks']} leaking) into {output}")
+    print(f"merged {plural(len(shards), 'shard')}: {plural(len(merged['tests']), 'test')} ({leaking} leaking), "
+          f"{plural(len(merged['packages']), 'package')} ({merged['leaks']['total_leaks']} leaking) into {output}")
     if run["interrupted"]:
         print("memtrack: a shard was interrupted: the merged report is marked interrupted.", file=sys.stderr)
     return 0
