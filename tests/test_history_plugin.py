@@ -35,11 +35,7 @@ def test_plain():
 """
 
 
-@pytest.fixture(autouse=True)
-def wide_terminal(monkeypatch):
-    """A terminal wide enough for these tests to read each sentence on one line (the plugin fits its lines to the
-    terminal's width); the table test narrows it to 80 columns."""
-    monkeypatch.setenv("COLUMNS", "1000")
+pytestmark = pytest.mark.usefixtures("wide_terminal")  # sentences on one line; the table test narrows it to 80
 
 
 @pytest.fixture

@@ -64,7 +64,8 @@ def summary_lines(report: dict[str, Any], verbose: int, top: int = 5, width: int
     notes = [(test["nodeid"], test["hunt"]["error"]) for test in report["tests"]
              if not test.get("leaking") and (test.get("hunt") or {}).get("error")]
     for nodeid, error in notes[:top]:
-        lines += fit(f"note {nodeid}: {error}", width)
+        lines.append(f"note {nodeid}")  # one word after note, as after LEAK
+        lines += fit(f"  {error}", width)
     if len(notes) > top:
         lines += fit(f"note: {plural(len(notes) - top, 'more hunted test')} not fully assessed "
                      "(hunt.error in the JSON report)", width)
