@@ -123,7 +123,7 @@ def main(argv: list[str] | None = None) -> int:
     with start_server(source, "127.0.0.1", 0) as server:
         latency(server.host, server.port, SUMMARY, 20)  # warm-up
         for label, target in (("summary", SUMMARY), ("package", "/api/packages/memory/pkg500.sub"),
-                              ("leaks", "/api/packages/memory/leaks?threshold=0.5")):
+                              ("leaks", "/api/packages/memory/leaks?threshold=0.5"), ("metrics", "/metrics")):
             samples, size = latency(server.host, server.port, target, args.requests)
             results[label] = {"median_ms": round(statistics.median(samples), 2),
                               "p95_ms": round(percentile(samples, 0.95), 2),

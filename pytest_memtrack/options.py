@@ -94,6 +94,13 @@ CORE_OPTIONS: tuple[tuple[str, str, str, str], ...] = (
     ("memtrack_hunt_budget", "string", "SECONDS",
      "seconds of wall time the repeats of one hunted test may take; when they run out the verdict uses the runs "
      "done so far, and says so (default 60, 0: no limit)"),
+    ("memtrack_memory_budget", "string", "SIZE",
+     "the process's memory limit for forecasts of when memory runs out, e.g. 2GB (default: the process's RSS plus "
+     "the system's available memory)"),
+    ("memtrack_auto_unload", "bool", "", "unload lazily loaded packages left idle when system memory pressure is "
+                                         "high (off by default)"),
+    ("memtrack_unload_idle", "string", "SECONDS",
+     "seconds a lazily loaded package must be idle before --memtrack-auto-unload may unload it (default 300)"),
     ("memtrack_trace_all", "bool", "", "keep tracemalloc on for the whole session (precise, slower)"),
     ("memtrack_measure_all", "bool", "", "also track the standard library and the test tooling (pytest, its plugins) "
                                          "package by package (slower passes)"),

@@ -40,7 +40,10 @@ class MemtrackSession:
         # runs nest sessions: each gets its own and the outer one is restored at unconfigure).
         self.loader: LazyLoader = loader or LazyLoader()
         self.previous_loader = reset_lazy_loader(self.loader)
-        self.loader.history_size = settings.history_size
+        self.loader.history_size = self.loader.room.history_size = settings.history_size
+        self.loader.room.budget = settings.memory_budget
+        self.loader.auto_unload.enabled = settings.auto_unload
+        self.loader.auto_unload.idle_seconds = settings.unload_idle
         self.loader.leak_threshold = settings.leak_threshold
         self.loader.monitor.leak_threshold = settings.leak_threshold
         self.loader.monitor.noise_bytes = PASS_NOISE_BYTES

@@ -138,6 +138,14 @@ def parse_size(raw: str, label: str) -> int:
     return int(size)
 
 
+def parse_budget(raw: str, label: str) -> int:
+    """A memory budget: a byte size (``parse_size``) above zero."""
+    size = parse_size(raw, label)
+    if size <= 0:
+        raise pytest.UsageError(f"{label} must be a size above zero such as 512MB or 2GB, not {shown(raw)}.")
+    return size
+
+
 def parse_writable_path(raw: str, label: str, what: str = "a report") -> str:
     """A path ``what`` can be written to: a regular file or none yet, in a directory that exists and is writable,
     or that can be created (its nearest existing ancestor is a writable directory); checked before any test runs.
@@ -185,6 +193,9 @@ class Settings:
     hunt_budget: float = 60.0  # seconds of wall time for the repeats of one hunted test; 0: no limit
     trace_all: bool = False
     measure_all: bool = False
+    memory_budget: int | None = None  # bytes; None: the process's RSS plus the system's available memory
+    auto_unload: bool = False
+    unload_idle: float = 300.0  # seconds a lazy package must be idle before auto-unload may unload it
 
     def as_dict(self) -> dict[str, Any]:
         return {k: getattr(self, k) for k in self.__dataclass_fields__}
@@ -212,6 +223,9 @@ def resolve_settings(config: pytest.Config) -> Settings:
         hunt_budget=resolve(config, "memtrack_hunt_budget", parse_time_budget, d.hunt_budget),
         trace_all=resolve(config, "memtrack_trace_all", parse_bool, False),
         measure_all=resolve(config, "memtrack_measure_all", parse_bool, False),
+        memory_budget=resolve(config, "memtrack_memory_budget", parse_budget, None),
+        auto_unload=resolve(config, "memtrack_auto_unload", parse_bool, False),
+        unload_idle=resolve(config, "memtrack_unload_idle", parse_non_negative_float, d.unload_idle),
     )
 
 

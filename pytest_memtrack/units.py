@@ -38,6 +38,20 @@ def format_bytes(value: Any, *, signed: bool = False, decimals: int = 1) -> str:
     raise AssertionError("unreachable")
 
 
+def format_duration(value: Any) -> str:
+    """Seconds as a person reads them: ``45 s``, ``12 min``, ``3.5 h``, ``2.0 d``; missing -> ``MISSING``."""
+    number = finite_number(value)
+    if number is None or number < 0:
+        return MISSING
+    if number < 120:
+        return f"{number:.0f} s"
+    if number < 7200:
+        return f"{number / 60:.0f} min"
+    if number < 172800:
+        return f"{number / 3600:.1f} h"
+    return f"{number / 86400:.1f} d"
+
+
 _DECIMAL = re.compile(r"[+-]?(?:[0-9]+(?:\.[0-9]*)?|\.[0-9]+)(?:[eE][+-]?[0-9]+)?", re.ASCII)
 
 

@@ -83,6 +83,9 @@ def test_each_leak_is_reported_under_the_kind_that_leaked(corpus_report: dict) -
     assert leaking_kinds("test_leak_file_descriptor") >= {"fds"}
     assert leaking_kinds("test_leak_thread_left_running") >= {"threads"}
     assert leaking_kinds("test_leak_native_memory_invisible_to_tracemalloc") == {"native"}
+    # Python memory grew a little in the first run, so the holder sizes were taken then: the native reading's
+    # baseline moves with what they keep (it read ~-350 KB there before, and the native leak scored 0)
+    assert "native" in leaking_kinds("test_leak_native_buffer_beside_a_little_python_state")
     # memory no allocator hands out: a shared mapping, a shared library ctypes never unloads
     assert leaking_kinds("test_leak_shared_memory_mapping_kept_per_call") >= {"native"}
     if "test_leak_shared_library_loaded_per_call" in tests and tests["test_leak_shared_library_loaded_per_call"]["hunt"]:

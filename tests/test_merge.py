@@ -239,3 +239,26 @@ def test_a_file_that_is_not_a_report_is_named(tmp_path, capsys):
     bad.write_text("{}")
     assert main(["merge", a, str(bad), "-o", str(tmp_path / "all.json")]) == 2
     assert "notes.json" in capsys.readouterr().err
+
+
+def test_a_merged_run_forecasts_against_its_shards_memory_not_the_merging_machines():
+    a = _shard(["t.py::a"], {"app": GROWING})
+    b = _shard(["t.py::b"], {"app": FLAT})
+    assert "forecast" not in merge_reports([Shard("a.json", a), Shard("b.json", b)])["packages"]["app"], \
+        "shards written before forecasts: none, rather than the merging machine's memory"
+    for shard, limit, rss in ((a, 8 * 1024**3, 300_000_000.0), (b, 4 * 1024**3, 500_000_000.0)):
+        shard["summary"]["process_memory_usage"] = rss
+        shard["summary"]["process_forecast"] = {"limit_bytes": limit, "growth_rate": 0.0, "seconds_to_limit": None,
+                                                "confidence": None}
+    b["summary"]["auto_unload"] = {"enabled": True, "idle_seconds": 60.0, "pressure_levels": ["high", "critical"],
+                                   "freed": [], "bytes_freed": 0,
+                                   "not_freed": [{"package_name": "plots", "time": T0, "pressure": "high",
+                                                  "idle_seconds": 90.0, "reason": "still referenced by a list"}]}
+    merged = merge_reports([Shard("a.json", a), Shard("b.json", b)])
+    schemas.validate("report", merged)
+    forecast = merged["packages"]["app"]["forecast"]
+    growth = merged["packages"]["app"]["memory_metrics"]["memory_growth_rate"]
+    assert forecast["limit_bytes"] == 4 * 1024**3  # the tightest shard's limit, the fullest shard's RSS
+    assert forecast["seconds_to_limit"] == pytest.approx((4 * 1024**3 - 500_000_000.0) / growth)
+    assert merged["summary"]["process_memory_usage"] == 500_000_000.0
+    assert merged["summary"]["auto_unload"]["not_freed"][0]["package_name"] == "plots"

@@ -325,7 +325,9 @@ def test_importing_the_schemas_and_loading_one_does_not_need_jsonschema() -> Non
 # --- Spec-defined payloads are exact: every key required, no extra key, at every level. -----------------------------
 # Our additions are optional keys, listed here by the object that carries them, so a client written against the
 # spec's payloads validates unchanged.
-ADDITIVE = {("package_info", "/"): {"leak_tests"}, ("leaks", "/properties/leaks/items"): {"tests"}}
+ADDITIVE = {("package_info", "/"): {"leak_tests", "forecast"}, ("leaks", "/properties/leaks/items"): {"tests"},
+            ("summary", "/"): {"process_memory_usage", "process_forecast", "auto_unload"},
+            ("summary", "/properties/packages_with_leaks/items"): {"forecast"}}
 
 
 def object_schemas(node: Any, path: str = "") -> list[tuple[str, dict[str, Any]]]:

@@ -273,7 +273,8 @@ def test_the_openapi_document_names_every_endpoint_and_resolves_every_reference(
     document = response.json()
     assert document["openapi"].startswith("3.1")
     assert set(document["paths"]) == {P + name for name in (
-        "summary", "leaks", "optimization-suggestions", "garbage-collection", "update-metrics", "{package_name}")}
+        "summary", "leaks", "optimization-suggestions", "garbage-collection", "update-metrics", "{package_name}")} | {
+        "/metrics"}
     refs: list[str] = []
 
     def walk(node: Any) -> None:
@@ -291,6 +292,8 @@ def test_the_openapi_document_names_every_endpoint_and_resolves_every_reference(
         for part in ref.removeprefix("#/").split("/"):
             target = target[part]
         assert isinstance(target, dict), ref
+    metrics = document["paths"].pop("/metrics")["get"]["responses"]["200"]["content"]
+    assert metrics == {"text/plain": {"schema": {"type": "string"}}}
     for path in document["paths"].values():
         for operation in path.values():
             assert operation["responses"]["200"]["content"]["application/json"]["schema"]["$ref"].endswith(

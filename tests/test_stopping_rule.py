@@ -85,6 +85,17 @@ def test_one_or_two_growing_steps_at_the_end_earn_runs_to_recur() -> None:
     assert run_cap(tiny, PARAMS).cap == PARAMS.max_runs
 
 
+def test_sparse_growth_that_would_convict_gets_runs_to_show_whether_it_recurs() -> None:
+    """Seen hunting marshmallow 4.4.0's suite: a table churning through class names resized at runs 1, 2 and 7."""
+    resizes = [2552, 2440, 0, 0, 0, 0, 2200, 0]
+    assert judge(readings_of(resizes), PARAMS)["memory"].leaking  # three steps: a verdict of leaking at 8 runs
+    assert run_cap(readings_of(resizes), PARAMS).cap == PARAMS.max_runs + 8
+    assert not judge(readings_of(resizes + [0] * 8), PARAMS)["memory"].leaking  # it did not recur
+    assert judge(readings_of(resizes + [0, 0, 2300, 0, 0, 2300, 0, 0]), PARAMS)["memory"].leaking  # it did
+    every_other = [12_000, 0] * 4  # grows in half the runs: no longer sparse, judged at max_runs
+    assert run_cap(readings_of(every_other), PARAMS).cap == PARAMS.max_runs
+
+
 @pytest.mark.skipif(native.mapped_bytes() is None, reason="no /proc/self/smaps_rollup here")
 def test_the_native_reading_sees_a_shared_mapping_that_malloc_never_handed_out() -> None:
     before = native.mapped_bytes()

@@ -236,7 +236,8 @@ def _nested(module_name: str, key: str, mapping: dict[Any, Any]) -> Iterator[tup
 def _mutable_defaults(module_name: str, key: str, function: FunctionType,
                       module: ModuleType) -> Iterator[tuple[tuple[str, ...], object, int]]:
     """The containers a function defined in ``module`` keeps as default arguments (``def f(x, seen=[])``): one
-    object for every call, so what a call adds stays."""
+    object for every call, so what a call adds stays. Named so only when no module global names the same object
+    (toolz's ``signatures`` registry is a global that a function also takes as its default)."""
     defaults = function.__defaults__
     if defaults and any(isinstance(value, (list, dict, set, deque)) for value in defaults) \
             and _defined_in(function.__module__, module):
@@ -244,10 +245,10 @@ def _mutable_defaults(module_name: str, key: str, function: FunctionType,
         names = code.co_varnames[:code.co_argcount][-len(defaults):]
         for name, value in zip(names, defaults):
             if isinstance(value, (list, dict, set, deque)):
-                yield (module_name, key, f"<default of {name}>"), value, _DEFINED
+                yield (module_name, key, f"<default of {name}>"), value, _REFERRED
     for name, value in (function.__kwdefaults__ or {}).items():
         if isinstance(value, (list, dict, set, deque)) and _defined_in(function.__module__, module):
-            yield (module_name, key, f"<default of {name}>"), value, _DEFINED
+            yield (module_name, key, f"<default of {name}>"), value, _REFERRED
 
 
 def _finder_objects() -> Iterator[tuple[tuple[str, ...], object, int]]:

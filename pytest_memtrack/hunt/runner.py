@@ -7,8 +7,11 @@ not repeated at all. Each run's warnings stay with that run, as each test's do u
 
 The loop: warm-ups, a baseline reading (``readings``), then one reading per measured run until the verdict
 (``verdict``) is clear either way or ``max_runs`` executions were made; then the evidence (``evidence``).
-Adaptive repetition: after ``min_measured`` measured runs the hunt stops early when nothing grew at all (clearly
-benign) or when a kind grew on every run and already scores above twice the limit (clearly leaking).
+Adaptive repetition, evidence both ways (``verdict.should_stop``, ``verdict.run_cap``): after ``min_measured``
+measured runs the hunt stops early when what the test did, repeated to the end, could not reach half the limit
+(clearly benign), or, after half the measured runs, when a kind grew on every run, scores above twice the limit and
+is not slowing down (clearly leaking). A conviction is confirmed by more runs when the series slows or when all
+that grew is a deque bounded by its ``maxlen`` (run until full); one or two growing steps earn runs to recur.
 
 Time budget: under tracing an allocation-heavy test can run 10-20 times slower, so the repeats of one test stop once
 they have taken ``time_budget`` seconds (checked after each run). With a baseline and at least one measured reading

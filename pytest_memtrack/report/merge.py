@@ -40,6 +40,7 @@ from pytest_memtrack.tracking.merge import import_packages, records_from_report
 from pytest_memtrack.tracking.metrics import DEFAULT_HISTORY_SIZE
 from pytest_memtrack.tracking.monitor import PASS_NOISE_BYTES, MemoryMonitor
 from pytest_memtrack.tracking.payloads import PRESSURE_LEVELS
+from pytest_memtrack.tracking.room import Room
 
 #: pytest's exit statuses, from the best to the worst outcome of a run (5: no tests collected).
 _EXIT_RANK = {0: 0, 5: 1, 1: 2, 2: 3, 4: 4, 3: 5}
@@ -66,6 +67,22 @@ class RecordedPressure(MemoryMonitor):
 
     def get_memory_pressure_level(self) -> str:
         return self._level
+
+
+def recorded_room(shards: Sequence[Shard]) -> Room | None:
+    """The room of a merged run for its forecasts: the tightest limit and the fullest process the shards recorded
+    (``summary.process_forecast.limit_bytes``, ``summary.process_memory_usage``); None when a shard recorded none
+    (written before forecasts existed): the merged report then has no forecasts rather than the merging machine's."""
+    limits, sizes = [], []
+    for shard in shards:
+        summary = shard.report["summary"]
+        limit = (summary.get("process_forecast") or {}).get("limit_bytes")
+        rss = summary.get("process_memory_usage")
+        if not isinstance(limit, int) or isinstance(rss, bool) or not isinstance(rss, (int, float)):
+            return None
+        limits.append(limit)
+        sizes.append(float(rss))
+    return Room(min(limits), max(sizes)) if limits else None
 
 
 def merged_exitstatus(statuses: Sequence[int | None]) -> int | None:
@@ -157,6 +174,13 @@ def merge_reports(shards: Sequence[Shard], argv: list[str] | None = None) -> dic
                        for s in shards)
     like = LazyLoader(RecordedPressure(pressure, leak_threshold=threshold), history_size=history_size,
                       leak_threshold=threshold)
+    like.room.recorded, like.room.live = recorded_room(shards), False  # the shards' memory, not this process's
+    for shard in shards:  # what automatic unloading did in each shard
+        unload = shard.report["summary"].get("auto_unload") or {}
+        if unload.get("enabled"):
+            like.auto_unload.enabled, like.auto_unload.idle_seconds = True, float(unload.get("idle_seconds") or 0.0)
+        like.auto_unload.freed += unload.get("freed") or []
+        like.auto_unload.not_freed += unload.get("not_freed") or []
     origin = min(_started(s) for s in shards)
     records = [{"packages": records_from_report(s.report, shift=origin - _started(s))} for s in shards]
     loader = import_packages(records, like=like)

@@ -70,13 +70,12 @@ def run_info(config: pytest.Config, started: float, exitstatus: int | None, inte
 def package_sections(loader: LazyLoader, leak_threshold: float) -> dict[str, Any]:
     """The report's package sections (summary, leaks, suggestions, packages, their histories) read from ``loader``:
     one assembly for a session's report and for a merge of shards (``report.merge``)."""
-    packages = {}
+    packages = loader.get_package_memory_infos()  # with their forecasts
     histories = {}
-    for name in loader.package_names():
+    for name in packages:
         info = loader.get_package_info(name)
         if info is None:
             continue
-        packages[name] = info.get_memory_summary()
         with info.lock:
             histories[name] = [[t, b] for t, b in info.memory_metrics.memory_history]
     return {

@@ -13,7 +13,7 @@ from functools import cache, lru_cache
 from typing import Any
 from urllib.parse import quote
 
-from pytest_memtrack.units import format_bytes
+from pytest_memtrack.units import format_bytes, format_duration
 
 TEMPLATES = os.path.join(os.path.dirname(os.path.abspath(__file__)), "templates")
 
@@ -25,6 +25,7 @@ def environment() -> Any:
     env = jinja2.Environment(loader=jinja2.FileSystemLoader(TEMPLATES), autoescape=True,
                              undefined=jinja2.StrictUndefined, trim_blocks=True, lstrip_blocks=True)
     env.filters["bytes"] = format_bytes
+    env.filters["duration"] = format_duration
     env.filters["pathseg"] = lambda value: quote(str(value), safe="")
     return env
 

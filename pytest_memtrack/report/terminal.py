@@ -72,6 +72,12 @@ def summary_lines(report: dict[str, Any], verbose: int, top: int = 5, width: int
     for leak in report["leaks"]["leaks"]:
         lines += fit(f"package {leak['package_name']}: leak score {leak['leak_score']:.2f}, "
                      f"trend {leak['memory_trend']}, {format_bytes(leak['memory_growth_rate'])}/s", width)
+    unload = report["summary"].get("auto_unload") or {}
+    for entry in unload.get("freed") or []:
+        lines += fit(f"auto-unload: freed {entry['package_name']} ({format_bytes(entry['module_state_bytes'])} "
+                     f"module state) at {entry['pressure']} pressure", width)
+    for entry in unload.get("not_freed") or []:
+        lines += fit(f"auto-unload: could not free {entry['package_name']}: {entry['reason']}", width)
     note = untracked_note(report)
     if verbose > 0 and note:
         lines += fit(note, width)

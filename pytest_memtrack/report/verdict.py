@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import shlex
 import sys
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -67,6 +67,14 @@ def headline(report: Mapping[str, Any]) -> Headline:
 def is_hunted(test: Mapping[str, Any]) -> bool:
     """A test was checked for leaks when its hunt reached a score (an inconclusive hunt has none)."""
     return test.get("leak_score") is not None
+
+
+def count_tests(tests: Iterable[Mapping[str, Any]]) -> dict[str, int]:
+    """How many tests ran, were hunted (``is_hunted``) and leaked beyond their limit (the ``/metrics`` counters).
+    During a session a test counts as run from its first (setup) report, so the one running is included."""
+    entries = list(tests)
+    return {"run": len(entries), "hunted": sum(1 for t in entries if is_hunted(t)),
+            "leaking": sum(1 for t in entries if t.get("leaking"))}
 
 
 def lead_kind(test: Mapping[str, Any]) -> str | None:

@@ -8,6 +8,7 @@ Routes (the spec's, in the envelope ``{"status": "success", "data": ...}``)::
 
     GET  /                                          live dashboard (HTML)
     GET  /api/openapi.json                          OpenAPI 3.1 document (plain JSON, not enveloped)
+    GET  /metrics                                   Prometheus text exposition format (``server.metrics``)
     GET  /api/packages/memory/summary
     GET  /api/packages/memory/leaks?threshold=0.1
     GET  /api/packages/memory/optimization-suggestions
@@ -111,6 +112,7 @@ def error_response(status: int, message: str, headers: list[tuple[str, str]] | N
 _FIXED_ROUTES: dict[str, dict[str, str]] = {
     "/": {"GET": "_dashboard"},
     "/api/openapi.json": {"GET": "_openapi"},
+    "/metrics": {"GET": "_metrics"},
     API_PREFIX + "summary": {"GET": "_summary"},
     API_PREFIX + "leaks": {"GET": "_leaks"},
     API_PREFIX + "optimization-suggestions": {"GET": "_suggestions"},
@@ -215,6 +217,19 @@ class App:
         if info is None:
             raise HttpError(404, f"No package named {_shorten(name)!r} is tracked.")
         return success(info)
+
+    def _metrics(self, *, query: str) -> Response:
+        """The same payloads as the JSON routes, in Prometheus' text format (one truth: ``server.metrics``)."""
+        from pytest_memtrack.server.metrics import CONTENT_TYPE, render_metrics
+
+        summary = self.source.get_memory_usage_summary()
+        every = getattr(self.source, "get_package_memory_infos", None)  # optional (``MemorySource``): all at once
+        packages = every() if every is not None else {
+            name: info for name in self.source.package_names()
+            if (info := self.source.get_package_memory_info(name)) is not None}
+        counts = getattr(self.source, "get_test_counts", None)  # optional
+        text = render_metrics(summary, packages, counts() if counts is not None else None)
+        return Response(200, text.encode("utf-8"), CONTENT_TYPE)
 
     def _openapi(self, *, query: str) -> Response:
         if self._openapi_body is None:

@@ -82,6 +82,18 @@ def _operation(op_id: str, summary: str, payload: str, errors: dict[str, str], *
     return operation
 
 
+def _metrics_operation() -> dict[str, Any]:
+    """``GET /metrics``: Prometheus' text format, not JSON (errors are JSON like everywhere)."""
+    responses: dict[str, Any] = {"200": {
+        "description": "The summary, package and test figures in the Prometheus text exposition format 0.0.4 "
+                       "(Content-Type: text/plain; version=0.0.4).",
+        "content": {"text/plain": {"schema": {"type": "string"}}}}}
+    responses.update({code: _error(text) for code, text in ACCESS_ERRORS.items()})
+    responses["500"] = _error("The server failed; the details are in its log, never in the response.")
+    return {"operationId": "getPrometheusMetrics", "summary": "Memory figures for Prometheus to scrape.",
+            "responses": responses, "security": [{}, {"bearerToken": []}]}
+
+
 def build_document(server_url: str | None = None) -> dict[str, Any]:
     """Return the OpenAPI 3.1 document (a fresh dict); ``server_url`` fills ``servers`` when given."""
     schemas = {name: _rewrite_refs(load_schema(name), name) for name in PAYLOAD_SCHEMAS}
@@ -138,6 +150,7 @@ def build_document(server_url: str | None = None) -> dict[str, Any]:
                                "A browser opens the dashboard as /?token=TOKEN."}},
         },
     }
+    document["paths"]["/metrics"] = {"get": _metrics_operation()}
     if server_url:
         document["servers"] = [{"url": server_url.rstrip("/")}]
     return copy.deepcopy(document)

@@ -79,10 +79,12 @@ def configure(config: pytest.Config) -> None:
         raise pytest.UsageError(f"--memtrack-serve on the non-loopback host {host!r} needs a token: give "
                                 f"--memtrack-serve-token or set {TOKEN_ENV}.")
     threshold = resolve(config, "memtrack_leak_threshold", parse_score, DEFAULT_THRESHOLD)
+    session = config.pluginmanager.get_plugin("memtrack-session")  # its tests, for /metrics
+    recorder = getattr(session, "recorder", None)
+    source = LiveSource(recorder.tests if recorder is not None else None)
     try:
-        running = start_server(LiveSource(), host, port, token=token, mode="live",
-                               default_threshold=threshold, verbose=config.get_verbosity() >= 3,
-                               notes=(XDIST_NOTE,) if under_xdist(config) else ())
+        running = start_server(source, host, port, token=token, mode="live", default_threshold=threshold,
+                               verbose=config.get_verbosity() >= 3, notes=(XDIST_NOTE,) if under_xdist(config) else ())
     except OSError as exc:
         raise pytest.UsageError(f"--memtrack-serve cannot listen on {host}:{port}: {exc.strerror or exc}.") from None
     config.stash[_SERVER_KEY] = running

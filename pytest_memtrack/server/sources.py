@@ -6,10 +6,14 @@ those the live loader would list for the same figures, at any threshold.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
-from typing import Any, Protocol, runtime_checkable
+from collections.abc import Callable, Mapping
+from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 
+from pytest_memtrack.report.verdict import count_tests
 from pytest_memtrack.tracking.payloads import leaks_payload
+
+if TYPE_CHECKING:
+    from pytest_memtrack.tracking.loader import LazyLoader
 
 DEFAULT_THRESHOLD = 0.1
 
@@ -34,6 +38,10 @@ class MemorySource(Protocol):
     def update_all_memory_metrics(self) -> dict[str, Any]: ...
 
     def package_names(self) -> list[str]: ...
+
+    # Optional, for ``/metrics``: ``get_test_counts() -> dict[str, int] | None``, the tests run, hunted and leaking
+    # (``report.verdict.count_tests``; a source without it, the bare loader, has no tests), and
+    # ``get_package_memory_infos() -> dict[str, dict]``, every package payload at once (else one by one).
 
 
 class ReadOnlySource(Exception):
@@ -80,13 +88,24 @@ class ReportSource:
     def package_names(self) -> list[str]:
         return list(self._packages)
 
+    def get_package_memory_infos(self) -> dict[str, dict[str, Any]]:
+        return {name: info for name in self._packages if (info := self.get_package_memory_info(name)) is not None}
+
+    def get_test_counts(self) -> dict[str, int] | None:
+        tests = self._report.get("tests")
+        return count_tests(tests) if isinstance(tests, list) else None
+
 
 class LiveSource:
     """The process's current lazy loader, looked up on every call (the session may replace the loader after the
-    server started, through ``loader.reset_lazy_loader``)."""
+    server started, through ``loader.reset_lazy_loader``); ``tests``: the session's test entries so far (the
+    report model's ``TestRecorder.tests``), None outside a session."""
+
+    def __init__(self, tests: Callable[[], list[dict[str, Any]]] | None = None) -> None:
+        self._tests = tests
 
     @staticmethod
-    def _loader() -> MemorySource:
+    def _loader() -> LazyLoader:
         from pytest_memtrack.tracking.loader import get_lazy_loader
 
         return get_lazy_loader()
@@ -108,10 +127,23 @@ class LiveSource:
 
     def update_all_memory_metrics(self) -> dict[str, Any]:
         # The session's own readings make the history and the scores; a request refreshes current figures only.
-        return self._loader().update_all_memory_metrics(into_history=False)  # type: ignore[call-arg]
+        return self._loader().update_all_memory_metrics(into_history=False)
 
     def package_names(self) -> list[str]:
         return self._loader().package_names()
+
+    def get_package_memory_infos(self) -> dict[str, dict[str, Any]]:
+        return self._loader().get_package_memory_infos()
+
+    def get_test_counts(self) -> dict[str, int] | None:
+        if self._tests is None:
+            return None
+        for _ in range(3):  # the session adds entries while the server reads: a changing dict is read again
+            try:
+                return count_tests(self._tests())
+            except RuntimeError:
+                continue
+        return None
 
 
 def _as_threshold(value: Any, default: float) -> float:

@@ -6,9 +6,8 @@ there, as ``ImportError`` naming the package), like ``importlib.util.LazyLoader`
 measured: memory before and after (also when it fails), load time, status.
 
 ``unload`` removes a package and its submodules from ``sys.modules`` and drops the loader's references, then runs
-the garbage collector. What it cannot free: objects other code still references (reported as
-``still_referenced``), memory of extension modules (shared libraries are never unloaded by CPython), interned
-strings and memory kept in the allocator's free lists (RSS often does not shrink).
+the garbage collector; ``auto_unload=True`` does so for idle lazy packages under memory pressure (``unloading``).
+Payloads carry forecasts of when memory runs out (``forecast``), against ``memory_budget`` or the system's memory.
 """
 
 from __future__ import annotations
@@ -19,7 +18,6 @@ import os
 import sys
 import threading
 import time
-import weakref
 from collections.abc import Iterable, Mapping
 from types import ModuleType
 from typing import Any
@@ -37,7 +35,9 @@ from pytest_memtrack.tracking.metrics import DEFAULT_HISTORY_SIZE, MemoryMetrics
 from pytest_memtrack.tracking.monitor import MemoryMonitor
 from pytest_memtrack.tracking.payloads import leaks_payload, suggestions_payload, summary_payload
 from pytest_memtrack.tracking.project import NOT_TRACKED, OPTIONAL_TRACKING
+from pytest_memtrack.tracking.room import MemoryRoom, Room
 from pytest_memtrack.tracking.suggestions import PackageFigures, SuggestionRules, suggest
+from pytest_memtrack.tracking.unloading import DEFAULT_UNLOAD_IDLE, AutoUnloadLog, unload_idle, unload_modules
 
 
 class LazyLoader:
@@ -47,8 +47,12 @@ class LazyLoader:
     """
 
     def __init__(self, monitor: MemoryMonitor | None = None, *, history_size: int = DEFAULT_HISTORY_SIZE,
-                 leak_threshold: float = 0.1, rules: SuggestionRules | None = None, track_all: bool = False) -> None:
+                 leak_threshold: float = 0.1, rules: SuggestionRules | None = None, track_all: bool = False,
+                 memory_budget: int | None = None, auto_unload: bool = False,
+                 unload_idle_seconds: float = DEFAULT_UNLOAD_IDLE) -> None:
         self.track_all = track_all
+        #: Unload idle lazy packages under high pressure (``unloading``), and what that did.
+        self.auto_unload = AutoUnloadLog(enabled=auto_unload, idle_seconds=float(unload_idle_seconds))
         #: The project under test's own packages (``project.project_packages``): always tracked.
         self.project: frozenset[str] = frozenset()
         #: Packages imported but not tracked (the standard library, the test tooling), for the report to say.
@@ -58,6 +62,8 @@ class LazyLoader:
         self._ignored: set[str] = set()
         self.monitor = monitor or MemoryMonitor(leak_threshold=leak_threshold)
         self.history_size = history_size
+        #: The process's limit (``memory_budget``), its RSS history and the forecasts (``room``).
+        self.room = MemoryRoom(self.monitor, memory_budget, history_size)
         self.leak_threshold = leak_threshold
         self.rules = rules or SuggestionRules(leak_threshold=leak_threshold)
         self._lock = threading.RLock()
@@ -142,46 +148,25 @@ class LazyLoader:
             info.update_memory_metrics()
             return module
 
-    def unload(self, name: str) -> dict[str, Any]:
-        """Drop ``name`` and its submodules from ``sys.modules`` and our references; report what was freed."""
+    def unload(self, name: str, *, restore_if_referenced: bool = False) -> dict[str, Any]:
+        """Drop ``name`` and its submodules from ``sys.modules`` and our references; report what was freed
+        (``unloading.unload_modules``; ``restore_if_referenced`` keeps a package that would not be freed)."""
         info = self.get_package_info(name)
         if info is None:
             raise KeyError(f"unknown package {name!r}")
         with info.lock:
-            import_name = info.import_name
-            prefix = import_name + "."
-            doomed = [m for m in list(sys.modules) if m == import_name or m.startswith(prefix)]
-            root = sys.modules.get(import_name)
-            try:
-                alive = weakref.ref(root) if root is not None else None
-            except TypeError:
-                alive = None
-            state_before = self.monitor.get_memory_footprint(import_name) if doomed else 0.0
-            rss_before = self.monitor.get_current_memory_usage()
-            for module_name in doomed:
-                sys.modules.pop(module_name, None)
-            parent = None
-            info.module = None
-            root = None
-            collected = gc.collect()
-            rss_after = self.monitor.get_current_memory_usage()
-            still_referenced = alive is not None and alive() is not None
-            info.status = "unloaded"
-            self._record_now(info, reading=0.0)
-            del parent
-            return {
-                "package_name": name,
-                "modules_removed": len(doomed),
-                "module_state_released": state_before,
-                "memory_before": rss_before,
-                "memory_after": rss_after,
-                "memory_freed": max(0.0, rss_before - rss_after),
-                "objects_collected": collected,
-                "still_referenced": still_referenced,
-                "note": ("the package module is still referenced elsewhere; its memory stays until that reference "
-                         "goes" if still_referenced else
-                         "module state released; native extension memory and allocator free lists are not returned"),
-            }
+            result = unload_modules(info.import_name, self.monitor, restore_if_referenced=restore_if_referenced,
+                                    drop=lambda: setattr(info, "module", None))
+            if result["restored"]:
+                info.module = sys.modules.get(info.import_name)
+            else:
+                info.status = "unloaded"
+                self._record_now(info, reading=0.0)
+            return {"package_name": name, **result}
+
+    def auto_unload_idle(self, pressure: str | None = None) -> list[dict[str, Any]]:
+        """Unload idle lazy packages if ``auto_unload`` is on and the pressure is high (``unloading.unload_idle``)."""
+        return unload_idle(self, pressure) if self.auto_unload.enabled else []
 
     # ------------------------------------------------------------------ observing ordinary imports
     def observe_imports(self, ignore_present: bool = False) -> None:
@@ -304,6 +289,8 @@ class LazyLoader:
             info = self._info(name, observed=True)
             assert info is not None
             info.update_memory_metrics(reading=value, timestamp=now, pressure_level=level)
+        self.room.record(now)
+        self.auto_unload_idle(level)
 
     def charge_hunt(self, nodeid: str, allocated_in: Iterable[Mapping[str, Any]], leak_score: float) -> list[str]:
         """Charge a hunted test's Python-memory leak score to the tracked packages its growth was allocated in,
@@ -353,6 +340,7 @@ class LazyLoader:
                 assert info is not None
                 with info.lock:
                     info.memory_metrics.refresh(now, value)
+            self.auto_unload_idle()
         return {"message": "Memory metrics updated for all packages", "update_time": time.time()}
 
     # ------------------------------------------------------------------ background checks
@@ -383,13 +371,28 @@ class LazyLoader:
 
     # ------------------------------------------------------------------ payloads
     def get_package_memory_info(self, name: str) -> dict[str, Any] | None:
-        info = self.get_package_info(name)
-        return info.get_memory_summary() if info is not None else None
+        return self.get_package_memory_infos([name]).get(name)
+
+    def get_package_memory_infos(self, names: Iterable[str] | None = None) -> dict[str, dict[str, Any]]:
+        """Package payloads (all, or those of ``names``) with their forecasts, from one reading of the room."""
+        room, payloads = self.room.read(), {}
+        for info in self.packages() if names is None else filter(None, map(self.get_package_info, names)):
+            payloads[info.name] = info.get_memory_summary()
+            if room is not None:  # None: the room is unknown (``room.MemoryRoom.live``)
+                payloads[info.name]["forecast"] = self.room.package(info, room).to_payload()
+        return payloads
 
     def get_memory_usage_summary(self) -> dict[str, Any]:
         """The data of ``GET /api/packages/memory/summary``."""
-        return summary_payload((i.get_memory_summary() for i in self.packages()), self.leak_threshold,
-                               self.monitor.get_memory_pressure_level())
+        room, infos = self.room.read(), self.packages()
+        summary = summary_payload((i.get_memory_summary() for i in infos), self.leak_threshold,
+                                  self.monitor.get_memory_pressure_level())
+        if room is not None:  # forecasts for the packages the summary lists only: a summary of 1000 stays cheap
+            by_name = {i.name: i for i in infos}
+            for entry in summary["packages_with_leaks"]:
+                entry["forecast"] = self.room.package(by_name[entry["package_name"]], room).to_payload()
+            summary.update(process_memory_usage=room.process_rss, process_forecast=self.room.process(room).to_payload())
+        return {**summary, "auto_unload": self.auto_unload.to_payload()}
 
     def detect_memory_leaks(self, threshold: float = 0.1) -> list[dict[str, Any]]:
         """Packages whose leak score reaches ``threshold``, highest score first."""
@@ -399,13 +402,15 @@ class LazyLoader:
         """The data of ``GET /api/packages/memory/leaks?threshold=...``."""
         return leaks_payload({i.name: i.get_memory_summary() for i in self.packages()}, threshold, time.time())
 
-    def _figures(self) -> list[PackageFigures]:
+    def _figures(self, room: Room | None) -> list[PackageFigures]:
         return [PackageFigures(i.name, i.status, i.memory_metrics.memory_leak_score, i.memory_metrics.memory_trend,
-                               i.memory_metrics.memory_footprint, i.last_used, not i.observed)
-                for i in self.packages()]
+                               i.memory_metrics.memory_footprint, i.last_used, not i.observed,
+                               self.room.package(i, room) if room else None) for i in self.packages()]
 
     def get_memory_optimization_suggestions(self) -> list[dict[str, Any]]:
-        return suggest(self._figures(), self.monitor.get_memory_pressure_level(), time.time(), self.rules)
+        room = self.room.read()
+        return suggest(self._figures(room), self.monitor.get_memory_pressure_level(), time.time(), self.rules,
+                       process_forecast=self.room.process(room) if room else None)
 
     def get_optimization_suggestions_report(self) -> dict[str, Any]:
         """The data of ``GET /api/packages/memory/optimization-suggestions``."""

@@ -89,6 +89,7 @@ def import_packages(worker_data: list[dict[str, Any]], like: LazyLoader) -> Lazy
     merged = LazyLoader(like.monitor, history_size=like.history_size, leak_threshold=like.leak_threshold,
                         rules=like.rules)
     merged.left_out.update(like.left_out)
+    merged.room, merged.auto_unload = like.room, like.auto_unload  # the controller's limit, RSS readings, unloads
     by_name: dict[str, list[dict[str, Any]]] = defaultdict(list)
     for data in worker_data:
         for record in data.get("packages", []):

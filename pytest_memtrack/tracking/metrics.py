@@ -8,6 +8,8 @@ from dataclasses import dataclass, field
 from types import ModuleType
 from typing import TYPE_CHECKING, Any
 
+from pytest_memtrack.tracking.forecast import fit_confidence
+
 if TYPE_CHECKING:
     from pytest_memtrack.tracking.monitor import MemoryMonitor
 
@@ -46,6 +48,9 @@ class MemoryMetrics:
     max_history: int = DEFAULT_HISTORY_SIZE
     #: The leak score of the history alone; ``memory_leak_score`` is the higher of it and the hunts' charges.
     history_leak_score: float = 0.0
+    #: How well a straight line fits the history (``forecast.fit_confidence``), computed with the history, and only
+    #: while the trend is increasing (a forecast's confidence; none is needed otherwise).
+    fit_confidence: float = 0.0
     #: Hunted tests whose measured growth was allocated in this package: node id -> the part of the test's leak
     #: score charged to the package (``LazyLoader.charge_hunt``).
     leak_tests: dict[str, float] = field(default_factory=dict)
@@ -78,6 +83,7 @@ class MemoryMetrics:
         self.memory_variance = float(stats["variance"])
         self.memory_growth_rate = float(stats["growth_rate"])
         self.memory_trend = result.trend
+        self.fit_confidence = fit_confidence(self.memory_history) if result.trend == "increasing" else 0.0
         self.history_leak_score = float(result.leak_score)
         self.memory_leak_score = max(self.history_leak_score, *self.leak_tests.values(), 0.0)
 

@@ -6,12 +6,15 @@ Readings (each names its source, so figures in reports are honest about what the
   for the process, native allocations included; page-granular and noisy by tens of KiB.
 * package memory: module-state bytes from ``attribution.package_state_bytes`` (``sys.getsizeof`` over what the
   package's module globals keep reachable).
-* system pressure: ``psutil.virtual_memory()``'s share of memory in use (``percent``) against thresholds.
+* system pressure: ``psutil.virtual_memory()``'s share of memory in use (``percent``) against thresholds. The
+  reading is a function the monitor is given (``MemoryMonitor(system_usage=...)``), so a test or an application
+  can supply its own (a container's cgroup limit, or a simulated pressure).
+* available memory: ``psutil.virtual_memory().available`` (the forecasts' default limit, ``forecast``).
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 
 import psutil
 
@@ -51,11 +54,25 @@ def validate_thresholds(thresholds: Mapping[str, float]) -> dict[str, float]:
 PASS_NOISE_BYTES = 1024.0
 
 
+def _system_usage() -> float:
+    return psutil.virtual_memory().percent / 100.0
+
+
+def _available_memory() -> float:
+    return float(psutil.virtual_memory().available)
+
+
 class MemoryMonitor:
     """Low-level readings plus the leak/trend/statistics analysis, with the loader's configurable thresholds."""
 
     def __init__(self, thresholds: Mapping[str, float] | None = None, *, leak_threshold: float = 0.1,
-                 leak_reference_bytes: float = 1024 * 1024, noise_bytes: float = 0.0) -> None:
+                 leak_reference_bytes: float = 1024 * 1024, noise_bytes: float = 0.0,
+                 system_usage: Callable[[], float] | None = None,
+                 available_memory: Callable[[], float] | None = None) -> None:
+        #: The share of system memory in use (0..1), read for the pressure level; replaceable.
+        self.system_usage = system_usage or _system_usage
+        #: Bytes of system memory still available; replaceable.
+        self.available_memory = available_memory or _available_memory
         self._memory_thresholds = validate_thresholds(thresholds or DEFAULT_PRESSURE_THRESHOLDS)
         self.leak_threshold = leak_threshold
         self.leak_reference_bytes = leak_reference_bytes
@@ -75,8 +92,13 @@ class MemoryMonitor:
         return float(package_state_bytes(module_name))
 
     def get_system_memory_usage(self) -> float:
-        """Share of system memory in use, 0..1 (psutil ``virtual_memory().percent``)."""
-        return psutil.virtual_memory().percent / 100.0
+        """Share of system memory in use, 0..1 (``system_usage``: psutil ``virtual_memory().percent`` unless
+        replaced)."""
+        return float(self.system_usage())
+
+    def get_available_memory(self) -> float:
+        """Bytes of system memory available (``available_memory``: psutil ``virtual_memory().available``)."""
+        return float(self.available_memory())
 
     def get_memory_pressure_level(self) -> str:
         return pressure_level(self.get_system_memory_usage(), self._memory_thresholds)

@@ -71,7 +71,8 @@ def summary_payload(packages: Iterable[Mapping[str, Any]], leak_threshold: float
         "total_memory_footprint": sum(m.get("memory_footprint") or 0.0 for m in metrics),
         "packages_with_leaks": [
             {"package_name": p.get("package_name"), "leak_score": _score(m),
-             "trend": m.get("memory_trend", "stable"), "growth_rate": m.get("memory_growth_rate", 0.0)}
+             "trend": m.get("memory_trend", "stable"), "growth_rate": m.get("memory_growth_rate", 0.0),
+             **({"forecast": p["forecast"]} if isinstance(p.get("forecast"), Mapping) else {})}
             for p, m in zip(packages, metrics) if is_leaking(_score(m), leak_threshold)
         ],
         "memory_trends": {t: sum(1 for m in metrics if m.get("memory_trend") == t) for t in TRENDS},
@@ -89,3 +90,4 @@ def suggestions_payload(suggestions: list[dict[str, Any]], generation_time: floa
     return {"suggestions": suggestions, "total_suggestions": len(suggestions),
             "high_severity": counts["high"], "medium_severity": counts["medium"], "low_severity": counts["low"],
             "generation_time": generation_time}
+

@@ -255,3 +255,13 @@ _variables = itertools.count()
 @pytest.mark.max_leak_score(0.1)
 def test_leak_context_variable_created_per_call():
     contextvars.ContextVar(f"request_{next(_variables)}").set(bytes(10_000))
+
+
+NATIVE_ADDRESSES = []
+
+
+@pytest.mark.max_leak_score(0.1)
+def test_leak_native_buffer_beside_a_little_python_state():
+    address = _libc.malloc(48 * 1024)  # a C library's buffer, never freed ...
+    ctypes.memset(address, 1, 48 * 1024)
+    NATIVE_ADDRESSES.append(address)  # ... and its address kept: a few bytes of Python memory a run
