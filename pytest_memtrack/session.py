@@ -15,7 +15,7 @@ from typing import Any
 
 import pytest
 
-from pytest_memtrack.hunt.message import describe
+from pytest_memtrack.hunt.message import LeakFailure, describe, revive
 from pytest_memtrack.hunt.protocol import MarkerError, limit_for, run_hunted
 from pytest_memtrack.hunt.verdict import HuntParameters
 from pytest_memtrack.report.atomic import DeferredInterrupt, describe_os_error
@@ -190,7 +190,7 @@ class MemtrackSession:
         message = None
         if run.result is not None:
             run.result.runs += 1  # the reported run
-            message = describe(run.result, limit) if run.result.score > limit else None
+            message = describe(run.result, limit, str(self.config.rootpath)) if run.result.score > limit else None
             state["hunt"] = (run.result, limit, message)
             # The package view agrees with the hunt: its growth is charged to the packages it was allocated in.
             self.loader.charge_hunt(item.nodeid, run.result.evidence.get("packages", []),
@@ -200,7 +200,8 @@ class MemtrackSession:
                 self._attach(report, state)
             if message is not None and report.when == "call" and report.passed:
                 report.outcome = "failed"
-                report.longrepr = message
+                report.longrepr = LeakFailure(message)  # type: ignore[assignment]  # pytest renders any toterminal()
+                report.memtrack_leak = True  # type: ignore[attr-defined]  # travels through xdist: see revive
         for report in run.reports:
             item.ihook.pytest_runtest_logreport(report=report)
         item.ihook.pytest_runtest_logfinish(nodeid=item.nodeid, location=item.location)
@@ -208,6 +209,7 @@ class MemtrackSession:
 
     def pytest_runtest_logreport(self, report: pytest.TestReport) -> None:
         if not self.is_worker:
+            revive(report)
             self.recorder.add(report)
 
     def pytest_runtest_logfinish(self, nodeid: str, location: Any) -> None:

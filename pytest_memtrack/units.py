@@ -1,6 +1,7 @@
 """Byte sizes, both ways: one formatter for every surface (failure message, terminal, HTML, dashboard, the gate's
 table) and one table of the size units users may write (``64KB``, ``1.5MiB``). Binary units throughout. Also the one
-strict reader of numbers users write (options, ini keys, query parameters), ``parse_decimal``."""
+strict reader of numbers users write (options, ini keys, query parameters), ``parse_decimal``, and the one
+counter of things, ``plural``."""
 
 from __future__ import annotations
 
@@ -69,6 +70,13 @@ def parse_decimal(text: str) -> float | None:
         return None
     value = float(stripped)
     return value if math.isfinite(value) else None
+
+
+def plural(count: int, noun: str, plural_form: str | None = None) -> str:
+    """``plural(1, "test")`` -> ``'1 test'``, ``plural(3, "test")`` -> ``'3 tests'``: the one way every surface
+    counts things (never "test(s)"); ``plural_form`` for nouns that do not just take an "s"."""
+    word = noun if count == 1 else (plural_form or noun + "s")
+    return f"{count:,} {word}"
 
 
 def shown(text: str, limit: int = 40) -> str:

@@ -238,7 +238,7 @@ def test_the_regressions_table_has_a_header_and_one_line_per_regressed_row():
     text = render_summary(comparison.as_dict())
     lines = text.splitlines()
     assert lines[0] == "compared with run #7 'main' (commit 0123456789, m, Python 3.11) under footprint:10%: 1 regression"
-    assert lines[1].split() == ["name", "figure", "baseline", "current", "change", "limit"]
+    assert lines[1].split() == ["name", "figure", "baseline", "current", "change", "limit", "result"]
     assert set(lines[2]) <= {"-", " "}
     assert lines[3].split()[:3] == ["[package]", "app", "footprint"]
     assert "(+20.0%)" in lines[3] and "<= 1.68 MiB" in lines[3] and lines[3].endswith("REGRESSED")
@@ -252,4 +252,4 @@ def test_scores_and_counts_render_as_numbers_and_long_names_are_shortened():
              "limit": None, "regressed": False}]
     lines = render_table(rows).splitlines()
     assert lines[2].startswith("..." + "x" * 57) and "+0.400 (+400.0%)" in lines[2] and "<= 0.200" in lines[2]
-    assert lines[3].split() == ["session", "leaking", "0", "2", "+2", "-"]
+    assert lines[3].split() == ["session", "leaking", "0", "2", "+2", "-", "ok"]

@@ -39,6 +39,7 @@ def leak_line() -> int:
 def clean_env() -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith(("PYTEST_", "MEMTRACK_"))}
     env["PYTHONDONTWRITEBYTECODE"] = "1"
+    env["COLUMNS"] = "80"  # the terminal width pytest (and so the plugin) fits its lines to, whatever runs the suite
     return env
 
 
@@ -102,13 +103,30 @@ def test_the_readme_command_exits_1_because_exactly_the_leaking_test_fails(memtr
 
 def test_the_leak_failure_names_the_culprit_line_in_service_py(memtrack_run: pytest.RunResult):
     memtrack_run.stdout.fnmatch_lines([
-        "memtrack: leak score * exceeds max_leak_score(0.1) (* runs: 2 warm-up, * measured*",
+        f"memtrack: inventory_app/service.py:{leak_line()} leaks * KiB a run",  # 80 columns: the score below
+        "    (score 0.* > limit 0.1)",
+        "  runs: * (2 warm-up, * measured, 1 reported), limit max_leak_score(0.1)",
         "  LEAK Python memory (tracemalloc): * per run (score *)",
         "  top allocation sites (growth per run):",
         f"    inventory_app/service.py:{leak_line()}: * KiB in * blocks",
     ])
-    memtrack_run.stdout.fnmatch_lines([f"LEAK {LEAKING}: score * > 0.1 (memory +* KiB per run)",
-                                     f"  reproduce: pytest {LEAKING} --memtrack --memtrack-max-leak-score=0.1"])
+    memtrack_run.stdout.fnmatch_lines([
+        f"LEAK {LEAKING}",
+        f"  inventory_app/service.py:{leak_line()} leaks * KiB a run (score 0.* > limit 0.1)",
+        "  reproduce: pytest \\",
+        f"      {LEAKING} \\",
+        "      --memtrack --memtrack-max-leak-score=0.1",
+        "1 leaking test (2 hunted), * packages, *",
+        "memtrack: JSON report: reports/memtrack.json",
+    ])
+
+
+def test_no_line_of_the_failure_or_the_memtrack_section_exceeds_the_terminal(memtrack_run: pytest.RunResult):
+    lines = memtrack_run.outlines
+    ours = lines[lines.index(next(x for x in lines if " FAILURES " in x)):]
+    ours = ours[:ours.index(next(x for x in ours if " short test summary info " in x))]
+    assert any(x.startswith("LEAK ") for x in ours) and any(x.startswith("memtrack: inventory_app/service.py:") for x in ours)
+    assert [x for x in ours if len(x) > 80] == []
 
 
 def test_the_warm_cache_test_is_hunted_and_passes(report: dict):

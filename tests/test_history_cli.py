@@ -111,8 +111,12 @@ def test_compare_of_two_stored_runs_exits_1_when_a_fail_rule_is_broken(store_pat
     assert main(["compare", "main", "feature", "--store", store_path, "--fail", "total:10%"]) == 1
     out = capsys.readouterr()
     assert "compared with run #1 'main'" in out.out and "1 regression" in out.out
-    row = [line for line in out.out.splitlines() if line.startswith("session")][0]
-    assert row.split()[:2] == ["session", "total"] and "(+11.0%)" in row and row.endswith("REGRESSED")
+    lines = out.out.splitlines()  # 80 columns: each name on a line of its own, its figures under it
+    row = lines[lines.index("session") + 1]
+    assert row.split()[0] == "total" and "(+11.0%)" in row and row.endswith("REGRESSED")
+    header = next(line for line in lines if line.startswith("name / figure"))
+    assert header.split()[3:] == ["baseline", "current", "change", "limit", "result"]
+    assert [line for line in lines if len(line) > 80] == []
     assert "regressed" in out.err
 
 

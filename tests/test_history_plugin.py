@@ -35,6 +35,9 @@ def test_plain():
 """
 
 
+pytestmark = pytest.mark.usefixtures("wide_terminal")  # sentences on one line; the table test narrows it to 80
+
+
 @pytest.fixture
 def project(pytester):
     pytester.makepyfile(test_app=APP)
@@ -113,7 +116,7 @@ def test_a_run_name_given_with_an_equals_sign_is_taken_even_when_a_file_has_that
     (project.path / "main").write_text("a file named like the branch")
     result = _run(project, "--memtrack", "--memtrack-save=main")
     assert result.ret == 0, result.stderr.str()
-    result.stdout.fnmatch_lines([f"memtrack: saved run #1 'main' to {_store(project)}"])
+    result.stdout.fnmatch_lines(["memtrack: saved run #1 'main' to .memtrack/history.sqlite"])
     swallowed = _run(project, "--memtrack", "--memtrack-save", "main")
     assert swallowed.ret == pytest.ExitCode.USAGE_ERROR
     assert "--memtrack-save took 'main' as the run name, but that is also a path" in swallowed.stderr.str()
@@ -141,23 +144,29 @@ def test_pytest_help_documents_the_history_options_and_the_rule_grammar(project)
 # -- the gate ---------------------------------------------------------------------------------------------------------
 
 @needs_session
-def test_a_test_that_allocates_more_than_the_baseline_fails_the_session_with_a_table(project):
+def test_a_test_that_allocates_more_than_the_baseline_fails_the_session_with_a_table(project, monkeypatch):
     _grow(project, 0)
     first = _run(project, "--memtrack", "--memtrack-save=base")
     assert first.ret == 0
-    first.stdout.fnmatch_lines([f"memtrack: saved run #1 'base' to {_store(project)}"])
+    first.stdout.fnmatch_lines(["memtrack: saved run #1 'base' to .memtrack/history.sqlite"])
 
     _grow(project, 40 * MB)
+    monkeypatch.setenv("COLUMNS", "80")
     second = _run(project, "--memtrack", "--memtrack-compare=base", "--memtrack-compare-fail=rss_delta:10MB",
                   "--memtrack-json=report.json")
     second.assert_outcomes(passed=2)  # every test passed; the gate alone fails the session
     assert second.ret == pytest.ExitCode.TESTS_FAILED
     second.stdout.fnmatch_lines([
         "*= memtrack regressions =*",
-        "compared with run #1 'base' (*) under rss_delta:10MB: 1 regression",
-        "name*figure*baseline*current*change*limit",
-        "test_app.py::test_allocates*rss_delta*MiB*+*MiB*<= *MiB*REGRESSED",
+        "compared with run #1 'base' (*",
+        "name / figure*baseline*current*change*limit*result",  # 80 columns: each name on a line of its own
+        "--*",
+        "test_app.py::test_allocates",
+        "  rss_delta*MiB*+*MiB*<= *MiB*REGRESSED",
     ])
+    ours = second.outlines[next(i for i, line in enumerate(second.outlines) if "memtrack regressions" in line):]
+    assert [line for line in ours if len(line) > 80] == []
+    assert "under rss_delta:10MB: 1 regression" in " ".join(second.stdout.str().split())
     comparison = json.loads((project.path / "report.json").read_text())["comparison"]
     assert comparison["regressions"] == 1 and comparison["baseline"]["name"] == "base"
     assert comparison["rules"] == ["rss_delta:10MB"]

@@ -22,6 +22,8 @@ from pytest_memtrack.history.backend import describe, open_store
 from pytest_memtrack.history.postgres import SCHEMA_VERSION, redact
 from pytest_memtrack.history.store import StoreError
 
+pytestmark = pytest.mark.usefixtures("wide_terminal")  # each line, with its long URL, on one line
+
 # The server fixtures (one server per test process, a new database per test).
 pg_server = pgserver.pg_server
 pg_url = pgserver.pg_url
@@ -246,7 +248,7 @@ def test_a_session_saves_compares_and_gates_against_the_server(project, pg_url, 
     assert main(["history", "--store", pg_url, "--json"]) == 0
     assert [r["name"] for r in json.loads(capsys.readouterr().out)] == ["grown", "base"]
     assert main(["compare", "base", "grown", "--store", pg_url, "--fail", "rss_delta:10MB"]) == 1
-    assert "1 figure(s) regressed" in capsys.readouterr().err
+    assert "1 figure regressed" in capsys.readouterr().err
     assert not (project.path / "postgresql:").exists() and not (project.path / ".memtrack").exists()
 
 
@@ -289,5 +291,5 @@ def test_a_merge_of_shards_is_saved_as_one_run_and_gates_the_next_merge(pg_url, 
     Path(grown).write_text(json.dumps(grown_report))
     capsys.readouterr()
     assert main(["compare", "main", grown, "--store", pg_url, "--fail", "total:10%"]) == 1
-    assert "1 figure(s) regressed" in capsys.readouterr().err
+    assert "1 figure regressed" in capsys.readouterr().err
     assert main(["compare", "main", base, "--store", pg_url, "--fail", "total:10%"]) == 0

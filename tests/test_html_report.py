@@ -489,7 +489,7 @@ def test_leaking_tests_with_one_culprit_share_one_card_that_lists_them_all():
 def test_allocation_sites_are_shown_relative_to_the_project_or_site_packages():
     from pytest_memtrack.report.formatting import short_path
 
-    assert short_path("/work/venv/lib/python3.11/site-packages/_pytest/logging.py") == "_pytest/logging.py"
+    assert short_path("/work/venv/lib/python3.11/site-packages/_pytest/logging.py") == "site-packages/_pytest/logging.py"
     assert short_path("/proj/app/cache.py", "/proj") == "app/cache.py"
     assert short_path("/elsewhere/x.py", "/proj") == "/elsewhere/x.py"
 

@@ -58,7 +58,9 @@ def test_every_leaking_case_fails_its_marker(corpus_report: dict, name: str) -> 
     assert entry["outcome"] == "failed", entry
     assert entry["leaking"] is True
     assert entry["leak_score"] > entry["limit"] == 0.1
-    assert "exceeds max_leak_score(0.1)" in entry["message"]
+    first = entry["message"].splitlines()[0]
+    assert first.startswith("memtrack: ") and " leaks " in first and first.endswith(" > limit 0.1)"), first
+    assert "limit max_leak_score(0.1)" in entry["message"]
 
 
 @pytest.mark.slow

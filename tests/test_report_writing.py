@@ -16,6 +16,8 @@ from stores import unprivileged
 
 from pytest_memtrack.report import atomic
 
+pytestmark = pytest.mark.usefixtures("wide_terminal")  # each warning, with its long path, on one line
+
 TEMPORARY = re.compile(r"^\.r\.json\.memtrack-tmp-(\d+)-[0-9a-f]+$")
 
 BREAKS_THE_REPORT_DIRECTORY = """
@@ -40,8 +42,8 @@ def test_a_report_that_cannot_be_written_is_a_warning_naming_it_and_the_run_stil
     assert result.ret == 0  # the plugin's own failure never turns a passing suite red
     reports = pytester.path / "reports"
     result.stdout.fnmatch_lines([
-        f"memtrack: warning: could not write the JSON report {reports / 'r.json'}: Not a directory: {reports}",
-        f"memtrack: warning: could not write the HTML report {reports / 'r.html'}: Not a directory: {reports}",
+        f"memtrack: warning: could not write the JSON report reports/r.json: Not a directory: {reports}",
+        f"memtrack: warning: could not write the HTML report reports/r.html: Not a directory: {reports}",
     ])
     assert "memtrack: JSON report:" not in result.stdout.str()
     assert "memtrack: HTML report:" not in result.stdout.str()
@@ -60,7 +62,7 @@ def test_a_report_directory_made_read_only_keeps_the_previous_report_and_the_run
     finally:
         reports.chmod(0o755)
     assert result.ret == 0
-    result.stdout.fnmatch_lines([f"memtrack: warning: could not write the JSON report {reports / 'r.json'}: "
+    result.stdout.fnmatch_lines([f"memtrack: warning: could not write the JSON report reports/r.json: "
                                  f"Permission denied: {reports}"])
     assert "memtrack: JSON report:" not in result.stdout.str()
     assert os.listdir(reports) == ["r.json"] and (reports / "r.json").read_text() == "the previous report"
@@ -212,8 +214,8 @@ def test_ctrl_c_in_a_report_hook_finishes_every_report_without_a_traceback(pytes
     result.stdout.fnmatch_lines([
         "memtrack: Ctrl-C while the reports were written: they were finished first; the session ends as "
         "interrupted (exit status 2).",
-        f"memtrack: JSON report: {reports / 'r.json'}",
-        f"memtrack: HTML report: {reports / 'r.html'}",
+        "memtrack: JSON report: reports/r.json",
+        "memtrack: HTML report: reports/r.html",
     ])
     assert json.loads((reports / "r.json").read_text())["tests"][0]["outcome"] == "passed"
     assert "test_plain" in (reports / "r.html").read_text()
@@ -227,7 +229,7 @@ def test_ctrl_c_while_the_json_report_is_written_lets_it_finish(pytester, monkey
     monkeypatch.setenv("CTRL_C_TIMES", "1")
     result, reports = _run_interrupted(pytester)
     result.stdout.fnmatch_lines(["memtrack: Ctrl-C while the reports were written: they were finished first; *",
-                                 f"memtrack: JSON report: {reports / 'r.json'}"])
+                                 "memtrack: JSON report: reports/r.json"])
     assert json.loads((reports / "r.json").read_text())["tests"][0]["outcome"] == "passed"
     assert sorted(os.listdir(reports)) == ["r.html", "r.json"]
 
@@ -241,7 +243,7 @@ def test_ctrl_c_twice_while_the_json_report_is_written_abandons_it_and_keeps_the
     result.stdout.fnmatch_lines([
         "memtrack: Ctrl-C twice while the reports were written: writing them was abandoned; a report not written "
         "keeps its previous file.",
-        f"memtrack: warning: could not write the JSON report {reports / 'r.json'}: interrupted (Ctrl-C)",
+        "memtrack: warning: could not write the JSON report reports/r.json: interrupted (Ctrl-C)",
     ])
     assert "memtrack: JSON report:" not in result.stdout.str()
     assert os.listdir(reports) == ["r.json"] and (reports / "r.json").read_text() == "the previous report"

@@ -220,7 +220,7 @@ def test_hunts_that_could_not_be_completed_are_noted_in_the_summary(pytester):
     result = run(pytester, "--memtrack")
     result.assert_outcomes(passed=1)
     result.stdout.fnmatch_lines(["note test_hunts_that_could_not_be_completed_are_noted_in_the_summary.py::"
-                                 "test_only_once: the test failed when repeated*"])
+                                 "test_only_once", "  the test failed when repeated*"])
 
 
 def test_tracing_a_module_starts_at_its_import_is_left_on(pytester):

@@ -6,6 +6,7 @@ import argparse
 import datetime
 import json
 import os
+import shutil
 import sys
 from typing import Any
 
@@ -13,9 +14,26 @@ from pytest_memtrack.errors import CliError
 from pytest_memtrack.history.backend import HistoryStore, describe, may_exist, open_store
 from pytest_memtrack.history.compare import RuleError, compare_reports, parse_rule, render_summary
 from pytest_memtrack.history.store import MAX_ID, StoreError, machine_key
-from pytest_memtrack.options import DEFAULT_STORE, RULE_HELP, STORE_HELP, escape
+from pytest_memtrack.options import DEFAULT_STORE, RULE_HELP, STORE_HELP, HelpFormatter, escape
 from pytest_memtrack.report.loading import load_report
-from pytest_memtrack.units import shown
+from pytest_memtrack.units import plural, shown
+
+HISTORY_EXAMPLES = """\
+examples:
+  pytest-memtrack history --limit 5
+  pytest-memtrack history --json --store .memtrack/history.sqlite
+  # save a report (e.g. one merged from CI shards) as one run named "nightly"
+  pytest-memtrack history save reports/memtrack.json --name nightly
+"""
+COMPARE_EXAMPLES = """\
+examples:
+  # the run saved with --memtrack-save=main against a report written since
+  pytest-memtrack compare main reports/memtrack.json
+  # exit status 1 when a package's footprint grew by more than 10% or a test
+  # leaks: one --fail for each rule
+  pytest-memtrack compare main reports/memtrack.json --fail footprint:10% \\
+      --fail leaking:0
+"""
 
 
 def add_cli(subparsers: Any) -> None:
@@ -23,10 +41,10 @@ def add_cli(subparsers: Any) -> None:
         "history", help="list the runs in the history store, or save a JSON report in it",
         description="List the runs saved with --memtrack-save, newest first; `history save REPORT.json` saves a "
                     "report (e.g. one merged from CI shards) as a run.",
-        epilog="pytest-memtrack history save REPORT.json [--name NAME] [--commit SHA] [--store PATH|URL]: save a "
-               "JSON report as one run.")
-    history.add_argument("--store", default=DEFAULT_STORE, help=STORE_HELP)
-    history.add_argument("--limit", type=_positive_int, default=20, help="show at most N runs (default 20)")
+        epilog=HISTORY_EXAMPLES, formatter_class=HelpFormatter)
+    history.add_argument("--store", default=DEFAULT_STORE, metavar="PATH|URL", help=STORE_HELP)
+    history.add_argument("--limit", type=_positive_int, default=20, metavar="N",
+                         help="show at most N runs (default 20)")
     history.add_argument("--json", action="store_true", help="print the runs as JSON")
     history.set_defaults(func=history_command)
     actions = history.add_subparsers(dest="action", metavar="ACTION")
@@ -36,16 +54,17 @@ def add_cli(subparsers: Any) -> None:
     save.add_argument("report", metavar="REPORT.json", help="the JSON report to save")
     save.add_argument("--name", default=None, help="the run's name (compare with it by name)")
     save.add_argument("--commit", default=None, help="the commit the run tested (default: git rev-parse HEAD here)")
-    save.add_argument("--store", dest="save_store", default=None, help=STORE_HELP)
+    save.add_argument("--store", dest="save_store", default=None, metavar="PATH|URL", help=STORE_HELP)
     save.set_defaults(func=save_command)
 
     compare = subparsers.add_parser(
         "compare", help="compare two stored runs or two JSON reports",
         description="Compare run B with baseline A. A and B are stored run ids or names, or JSON report files. "
-                    "Exit status 1 when a --fail rule is broken.")
+                    "Exit status 1 when a --fail rule is broken.",
+        epilog=COMPARE_EXAMPLES, formatter_class=HelpFormatter)
     compare.add_argument("baseline", metavar="A", help="the baseline: a run id, a run name or a JSON report file")
     compare.add_argument("current", metavar="B", help="the run to judge: a run id, a run name or a JSON report file")
-    compare.add_argument("--store", default=DEFAULT_STORE, help=STORE_HELP)
+    compare.add_argument("--store", default=DEFAULT_STORE, metavar="PATH|URL", help=STORE_HELP)
     compare.add_argument("--fail", action="append", default=[], metavar="RULE", help=escape(RULE_HELP))
     compare.add_argument("--json", action="store_true", help="print the comparison as JSON")
     compare.set_defaults(func=compare_command)
@@ -128,9 +147,9 @@ def compare_command(args: argparse.Namespace) -> int:
     if args.json:
         print(json.dumps(data, indent=2))
     else:
-        print(render_summary(data, all_rows=True))
+        print(render_summary(data, all_rows=True, width=shutil.get_terminal_size().columns))
     if comparison.regressions:
-        print(f"{len(comparison.regressions)} figure(s) regressed beyond the tolerance.", file=sys.stderr)
+        print(f"{plural(len(comparison.regressions), 'figure')} regressed beyond the tolerance.", file=sys.stderr)
         return 1
     return 0
 
@@ -147,5 +166,6 @@ def save_command(args: argparse.Namespace) -> int:
     except StoreError as exc:
         raise CliError(str(exc)) from None
     name = f" {info.name!r}" if info.name else ""
-    print(f"saved run #{info.id}{name} ({info.tests} tests, {info.packages} packages) to {describe(store_path)}")
+    counts = f"{plural(info.tests, 'test')}, {plural(info.packages, 'package')}"
+    print(f"saved run #{info.id}{name} ({counts}) to {describe(store_path)}")
     return 0

@@ -32,6 +32,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from pytest_memtrack import units
+from pytest_memtrack.report.lines import fit
 
 #: figure -> the kinds of rows it exists for, and whether its values are bytes.
 FIGURES: dict[str, tuple[tuple[str, ...], bool]] = {
@@ -301,23 +302,46 @@ def _shorten(text: str, width: int) -> str:
     return text if len(text) <= width else "..." + text[-(width - 3):]
 
 
-def render_table(rows: Sequence[Mapping[str, Any] | Row], name_width: int = 60) -> str:
-    """A plain-text table of comparison rows (dicts as in ``report["comparison"]["rows"]`` or :class:`Row`)."""
+_FIGURE_HEADER = ("figure", "baseline", "current", "change", "limit", "result")
+_RIGHT = {1, 2, 3, 4}  # of the figure columns: the numbers
+
+
+def _cells(row: Mapping[str, Any]) -> tuple[str, ...]:
+    return (row["figure"], format_value(row["figure"], row["baseline"]), format_value(row["figure"], row["current"]),
+            _change_text(row), _limit_text(row), "REGRESSED" if row.get("regressed") else "ok")
+
+
+def _join(cells: Sequence[str], widths: Sequence[int], right: set[int], gap: str) -> str:
+    return gap.join(c.rjust(w) if i in right else c.ljust(w) for i, (c, w) in enumerate(zip(cells, widths))).rstrip()
+
+
+def render_table(rows: Sequence[Mapping[str, Any] | Row], name_width: int = 60, width: int | None = None) -> str:
+    """A plain-text table of comparison rows (dicts as in ``report["comparison"]["rows"]`` or :class:`Row`), a
+    header over every column. Within ``width`` columns (None: no limit) a row is one line, name first; when that is
+    too wide, each name gets a line of its own with its figures indented under it."""
     dicts = [r.as_dict() if isinstance(r, Row) else r for r in rows]
-    header = ("name", "figure", "baseline", "current", "change", "limit", "")
-    lines = [header]
-    for row in dicts:
-        label = row["name"] if row["kind"] != "package" else f"[package] {row['name']}"
-        lines.append((_shorten(label, name_width), row["figure"], format_value(row["figure"], row["baseline"]),
-                      format_value(row["figure"], row["current"]), _change_text(row), _limit_text(row),
-                      "REGRESSED" if row.get("regressed") else ""))
-    widths = [max(len(line[i]) for line in lines) for i in range(len(header))]
-    right = {2, 3, 4, 5}
-    out = []
-    for line in lines:
-        cells = [c.rjust(w) if i in right else c.ljust(w) for i, (c, w) in enumerate(zip(line, widths))]
-        out.append("  ".join(cells).rstrip())
-    out.insert(1, "  ".join("-" * w for w in widths).rstrip())
+    labels = [_shorten(r["name"] if r["kind"] != "package" else f"[package] {r['name']}", name_width) for r in dicts]
+    cells = [_cells(r) for r in dicts]
+    flat = [("name", *_FIGURE_HEADER)] + [(label, *c) for label, c in zip(labels, cells)]
+    widths = [max(len(line[i]) for line in flat) for i in range(len(flat[0]))]
+    if width is None or sum(widths) + 2 * (len(widths) - 1) <= width:
+        right = {i + 1 for i in _RIGHT}
+        out = [_join(line, widths, right, "  ") for line in flat]
+        out.insert(1, "  ".join("-" * w for w in widths).rstrip())
+        return "\n".join(out)
+    indent = "  "
+    figure_lines = [_FIGURE_HEADER, *cells]
+    widths = [max(len(line[i]) for line in figure_lines) for i in range(len(_FIGURE_HEADER))]
+    widths[0] += len(indent)
+    gap = "  " if sum(widths) + 2 * (len(widths) - 1) <= width else " "
+    out = [_join(("name / figure", *_FIGURE_HEADER[1:]), widths, _RIGHT, gap),
+           gap.join("-" * w for w in widths)]
+    previous = None
+    for label, row_cells in zip(labels, cells):
+        if label != previous:
+            out.append(label)
+            previous = label
+        out.append(_join((indent + row_cells[0], *row_cells[1:]), widths, _RIGHT, gap))
     return "\n".join(out)
 
 
@@ -339,21 +363,22 @@ def describe_baseline(baseline: Mapping[str, Any] | None) -> str:
     return text + (f" ({', '.join(details)})" if details else "")
 
 
-def render_summary(comparison: Mapping[str, Any], all_rows: bool = False) -> str:
-    """Heading line, then the regressions table (or every kept row with ``all_rows``), then the new entries."""
+def render_summary(comparison: Mapping[str, Any], all_rows: bool = False, width: int | None = None) -> str:
+    """Heading line, then the regressions table (or every kept row with ``all_rows``), then the new entries; every
+    line within ``width`` columns (None: no limit)."""
     rows = comparison.get("rows") or []
     regressed = [r for r in rows if r.get("regressed")]
-    count = comparison.get("regressions", len(regressed))
+    count = int(comparison.get("regressions", len(regressed)) or 0)
     rules = ", ".join(comparison.get("rules") or []) or "no rules"
-    lines = [f"compared with {describe_baseline(comparison.get('baseline'))} under {rules}: "
-             f"{count} regression{'s' if count != 1 else ''}"]
+    lines = fit(f"compared with {describe_baseline(comparison.get('baseline'))} under {rules}: "
+                f"{units.plural(count, 'regression')}", width)
     shown = rows if all_rows else regressed
     if shown:
-        lines.append(render_table(shown))
+        lines.append(render_table(shown, width=width))
     new_count = comparison.get("new_count") or 0
     if new_count:
         names = [n["name"] for n in comparison.get("new") or []][:10]
         rest = new_count - len(names)
-        lines.append(f"new since the baseline (not compared): {', '.join(names)}"
-                     + (f" and {rest} more" if rest > 0 else ""))
+        lines += fit(f"new since the baseline (not compared): {', '.join(names)}"
+                     + (f" and {rest} more" if rest > 0 else ""), width)
     return "\n".join(lines)

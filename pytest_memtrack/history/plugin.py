@@ -41,6 +41,8 @@ from pytest_memtrack.history.compare import Comparison, Rule, RuleError, compare
 from pytest_memtrack.history.postgres import MissingDriver, driver
 from pytest_memtrack.history.store import MemtrackWarning, RunInfo, StoreError, machine_key
 from pytest_memtrack.options import DEFAULT_STORE
+from pytest_memtrack.report.formatting import short_path
+from pytest_memtrack.report.lines import fit, terminal_width
 from pytest_memtrack.settings import parse_writable_path, resolve
 from pytest_memtrack.units import shown
 
@@ -231,22 +233,29 @@ class HistoryPlugin:
     @pytest.hookimpl
     def pytest_terminal_summary(self, terminalreporter: Any) -> None:
         tr = terminalreporter
+        width = terminal_width(tr)
+
+        def say(text: str, **markup: bool) -> None:
+            for line in fit(text, width):
+                tr.write_line(line, **markup)
+
         if self.comparison is not None:
             data = self.comparison.as_dict()
             if data["regressions"]:
                 tr.write_sep("=", "memtrack regressions", red=True, bold=True)
-                for line in render_summary(data).splitlines():
+                for line in render_summary(data, width=width).splitlines():
                     tr.write_line(line)
             else:
-                tr.write_line("memtrack: " + render_summary(data).splitlines()[0], green=True)
+                say("memtrack: " + render_summary(data).splitlines()[0], green=True)
         if self.gate_error is not None:
             tr.write_sep("=", "memtrack regression gate not run", red=True, bold=True)
-            tr.write_line(f"memtrack: the regression gate could not run: {self.gate_error}", red=True)
+            say(f"memtrack: the regression gate could not run: {self.gate_error}", red=True)
             if self.gate_failed_session:
-                tr.write_line("memtrack: the session fails (exit status 1): --memtrack-compare-fail asked for a gate "
-                              "and it could not run.", red=True)
+                say("memtrack: the session fails (exit status 1): --memtrack-compare-fail asked for a gate "
+                    "and it could not run.", red=True)
         for note in self.notes:
-            tr.write_line(note, yellow=True)
+            say(note, yellow=True)
         if self.saved is not None:
             name = f" {self.saved.name!r}" if self.saved.name else ""
-            tr.write_line(f"memtrack: saved run #{self.saved.id}{name} to {describe(self.store_path)}")
+            where = self.store_path if is_url(self.store_path) else short_path(self.store_path, str(tr.config.rootpath))
+            say(f"memtrack: saved run #{self.saved.id}{name} to {describe(where)}")

@@ -2,29 +2,73 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from pytest_memtrack.hunt import native
 from pytest_memtrack.hunt.verdict import KINDS, HuntParameters, HuntResult
-from pytest_memtrack.units import format_bytes
+from pytest_memtrack.report.formatting import short_path
+from pytest_memtrack.report.lines import fit, fit_all
+from pytest_memtrack.report.verdict import leak_line
+from pytest_memtrack.units import format_bytes, plural
 
 BUDGET_OPTION = "--memtrack-hunt-budget"
 
 
+class LeakFailure:
+    """A leaking test's ``longrepr``: the failure message, wrapped to the terminal's width when pytest prints it.
+    Its first line (the culprit) is the crash message that pytest's short summary, ``--tb=line`` and JUnit XML's
+    failure message show. Sent between processes (xdist) as ``str()``, the message; ``revive`` makes it this again."""
+
+    def __init__(self, message: str) -> None:
+        self.message = message
+        self.reprcrash = _Crash(message.split("\n", 1)[0])
+
+    def toterminal(self, out: Any) -> None:
+        width = getattr(out, "fullwidth", None)
+        first, *rest = self.message.splitlines() or [""]
+        for line in fit(first, width, whole_tail=True) + fit_all(rest, width):
+            out.line(line)
+
+    def __str__(self) -> str:
+        return self.message
+
+
+class _Crash:
+    def __init__(self, message: str) -> None:
+        self.message = message
+
+    def __str__(self) -> str:
+        return self.message
+
+
+def revive(report: Any) -> None:
+    """Make a leaking test's call report that came from an xdist worker (``longrepr`` a plain string, the report
+    marked ``memtrack_leak``) carry a :class:`LeakFailure` again."""
+    if getattr(report, "memtrack_leak", False) and isinstance(report.longrepr, str):
+        report.longrepr = LeakFailure(report.longrepr)
+
+
 def budget_message(params: HuntParameters, elapsed: float, runs: int, measured: int) -> str:
     budget = f"its time budget of {params.time_budget:g} s ({BUDGET_OPTION}, ini memtrack_hunt_budget)"
+    repeated = plural(runs, "repeated run")
     if measured == 0:
-        return (f"no leak verdict: the hunt ran out of {budget} after {runs} repeated run(s) ({elapsed:.1f} s), "
+        return (f"no leak verdict: the hunt ran out of {budget} after {repeated} ({elapsed:.1f} s), "
                 f"before any measured run; raise {BUDGET_OPTION} (0: no limit) to hunt this test")
     caveat = " (a single measured run cannot show a leak)" if measured == 1 else ""
-    return (f"the hunt stopped at {budget} after {runs} repeated runs ({elapsed:.1f} s); the verdict uses those "
+    return (f"the hunt stopped at {budget} after {repeated} ({elapsed:.1f} s); the verdict uses those "
             f"runs: {params.warmup_runs} warm-up, {measured} measured{caveat}")
 
 
-def describe(result: HuntResult, limit: float) -> str:
-    """The failure message: what leaked, how fast, and where."""
+def describe(result: HuntResult, limit: float, rootdir: str | None = None) -> str:
+    """The failure message: what leaked, how fast, and where. Its first line leads with the culprit
+    (``report.verdict.leak_line``): pytest's short summary shows that line alone. Paths read as
+    ``formatting.short_path`` gives them (relative to ``rootdir``, ``site-packages/...``, ``python3.X/...``)."""
     measured = max(0, len(result.readings) - 1)
     deep = f", {result.probe_runs} deeply traced" if result.probe_runs else ""
-    lines = [f"memtrack: leak score {result.score:.2f} exceeds max_leak_score({limit:g}) "
-             f"({result.runs} runs: {result.warmup_runs} warm-up, {measured} measured{deep}, 1 reported)"]
+    test = {"hunt": result.to_dict(), "leak_score": result.score, "limit": limit}
+    lines = [f"memtrack: {leak_line(test, rootdir)}",
+             f"  runs: {result.runs} ({result.warmup_runs} warm-up, {measured} measured{deep}, 1 reported), "
+             f"limit max_leak_score({limit:g})"]
     labels = {"memory": "Python memory (tracemalloc)", "native": f"native memory ({native.NATIVE_READING}, not traced)",
               "fds": "file descriptors", "threads": "threads"}
     for kind in KINDS:
@@ -37,7 +81,8 @@ def describe(result: HuntResult, limit: float) -> str:
     ev = result.evidence
     if ev.get("allocation_sites"):
         lines.append("  top allocation sites (growth per run):")
-        lines += [f"    {s['file']}:{s['line']}: {format_bytes(s['bytes_per_run'])} in {s['count_per_run']:.1f} blocks"
+        lines += [f"    {short_path(s['file'], rootdir)}:{s['line']}: {format_bytes(s['bytes_per_run'])} in "
+                  f"{s['count_per_run']:.1f} blocks"
                   for s in ev["allocation_sites"][:5]]
     if ev.get("packages"):
         lines.append("  allocated in: " + ", ".join(f"{p['package']} ({format_bytes(p['bytes_per_run'])}/run)"

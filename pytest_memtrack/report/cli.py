@@ -8,6 +8,7 @@ from typing import Any
 import pytest
 
 from pytest_memtrack.errors import CliError
+from pytest_memtrack.options import HelpFormatter
 from pytest_memtrack.report.html import write_html
 from pytest_memtrack.report.loading import load_report
 from pytest_memtrack.settings import parse_writable_path
@@ -25,10 +26,17 @@ def html_command(args: Any) -> int:
     return 0
 
 
+EXAMPLES = """\
+examples:
+  pytest-memtrack html reports/memtrack.json -o reports/memtrack.html
+"""
+
+
 def add_cli(subparsers: Any) -> None:
     parser = subparsers.add_parser("html", help="render a saved JSON report as a self-contained HTML page",
                                    description="Render a JSON report written by --memtrack-json as one "
-                                               "self-contained HTML page (no network needed to view it).")
+                                               "self-contained HTML page (no network needed to view it).",
+                                   epilog=EXAMPLES, formatter_class=HelpFormatter)
     parser.add_argument("report", metavar="REPORT.json", help="the JSON report to render")
     parser.add_argument("-o", "--output", metavar="PATH", default=None,
                         help="where to write the page (default: REPORT with an .html suffix)")

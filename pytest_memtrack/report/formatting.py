@@ -9,6 +9,8 @@ from __future__ import annotations
 import datetime as _dt
 import json
 import math
+import os
+import sysconfig
 from typing import Any
 
 from pytest_memtrack import units
@@ -51,14 +53,30 @@ def format_count(value: Any, *, signed: bool = False) -> str:
     return "+" + text if signed and number > 0 else text
 
 
+_INSTALL_MARKERS = ("/site-packages/", "/dist-packages/")
+
+
+def _stdlib_dirs() -> tuple[str, ...]:
+    paths = sysconfig.get_paths()
+    dirs = {os.path.normpath(paths[key]) for key in ("stdlib", "platstdlib") if paths.get(key)}
+    return tuple(sorted(dirs, key=len, reverse=True))
+
+
 def short_path(path: Any, rootdir: Any = None) -> str:
-    """A source path as a reader knows it: relative to the project root, or from site-packages on."""
+    """A source path as a reader knows it: relative to the rootdir when under it; from ``site-packages/`` on for an
+    installed package (``site-packages/jinja2/utils.py``); from ``python3.X/`` on for the standard library
+    (``python3.11/uuid.py``); else as it was. Checked in that order, so a virtualenv inside the project still reads
+    ``site-packages/...``. Paths already relative (the report's project files) and ``<frozen ...>`` stay as they are.
+    """
     text = str(path)
-    for marker in ("/site-packages/", "/dist-packages/"):
+    for marker in _INSTALL_MARKERS:
         if marker in text:
-            return text.rsplit(marker, 1)[1]
+            return marker[1:] + text.rsplit(marker, 1)[1]
     if isinstance(rootdir, str) and rootdir and text.startswith(rootdir.rstrip("/") + "/"):
         return text[len(rootdir.rstrip("/")) + 1:]
+    for directory in _stdlib_dirs():
+        if text.startswith(directory + os.sep):
+            return os.path.basename(directory) + text[len(directory):]
     return text
 
 

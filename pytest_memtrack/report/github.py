@@ -10,6 +10,7 @@ from typing import Any
 
 from pytest_memtrack.report.formatting import format_bytes, format_score
 from pytest_memtrack.report.verdict import HOW_TO_HUNT, first_project_site, headline, lead_kind, per_run_text
+from pytest_memtrack.units import plural
 
 ENV = "GITHUB_STEP_SUMMARY"
 TOP_TESTS = 10
@@ -48,7 +49,7 @@ def render_summary(report: dict[str, Any]) -> str:
              f"tracked memory {format_bytes(summary.get('total_current_memory'))} "
              f"(peak {format_bytes(summary.get('total_peak_memory'))})"]
     if regressions and leaking:
-        facts.append(f"{regressions} regressions against the baseline")
+        facts.append(f"{plural(regressions, 'regression')} against the baseline")
     lines += [" · ".join(facts), ""]
     if leaking:
         lines += ["| test | leak score | growth | where |", "|---|---:|---:|---|"]

@@ -1,5 +1,6 @@
-"""pytest wiring of the report renderers that write files: the HTML page (``--memtrack-html``) and the GitHub
-Actions step summary (whenever ``GITHUB_STEP_SUMMARY`` is set). The JSON report is written by the session."""
+"""pytest wiring of the report renderers that write files: the HTML page (``--memtrack-html``), the GitHub
+Actions step summary (whenever ``GITHUB_STEP_SUMMARY`` is set) and, when pytest-html is installed, two columns in
+its report (``html_columns``). The JSON report is written by the session."""
 
 from __future__ import annotations
 
@@ -10,7 +11,9 @@ import pytest
 
 from pytest_memtrack.report import github
 from pytest_memtrack.report.atomic import describe_os_error
+from pytest_memtrack.report.formatting import short_path
 from pytest_memtrack.report.html import write_html
+from pytest_memtrack.report.lines import fit, terminal_width
 from pytest_memtrack.settings import parse_writable_path, resolve
 
 
@@ -36,11 +39,17 @@ class HtmlReportWriter:
 
     @pytest.hookimpl(trylast=True)
     def pytest_terminal_summary(self, terminalreporter: Any) -> None:
+        path = short_path(self.path, str(terminalreporter.config.rootpath))
+        width = terminal_width(terminalreporter)
         if self.written:
-            terminalreporter.write_line(f"memtrack: HTML report: {self.path}")
+            lines, markup = fit(f"memtrack: HTML report: {path}", width), {}
         elif self.error:
-            terminalreporter.write_line(f"memtrack: warning: could not write the HTML report {self.path}: "
-                                        f"{self.error}", yellow=True)
+            lines = fit(f"memtrack: warning: could not write the HTML report {path}: {self.error}", width)
+            markup = {"yellow": True}
+        else:
+            return
+        for line in lines:
+            terminalreporter.write_line(line, **markup)
 
 
 class GithubSummary:
@@ -57,5 +66,10 @@ def configure(config: pytest.Config) -> None:
     path = resolve(config, "memtrack_html", parse_writable_path, None)
     if path is not None:
         config.pluginmanager.register(HtmlReportWriter(path), "memtrack-html")
+    session = config.pluginmanager.get_plugin("memtrack-session")
+    if config.pluginmanager.has_plugin("html") and session is not None:  # pytest-html: its results table's columns
+        from pytest_memtrack.report import html_columns
+
+        html_columns.configure(config, session.recorder.entries)
     if os.environ.get(github.ENV) and not config.pluginmanager.has_plugin("memtrack-github-summary"):
         config.pluginmanager.register(GithubSummary(), "memtrack-github-summary")

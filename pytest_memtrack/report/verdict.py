@@ -12,7 +12,8 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from pytest_memtrack.units import finite_number, format_bytes
+from pytest_memtrack.report.formatting import short_path
+from pytest_memtrack.units import finite_number, format_bytes, plural
 
 #: Leak kinds in display order, with the unit of their per-run figure.
 KINDS = (("memory", "bytes"), ("native", "bytes"), ("fds", "count"), ("threads", "count"))
@@ -50,7 +51,7 @@ def headline(report: Mapping[str, Any]) -> Headline:
     if leaking:
         return Headline(f"{leaking} of {len(tests)} tests leak", "bad", len(tests), hunted, leaking)
     if isinstance(regressions, int) and regressions:
-        text = f"{regressions} memory regression{'s' if regressions != 1 else ''} against the baseline"
+        text = f"{plural(regressions, 'memory regression')} against the baseline"
         return Headline(text, "bad", len(tests), hunted, leaking)
     if comparison.get("error") and comparison.get("rules"):  # a gate was asked for and could not run
         return Headline(f"The regression gate could not run: {comparison['error']}", "bad", len(tests), hunted, 0)
@@ -59,7 +60,7 @@ def headline(report: Mapping[str, Any]) -> Headline:
     if not hunted:
         return Headline(f"Not checked for leaks: none of the {len(tests)} tests was hunted", "neutral",
                         len(tests), 0, 0)
-    return Headline(f"No leaks found in the {hunted} hunted test{'s' if hunted != 1 else ''}", "good",
+    return Headline(f"No leaks found in the {plural(hunted, 'hunted test')}", "good",
                     len(tests), hunted, 0)
 
 
@@ -99,6 +100,17 @@ def per_run_text(kind: str, per_run: Any) -> str:
     return f"{format_bytes(number, signed=True)} per run"
 
 
+def memory_figure(test: Mapping[str, Any]) -> str:
+    """A test's memory in one figure, for a column beside other plugins' (pytest-html's results table): a hunted
+    test's growth per run of its lead kind (``+3.8 KiB per run``, ``no growth``), else what its run moved the
+    process's RSS by (``RSS +1.2 MiB``); ``—`` when there is no reading."""
+    if is_hunted(test):
+        kind = lead_kind(test) or "memory"
+        return per_run_text(kind, _dict(_dict(_dict(test.get("hunt")).get("kinds")).get(kind)).get("per_run"))
+    delta = finite_number(test.get("rss_delta"))
+    return "—" if delta is None else f"RSS {format_bytes(delta, signed=True)}"
+
+
 def first_project_site(sites: Sequence[Any]) -> Mapping[str, Any] | None:
     """The first allocation site in the project's own code (a path relative to the rootdir, not the standard
     library's or a frozen module's), else the first site."""
@@ -108,6 +120,50 @@ def first_project_site(sites: Sequence[Any]) -> Mapping[str, Any] | None:
         if path and not path.startswith(("/", "<")) and "site-packages" not in path and ":\\" not in path:
             return site
     return clean[0] if clean else None
+
+
+def amount_a_run(kind: str, per_run: Any) -> str:
+    """A kind's growth in a run, as the lead of a leak says it: ``3.8 KiB``, ``1 thread``, ``2 file descriptors``."""
+    number = finite_number(per_run) or 0.0
+    if kind in _COUNT_WORDS:
+        one, many = _COUNT_WORDS[kind]
+        text = f"{number:,.1f}".removesuffix(".0")
+        return f"{text} {one if text == '1' else many}"
+    return format_bytes(number) + (" of native memory" if kind == "native" else "")
+
+
+def culprit(test: Mapping[str, Any], rootdir: str | None = None) -> str | None:
+    """Where the leak of the lead kind is: the first allocation site in the project's code for Python memory
+    (``pkg/mod.py:12``, paths shortened by ``formatting.short_path``), the first thread left running, the first
+    file descriptor left open; None when the evidence names nothing."""
+    evidence = _dict(_dict(test.get("hunt")).get("evidence"))
+    kind = lead_kind(test)
+    if kind == "memory":
+        site = first_project_site(_list(evidence.get("allocation_sites")))
+        return f"{short_path(site.get('file', '?'), rootdir)}:{site.get('line', '?')}" if site else None
+    if kind in ("threads", "fds"):
+        named = _list(evidence.get("new_threads" if kind == "threads" else "new_fds"))
+        return str(named[0]) if named else None
+    return None
+
+
+def leak_line(test: Mapping[str, Any], rootdir: str | None = None) -> str:
+    """A leaking test in one line that leads with its culprit, the same on every surface (the failure message's
+    first line, which pytest's short summary shows, cut to the terminal's width, and the terminal's LEAK entry):
+    ``inventory_app/service.py:93 leaks 3.8 KiB a run (score 0.25 > limit 0.1)``; without an allocation site
+    ``leaks 1 thread a run (worker; score 0.90 > limit 0.1)``."""
+    kind = lead_kind(test) or "memory"
+    per_run = _dict(_dict(_dict(test.get("hunt")).get("kinds")).get(kind)).get("per_run")
+    where = culprit(test, rootdir)
+    score = finite_number(test.get("leak_score")) or 0.0
+    limit = finite_number(test.get("limit"))
+    against = f"score {score:.2f}" + (f" > limit {limit:g}" if limit is not None else "")
+    amount = amount_a_run(kind, per_run)
+    if kind == "memory" and where:
+        return f"{where} leaks {amount} a run ({against})"
+    if kind == "memory":
+        return f"leaks {amount} of Python memory a run ({against})"
+    return f"leaks {amount} a run ({where + '; ' if where else ''}{against})"
 
 
 def advice(test: Mapping[str, Any], native_reading: str | None = None) -> str:
@@ -140,12 +196,17 @@ def advice(test: Mapping[str, Any], native_reading: str | None = None) -> str:
     return "Rerun this test alone to confirm the leak."
 
 
-def reproduce(test: Mapping[str, Any]) -> str:
+def reproduce_args(test: Mapping[str, Any]) -> list[str]:
     """The command that hunts this test again with the same limit, wherever the limit came from (its marker,
-    ``--memtrack-max-leak-score`` or the ini file)."""
-    command = f"pytest {shlex.quote(str(test.get('nodeid', '')))} --memtrack"
+    ``--memtrack-max-leak-score`` or the ini file), as words."""
+    command = ["pytest", str(test.get("nodeid", "")), "--memtrack"]
     limit = finite_number(test.get("limit"))
-    return command + (f" --memtrack-max-leak-score={limit:g}" if limit is not None else "")
+    return command + ([f"--memtrack-max-leak-score={limit:g}"] if limit is not None else [])
+
+
+def reproduce(test: Mapping[str, Any]) -> str:
+    """``reproduce_args`` as one shell command line."""
+    return shlex.join(reproduce_args(test))
 
 
 def untracked_note(report: Mapping[str, Any]) -> str | None:
@@ -160,5 +221,5 @@ def untracked_note(report: Mapping[str, Any]) -> str | None:
         shown = ", ".join(tooling[:8]) + (f" and {len(tooling) - 8} more" if len(tooling) > 8 else "")
         parts.append(f"the test tooling and the suite's own packages ({shown})")
     if stdlib:
-        parts.append(f"{len(stdlib)} standard-library module{'s' if len(stdlib) != 1 else ''}")
+        parts.append(plural(len(stdlib), "standard-library module"))
     return f"Not tracked: {' and '.join(parts)}; --memtrack-measure-all tracks them too."

@@ -13,24 +13,37 @@ import threading
 from typing import Any
 
 from pytest_memtrack.errors import CliError
-from pytest_memtrack.options import TOKEN_ENV
+from pytest_memtrack.options import TOKEN_ENV, HelpFormatter
 from pytest_memtrack.report.loading import load_report
 from pytest_memtrack.server.progress import SavedSession
 from pytest_memtrack.server.sources import ReportSource
 from pytest_memtrack.server.transport import DEFAULT_HOST, is_loopback, port_number, start_server
 from pytest_memtrack.units import shown
 
+EXAMPLES = f"""\
+examples:
+  # on this machine only; open http://127.0.0.1:8000/ in a browser
+  pytest-memtrack serve reports/memtrack.json --port 8000
+  # on every interface: every request must then carry the token
+  {TOKEN_ENV}=change-me pytest-memtrack serve reports/memtrack.json \\
+      --host 0.0.0.0
+"""
+
 
 def add_cli(subparsers: Any) -> None:
     parser = subparsers.add_parser(
         "serve", help="serve a saved JSON report over the memory API (read-only) with a dashboard",
         description="Serve a saved JSON report over the spec's memory API and a dashboard at /. The POST "
-                    "endpoints answer 409: a saved report cannot collect garbage or update metrics.")
+                    "endpoints answer 409: a saved report cannot collect garbage or update metrics.",
+        epilog=EXAMPLES, formatter_class=HelpFormatter)
     parser.add_argument("report", metavar="REPORT.json", help="a JSON report written by pytest --memtrack-json")
     parser.add_argument("--host", default=DEFAULT_HOST,
                         help=f"address to bind (default {DEFAULT_HOST}); another host needs a token")
     parser.add_argument("--port", default="8000", help="port to bind (default 8000; 0 picks a free port)")
-    parser.add_argument("--token", default=None, help=f"bearer token for the POST endpoints (default: env {TOKEN_ENV})")
+    parser.add_argument("--token", default=None,
+                        help="the report is read-only, so a token guards who may read it: every request must then "
+                             "carry it, as 'Authorization: Bearer TOKEN' (in a browser: /?token=TOKEN); default: env "
+                             f"{TOKEN_ENV}; required with a non-loopback --host")
     parser.add_argument("--verbose", action="store_true", help="log every request to stderr")
     parser.set_defaults(func=serve_command)
 
