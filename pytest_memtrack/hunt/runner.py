@@ -163,8 +163,12 @@ def _hunt(run_once: Callable[[], bool], params: HuntParameters, runs_done: int, 
                 result.budget_stop = True
                 return result
         threads, fds = thread_names(), open_fds()
-        readings.append(take_reading())
+        caches.clear_interpreter_caches()  # as a reading does, so that the snapshot sees what a reading would
+        gc.collect()
         baseline = Baseline(test_snapshot(), type_counts(), threads, fds)
+        # The baseline reading after what the evidence keeps (its snapshot: tens of KiB through malloc), so that the
+        # first measured run's native step is not that.
+        readings.append(take_reading())
         cap = params.max_runs
         confirm_from: int | None = None  # the reading from which the verdict is confirmed, when it must be
         while runs < cap:
