@@ -9,6 +9,7 @@ from pytest_memtrack.hunt.verdict import KINDS, HuntParameters, HuntResult
 from pytest_memtrack.report.formatting import short_path
 from pytest_memtrack.report.lines import fit, fit_all
 from pytest_memtrack.report.verdict import leak_line
+from pytest_memtrack.tracking.analysis import MIN_GROWING_STEPS
 from pytest_memtrack.units import format_bytes, plural
 
 BUDGET_OPTION = "--memtrack-hunt-budget"
@@ -54,7 +55,8 @@ def budget_message(params: HuntParameters, elapsed: float, runs: int, measured: 
     if measured == 0:
         return (f"no leak verdict: the hunt ran out of {budget} after {repeated} ({elapsed:.1f} s), "
                 f"before any measured run; raise {BUDGET_OPTION} (0: no limit) to hunt this test")
-    caveat = " (a single measured run cannot show a leak)" if measured == 1 else ""
+    caveat = f" ({measured} measured {'run' if measured == 1 else 'runs'} cannot show a leak: it takes three " \
+             "growing steps)" if measured < MIN_GROWING_STEPS else ""
     return (f"the hunt stopped at {budget} after {repeated} ({elapsed:.1f} s); the verdict uses those "
             f"runs: {params.warmup_runs} warm-up, {measured} measured{caveat}")
 
