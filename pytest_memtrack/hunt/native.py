@@ -106,13 +106,20 @@ def malloc_state() -> MallocState | None:
 
 
 def native_bytes(state: MallocState | None, trace_sizes: Sequence[int]) -> int | None:
-    """Native bytes: malloc in use minus what tracemalloc accounts for in it, plus the memory mapped outside any
-    allocator (``mapped_bytes``). ``trace_sizes`` are the sizes of every block traced when ``state`` was read (all
-    of them, whoever allocated them); None without a reading."""
+    """Native bytes through malloc: malloc in use minus what tracemalloc accounts for in it. ``trace_sizes`` are the
+    sizes of every block traced when ``state`` was read (all of them, whoever allocated them); None without a
+    reading."""
     if state is None:
         return None
     bookkeeping = state.tracemalloc_own + TRACE_BOOKKEEPING * len(trace_sizes) if state.tracemalloc_own else 0
-    return state.in_use - _traced_in_malloc(trace_sizes) - bookkeeping + (mapped_bytes() or 0)
+    return state.in_use - _traced_in_malloc(trace_sizes) - bookkeeping
+
+
+def untraced_bytes(state: MallocState | None, trace_sizes: Sequence[int]) -> int | None:
+    """The ``native`` kind's reading: ``native_bytes`` (exact to the chunk) plus the memory mapped outside any
+    allocator (``mapped_bytes``, page-granular); None without malloc's reading."""
+    through_malloc = native_bytes(state, trace_sizes)
+    return None if through_malloc is None else through_malloc + (mapped_bytes() or 0)
 
 
 _ROLLUP = "/proc/self/smaps_rollup"

@@ -1,10 +1,11 @@
 """One reading of the process between two runs of a hunted test, and whose allocations count as the test's.
 
 Readings after each run: tracemalloc's traced bytes of the test's own allocations (``test_snapshot``), native
-memory (``native.native_bytes``: glibc's malloc counters beyond what tracemalloc accounts for, or RSS beyond it
-elsewhere), ``sys.getallocatedblocks()`` (what CPython's refleak hunter counts), RSS (psutil), open file
-descriptors (psutil ``num_fds``, or ``num_handles`` on Windows), OS threads (psutil ``num_threads``) and gc-tracked
-objects. The interpreter's caches are emptied and the garbage collector runs before every reading.
+memory (``native.untraced_bytes``: glibc's malloc counters beyond what tracemalloc accounts for, plus mapped
+memory; or RSS beyond it elsewhere), ``sys.getallocatedblocks()`` (what CPython's refleak hunter counts), RSS
+(psutil), open file descriptors (psutil ``num_fds``, or ``num_handles`` on Windows), OS threads (psutil
+``num_threads``) and gc-tracked objects. The interpreter's caches are emptied and the garbage collector runs before
+every reading.
 Works on release builds: nothing here needs ``sys.gettotalrefcount``.
 """
 
@@ -160,14 +161,14 @@ def _traced_and_native() -> tuple[int, dict[int, int], int | None]:
     """(the test's traced bytes, traced bytes of unknown caller by traceback, native bytes by malloc's reading or
     None) from one snapshot."""
     if not tracemalloc.is_tracing():
-        return 0, {}, native.native_bytes(native.malloc_state(), ())
+        return 0, {}, native.untraced_bytes(native.malloc_state(), ())
     state = native.malloc_state()  # before the snapshot, which is not in it
     snapshot = tracemalloc.take_snapshot()
     raw = getattr(snapshot.traces, "_traces", None)
     if raw is None:
         return sum(trace.size for trace in snapshot.filter_traces(_EXCLUDE).traces), {}, None
     mine, unknown = _test_traces(raw)
-    return sum(map(_size, mine)), unknown, native.native_bytes(state, [trace[1] for trace in raw])
+    return sum(map(_size, mine)), unknown, native.untraced_bytes(state, [trace[1] for trace in raw])
 
 
 def _accounted() -> int:
