@@ -35,7 +35,7 @@ from typing import Any
 
 import pytest
 
-from pytest_memtrack.hunt import runner
+from pytest_memtrack.hunt import runner, screen
 from pytest_memtrack.hunt.readings import TRACE_FRAMES
 from pytest_memtrack.hunt.verdict import HuntParameters, HuntResult
 
@@ -203,9 +203,12 @@ def run_hunted(item: pytest.Item, nextitem: pytest.Item | None, params: HuntPara
     def run_once() -> bool:
         return clean_pass(runtestprotocol(item, nextitem=keep_up, log=False))  # type: ignore[arg-type]
 
-    # Traced from the reported run on, as the hunt traces its warm-ups: what the first run puts in a bounded
+    # Screened (``screen``) unless something else traces: the reported run and the screen's runs untraced, then
+    # only a test that kept something is hunted under tracing, with warm-ups of its own.
+    screening = params.screen and not tracemalloc.is_tracing()
+    # Else traced from the reported run on, as the hunt traces its warm-ups: what the first run puts in a bounded
     # cache is then traced too, and its eviction during the hunt shows as a free instead of hiding one.
-    started_tracing = not tracemalloc.is_tracing()
+    started_tracing = not screening and not tracemalloc.is_tracing()
     if started_tracing:
         tracemalloc.start(TRACE_FRAMES)
     result = None
@@ -219,7 +222,10 @@ def run_hunted(item: pytest.Item, nextitem: pytest.Item | None, params: HuntPara
             hunting(True)
             try:
                 with repeats_unreported(item.config, item.nodeid):
-                    result = runner.hunt(run_once, params, root=root, owns_tracing=started_tracing)
+                    if screening:
+                        result = screen.screened_hunt(run_once, params, root=root)
+                    else:
+                        result = runner.hunt(run_once, params, root=root, owns_tracing=started_tracing)
             except Exception as exc:  # our own failure must not fail the user's test
                 problems.append(f"leak hunt of {item.nodeid} failed: {type(exc).__name__}: {exc}")
             finally:
