@@ -29,6 +29,7 @@ A screened test's scores are those of the upper bounds (at most half the limit),
 
 from __future__ import annotations
 
+import array
 import gc
 import sys
 import tracemalloc
@@ -37,7 +38,18 @@ from dataclasses import dataclass
 
 from pytest_memtrack.hunt import caches, native, runner
 from pytest_memtrack.hunt.readings import TRACE_FRAMES, fd_count, process
-from pytest_memtrack.hunt.verdict import KINDS, HuntParameters, HuntResult, KindVerdict, Reading, clearly_benign, judge
+from pytest_memtrack.hunt.verdict import (
+    KINDS,
+    HuntParameters,
+    HuntResult,
+    KindVerdict,
+    Reading,
+    clearly_benign,
+    growing_steps,
+    judge,
+    measured_cap,
+)
+from pytest_memtrack.tracking.analysis import MIN_GROWING_STEPS
 
 #: Bytes a block kept can hold at most without reaching malloc (CPython's SMALL_REQUEST_THRESHOLD).
 BLOCK_BOUND = native.PYMALLOC_MAX_REQUEST
@@ -58,13 +70,33 @@ class ScreenReading:
                 "rss": self.rss, "fds": self.fds, "threads": self.threads}
 
 
-def take_screen_reading() -> ScreenReading:
+_FIELDS = len(ScreenReading.__dataclass_fields__)
+
+
+def read_into(slots: array.array, index: int) -> None:
+    """One reading into ``slots`` at ``index`` (a row of ``_FIELDS`` values; -1: no malloc reading), after the
+    caches are emptied and the runs' garbage collected. The slots are allocated beforehand: a reading keeps no
+    object, so the next one does not count this one's (a ``ScreenReading`` kept per run read as a block-and-object
+    leak of every test)."""
     caches.clear_interpreter_caches()
     gc.collect()
-    objects = len(gc.get_objects())
-    return ScreenReading(blocks=sys.getallocatedblocks(), objects=objects, malloc=native.malloc_in_use(),
-                         mapped=native.mapped_bytes() or 0, rss=process.memory_info().rss, fds=fd_count(),
-                         threads=process.num_threads())
+    row = index * _FIELDS
+    slots[row + 1] = len(gc.get_objects())
+    malloc = native.malloc_in_use()
+    slots[row + 2] = -1 if malloc is None else malloc
+    slots[row + 3] = native.mapped_bytes() or 0
+    slots[row + 4] = process.memory_info().rss
+    slots[row + 5] = fd_count()
+    slots[row + 6] = process.num_threads()
+    slots[row] = sys.getallocatedblocks()  # last: what the calls above allocated is freed
+
+
+def unpack(slots: array.array, count: int) -> list[ScreenReading]:
+    rows = []
+    for index in range(count):
+        blocks, objects, malloc, mapped, rss, fds, threads = slots[index * _FIELDS:(index + 1) * _FIELDS]
+        rows.append(ScreenReading(blocks, objects, None if malloc < 0 else malloc, mapped, rss, fds, threads))
+    return rows
 
 
 def upper_bounds(readings: Sequence[ScreenReading]) -> list[Reading]:
@@ -77,13 +109,26 @@ def upper_bounds(readings: Sequence[ScreenReading]) -> list[Reading]:
     return bounds
 
 
-def kept_nothing(readings: Sequence[ScreenReading], params: HuntParameters) -> bool:
-    """Pure rule: the screen's measured runs (after the baseline ``readings[0]``) kept nothing the hunt could count
-    against the test — its benign rule holds for the upper bounds and no kind would convict."""
-    if len(readings) - 1 < params.min_measured:
-        return False
+def decide(readings: Sequence[ScreenReading], params: HuntParameters) -> bool | None:
+    """Pure rule, after each measured run: True when the screen may pass the test (the hunt's benign rule holds for
+    the upper bounds of what it kept, and no kind would convict), False when it must be hunted in full (a kind grew
+    in ``MIN_GROWING_STEPS`` steps: growth that recurs; or the longest screen, ``longest``, is over), None to go on:
+    a step or two of growth may be a one-off, which more runs dilute until the rule holds or the growth recurs."""
+    measured = len(readings) - 1
+    if measured < params.min_measured:
+        return None
     bounds = upper_bounds(readings)
-    return clearly_benign(bounds, params) and not any(v.leaking for v in judge(bounds, params).values())
+    if clearly_benign(bounds, params) and not any(v.leaking for v in judge(bounds, params).values()):
+        return True
+    if measured >= longest(params) or max(growing_steps(bounds, params).values()) >= MIN_GROWING_STEPS:
+        return False
+    return None
+
+
+def longest(params: HuntParameters) -> int:
+    """Measured runs a screen takes at most: the longest hunt's (``verdict.run_cap``), to which the benign rule
+    projects what it saw."""
+    return 2 * measured_cap(params)
 
 
 #: Measured runs of a full hunt after the screen saw growth before that hunt may stop as benign: enough to see
@@ -97,6 +142,7 @@ class Screen:
     runs: int
     readings: list[ScreenReading]
     failed: bool  # a run failed (the screen stopped there)
+    passed: bool  # ``decide`` passed the test
 
 
 def screen(run_once: Callable[[], bool], params: HuntParameters, *, runs_done: int = 0) -> Screen:
@@ -104,22 +150,29 @@ def screen(run_once: Callable[[], bool], params: HuntParameters, *, runs_done: i
     caches.hunt_lru_caches[:] = caches.bounded_lru_caches()
     gc.freeze()  # as the hunt does: each collection examines only what the runs created
     runs = runs_done
-    readings: list[ScreenReading] = []
+    slots = array.array("q", bytes(8 * _FIELDS * (longest(params) + 1)))
+    passed: bool | None = False
     try:
         for _ in range(max(0, params.warmup_runs - runs_done)):
             runs += 1
             if not run_once():
-                return Screen(runs, readings, True)
-        readings.append(take_screen_reading())
-        for _ in range(params.min_measured):
+                return Screen(runs, [], True, False)
+        measured = range(1, longest(params) + 1).__iter__()  # before the baseline: the iterator is kept
+        read_into(slots, 0)
+        for taken in measured:
             runs += 1
             if not run_once():
-                return Screen(runs, readings, True)
-            readings.append(take_screen_reading())
+                return Screen(runs, unpack(slots, taken), True, False)
+            read_into(slots, taken)
+            if taken >= params.min_measured:
+                # The decision's allocations are freed before the next run; the next reading does not see them.
+                passed = decide(unpack(slots, taken + 1), params)
+                if passed is not None:
+                    break
     finally:
         gc.unfreeze()
         caches.hunt_lru_caches.clear()
-    return Screen(runs, readings, False)
+    return Screen(runs, unpack(slots, taken + 1), False, bool(passed))
 
 
 def screened_hunt(run_once: Callable[[], bool], params: HuntParameters, *, root: str | None = None) -> HuntResult:
@@ -131,7 +184,7 @@ def screened_hunt(run_once: Callable[[], bool], params: HuntParameters, *, root:
         error = f"the test failed when repeated (run {found.runs}, before any traced run): no leak verdict"
         result = HuntResult(found.runs, params.warmup_runs, [], {k: KindVerdict(False, 0.0, 0.0) for k in KINDS},
                             error=error, verdict_runs=found.runs)
-    elif kept_nothing(found.readings, params):
+    elif found.passed:
         result = HuntResult(found.runs, params.warmup_runs, [], judge(upper_bounds(found.readings), params),
                             verdict_runs=found.runs, screened=True)
     else:

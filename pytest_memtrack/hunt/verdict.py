@@ -203,10 +203,16 @@ def min_to_convict(params: HuntParameters) -> int:
 def clearly_benign(readings: Sequence[Reading], params: HuntParameters) -> bool:
     """What the test did in these readings, carried on to the longest hunt ``run_cap`` may allow (``_projected``),
     scores under half the limit for every kind: the benign half of ``should_stop``, also the leak screen's rule
-    (``screen.kept_nothing``)."""
+    (``screen.decide``)."""
     cap = measured_cap(params)
     projected = judge_series({k: _projected(v, 2 * cap) for k, v in _series(readings).items()}, params)
     return all(v.score <= params.limit / 2 for v in projected.values())
+
+
+def growing_steps(readings: Sequence[Reading], params: HuntParameters) -> dict[str, int]:
+    """Per kind, the steps between readings that grew beyond the kind's noise."""
+    return {kind: sum(1 for d in _deltas(values) if d > _noise(kind, params))
+            for kind, values in _series(readings).items()}
 
 
 def should_stop(readings: Sequence[Reading], params: HuntParameters, min_benign: int = 0) -> bool:
