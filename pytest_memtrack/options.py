@@ -79,6 +79,8 @@ CORE_OPTIONS: tuple[tuple[str, str, str], ...] = (
      "seconds of wall time the repeats of one hunted test may take; when they run out the verdict uses the runs "
      "done so far, and says so (default 60, 0: no limit)"),
     ("memtrack_trace_all", "bool", "keep tracemalloc on for the whole session (precise, slower)"),
+    ("memtrack_trace_hunts", "bool", "hunt every hunted test under tracemalloc from its reported run on, without "
+                                     "the untraced screen that hunts only the tests that kept something (slower)"),
     ("memtrack_measure_all", "bool", "also track the standard library and the test tooling (pytest, its plugins) "
                                      "package by package (slower passes)"),
 )

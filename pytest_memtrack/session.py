@@ -168,7 +168,7 @@ class MemtrackSession:
         params = HuntParameters(
             limit=limit, warmup_runs=self.settings.warmup_runs, max_runs=self.settings.max_runs,
             leak_reference=self.settings.leak_reference, native_floor=self.settings.native_floor,
-            time_budget=self.settings.hunt_budget)
+            time_budget=self.settings.hunt_budget, screen=not self.settings.trace_hunts)
         item.ihook.pytest_runtest_logstart(nodeid=item.nodeid, location=item.location)
         self._pending_hunt.add(item.nodeid)  # its teardown reports get their figures below
         state = self._current.pop(item.nodeid, {})

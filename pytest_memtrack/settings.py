@@ -185,6 +185,7 @@ class Settings:
     hunt_budget: float = 60.0  # seconds of wall time for the repeats of one hunted test; 0: no limit
     trace_all: bool = False
     measure_all: bool = False
+    trace_hunts: bool = False  # hunt under tracing from the reported run on, without the untraced screen
 
     def as_dict(self) -> dict[str, Any]:
         return {k: getattr(self, k) for k in self.__dataclass_fields__}
@@ -211,6 +212,7 @@ def resolve_settings(config: pytest.Config) -> Settings:
         native_floor=resolve(config, "memtrack_native_floor", parse_size, d.native_floor),
         hunt_budget=resolve(config, "memtrack_hunt_budget", parse_time_budget, d.hunt_budget),
         trace_all=resolve(config, "memtrack_trace_all", parse_bool, False),
+        trace_hunts=resolve(config, "memtrack_trace_hunts", parse_bool, False),
         measure_all=resolve(config, "memtrack_measure_all", parse_bool, False),
     )
 

@@ -19,6 +19,13 @@ def budget_message(params: HuntParameters, elapsed: float, runs: int, measured: 
             f"runs: {params.warmup_runs} warm-up, {measured} measured{caveat}")
 
 
+def screen_budget_message(params: HuntParameters, elapsed: float, runs: int) -> str:
+    """The note of a screen that ran out of the time budget before it could pass the test or hand it to the hunt."""
+    return (f"no leak verdict: the hunt ran out of its time budget of {params.time_budget:g} s ({BUDGET_OPTION}, "
+            f"ini memtrack_hunt_budget) after {runs} repeated run(s) ({elapsed:.1f} s) of its untraced screen, "
+            f"whose readings cannot convict; raise {BUDGET_OPTION} (0: no limit) to hunt this test")
+
+
 def describe(result: HuntResult, limit: float) -> str:
     """The failure message: what leaked, how fast, and where."""
     measured = max(0, len(result.readings) - 1)

@@ -69,7 +69,7 @@ class HuntBudgetWarning(UserWarning):
     """A hunt stopped at its time budget: its verdict rests on fewer runs than usual, or there is none."""
 
 
-def _over_budget(params: HuntParameters, started: float, clock: Callable[[], float]) -> float | None:
+def over_budget(params: HuntParameters, started: float, clock: Callable[[], float]) -> float | None:
     """Seconds elapsed since ``started`` when they exceed the time budget, else None."""
     if not params.time_budget:
         return None
@@ -77,7 +77,7 @@ def _over_budget(params: HuntParameters, started: float, clock: Callable[[], flo
     return elapsed if elapsed > params.time_budget else None
 
 
-def _warn_budget(message: str) -> None:
+def warn_budget(message: str) -> None:
     """Show ``message`` as a warning of the test being hunted (pytest lists it in its warnings summary). An
     ``ignore`` filter silences it; an ``error`` filter (``-W error``) only shows it: the budget never fails a test."""
     text = f"memtrack: {message}"
@@ -130,7 +130,7 @@ def hunt(run_once: Callable[[], bool], params: HuntParameters, *, runs_done: int
     result = _hunt(run_once, params, runs_done, root, budget_clock if clock is None else clock, owns_tracing,
                    min_benign, untraced_runs)
     if result.budget_stop and result.error:
-        _warn_budget(result.error)
+        warn_budget(result.error)
     return result
 
 
@@ -161,7 +161,7 @@ def _hunt(run_once: Callable[[], bool], params: HuntParameters, runs_done: int, 
             runs += 1
             if not run_once():
                 return _inconclusive(runs, params, f"the test failed when repeated (run {runs})")
-            elapsed = _over_budget(params, started, clock)
+            elapsed = over_budget(params, started, clock)
             if elapsed is not None and runs < params.max_runs:
                 result = _inconclusive(runs, params, budget_message(params, elapsed, runs, measured=0))
                 result.budget_stop = True
@@ -209,7 +209,7 @@ def _hunt(run_once: Callable[[], bool], params: HuntParameters, runs_done: int, 
                 if extension.confirm and confirm_from is None:
                     confirm_from = len(readings) - 1
                 cap = max(cap, extension.cap)
-            elapsed = _over_budget(params, started, clock)
+            elapsed = over_budget(params, started, clock)
             if elapsed is not None and runs < cap:
                 error = budget_message(params, elapsed, runs, measured=len(readings) - 1)
                 budget_stop = True

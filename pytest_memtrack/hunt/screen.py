@@ -34,9 +34,10 @@ import gc
 import sys
 import tracemalloc
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from pytest_memtrack.hunt import caches, native, runner
+from pytest_memtrack.hunt.message import screen_budget_message
 from pytest_memtrack.hunt.readings import TRACE_FRAMES, fd_count, process
 from pytest_memtrack.hunt.verdict import (
     KINDS,
@@ -146,21 +147,29 @@ class Screen:
     readings: list[ScreenReading]
     failed: bool  # a run failed (the screen stopped there)
     passed: bool  # ``decide`` passed the test
+    elapsed: float | None = None  # the time budget ran out after this many seconds (the screen stopped there)
 
 
-def screen(run_once: Callable[[], bool], params: HuntParameters, *, runs_done: int = 0) -> Screen:
-    """Repeat ``run_once`` untraced on a benign hunt's schedule, reading after the warm-ups and each measured run."""
+def screen(run_once: Callable[[], bool], params: HuntParameters, *, runs_done: int = 0,
+           clock: Callable[[], float] | None = None) -> Screen:
+    """Repeat ``run_once`` untraced on a benign hunt's schedule, reading after the warm-ups and each measured run,
+    until ``decide`` decides, a run fails or the time budget runs out (``clock``: ``runner.budget_clock``)."""
+    clock = clock or runner.budget_clock
+    started = clock()
     # Bounded lru_caches are not emptied (finding them walks the whole heap, ~10 ms): a cache filling with the
     # runs' new keys reads as growth and sends the test to the hunt, which empties them.
     gc.freeze()  # as the hunt does: each collection examines only what the runs created
     runs = runs_done
     slots = array.array("q", bytes(8 * _FIELDS * (longest(params) + 1)))
+    taken = 0
     passed: bool | None = False
     try:
         for _ in range(max(0, params.warmup_runs - runs_done)):
             runs += 1
             if not run_once():
                 return Screen(runs, [], True, False)
+            if (elapsed := runner.over_budget(params, started, clock)) is not None:
+                return Screen(runs, [], False, False, elapsed)
         measured = range(1, longest(params) + 1).__iter__()  # before the baseline: the iterator is kept
         read_into(slots, 0)
         for taken in measured:
@@ -173,29 +182,45 @@ def screen(run_once: Callable[[], bool], params: HuntParameters, *, runs_done: i
                 passed = decide(unpack(slots, taken + 1), params)
                 if passed is not None:
                     break
+            if (elapsed := runner.over_budget(params, started, clock)) is not None:
+                return Screen(runs, unpack(slots, taken + 1), False, False, elapsed)
     finally:
         gc.unfreeze()
     return Screen(runs, unpack(slots, taken + 1), False, bool(passed))
 
 
-def screened_hunt(run_once: Callable[[], bool], params: HuntParameters, *, root: str | None = None) -> HuntResult:
-    """The screen, then, unless it passed the test, the full hunt (``runner.hunt``) under tracing it owns.
+def screened_hunt(run_once: Callable[[], bool], params: HuntParameters, *, root: str | None = None,
+                  clock: Callable[[], float] | None = None) -> HuntResult:
+    """The screen, then, unless it passed the test, the full hunt (``runner.hunt``) under tracing it owns, with what
+    is left of the time budget.
 
     Called without tracemalloc tracing. The runs of both count in ``runs`` and ``verdict_runs``."""
-    found = screen(runner.isolated_warnings(run_once), params)
+    clock = clock or runner.budget_clock
+    started = clock()
+    found = screen(runner.isolated_warnings(run_once), params, clock=clock)
+    left = None if not params.time_budget else params.time_budget - (clock() - started)
     if found.failed:
         error = f"the test failed when repeated (run {found.runs}, before any traced run): no leak verdict"
-        result = HuntResult(found.runs, params.warmup_runs, [], {k: KindVerdict(False, 0.0, 0.0) for k in KINDS},
-                            error=error, verdict_runs=found.runs)
+        result = _no_verdict(found.runs, params, error)
     elif found.passed:
         result = HuntResult(found.runs, params.warmup_runs, [], judge(upper_bounds(found.readings), params),
                             verdict_runs=found.runs, screened=True)
+    elif found.elapsed is not None or (left is not None and left <= 0):
+        elapsed = found.elapsed if found.elapsed is not None else clock() - started
+        result = _no_verdict(found.runs, params, screen_budget_message(params, elapsed, found.runs))
+        result.budget_stop = True
+        runner.warn_budget(screen_budget_message(params, elapsed, found.runs))
     else:
         tracemalloc.start(TRACE_FRAMES)
-        result = runner.hunt(run_once, params, root=root, owns_tracing=True, min_benign=span(params),
-                             untraced_runs=found.runs + 1)  # the reported run too
+        result = runner.hunt(run_once, replace(params, time_budget=left), root=root, owns_tracing=True,
+                             clock=clock, min_benign=span(params), untraced_runs=found.runs + 1)  # + the reported run
         result.runs += found.runs
         result.verdict_runs = (result.verdict_runs or result.runs - found.runs) + found.runs
     result.screen_runs = found.runs
     result.screen_readings = [reading.to_dict() for reading in found.readings]
     return result
+
+
+def _no_verdict(runs: int, params: HuntParameters, error: str) -> HuntResult:
+    return HuntResult(runs, params.warmup_runs, [], {k: KindVerdict(False, 0.0, 0.0) for k in KINDS}, error=error,
+                      verdict_runs=runs)
