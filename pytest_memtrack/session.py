@@ -15,9 +15,7 @@ from typing import Any
 
 import pytest
 
-from pytest_memtrack.hunt.message import describe
-from pytest_memtrack.hunt.protocol import MarkerError, limit_for, run_hunted
-from pytest_memtrack.hunt.verdict import HuntParameters
+from pytest_memtrack.hunt.protocol import MarkerError, limit_for
 from pytest_memtrack.report.atomic import DeferredInterrupt, describe_os_error
 from pytest_memtrack.report.json_report import write_json
 from pytest_memtrack.report.model import TestRecorder, build_report
@@ -165,6 +163,10 @@ class MemtrackSession:
             return None  # the ordinary protocol fails it in pytest_runtest_call
         if limit is None:
             return None
+        from pytest_memtrack.hunt.message import describe  # the hunt's modules: imported by the first hunt
+        from pytest_memtrack.hunt.protocol import run_hunted
+        from pytest_memtrack.hunt.verdict import HuntParameters
+
         params = HuntParameters(
             limit=limit, warmup_runs=self.settings.warmup_runs, max_runs=self.settings.max_runs,
             leak_reference=self.settings.leak_reference, native_floor=self.settings.native_floor,

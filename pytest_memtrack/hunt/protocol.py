@@ -31,13 +31,12 @@ import tracemalloc
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pytest
 
-from pytest_memtrack.hunt import runner, screen
-from pytest_memtrack.hunt.readings import TRACE_FRAMES
-from pytest_memtrack.hunt.verdict import HuntParameters, HuntResult
+if TYPE_CHECKING:  # the hunt's modules are imported by the first hunt (``run_hunted``): not at start-up
+    from pytest_memtrack.hunt.verdict import HuntParameters, HuntResult
 
 MARKER = "max_leak_score"
 SKIP_MARKER = "memtrack_skip"
@@ -195,6 +194,9 @@ def run_hunted(item: pytest.Item, nextitem: pytest.Item | None, params: HuntPara
     test does not share) runs after the hunt and is folded into the reported teardown. Nothing is logged here.
     """
     from _pytest.runner import runtestprotocol
+
+    from pytest_memtrack.hunt import runner, screen
+    from pytest_memtrack.hunt.readings import TRACE_FRAMES
 
     # Tearing down "to the item's parent" finalizes the function-scoped fixtures only, so every repeat
     # sets them up afresh while module-, class- and session-scoped ones stay up.

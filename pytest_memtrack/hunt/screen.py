@@ -113,7 +113,14 @@ def upper_bounds(readings: Sequence[ScreenReading]) -> list[Reading]:
     return bounds
 
 
-def decide(readings: Sequence[ScreenReading], params: HuntParameters) -> bool | None:
+def traced_bounds(readings: Sequence[ScreenReading]) -> list[Reading]:
+    """``traced_screen``'s readings (the traced total in ``malloc``) as the hunt's: memory is the traced total, native
+    memory was cleared by the untraced screen (held flat here)."""
+    return [Reading(traced=r.malloc or 0, blocks=0, rss=0, fds=r.fds, threads=r.threads, objects=0, native=0)
+            for r in readings]
+
+
+def decide(readings: Sequence[ScreenReading], params: HuntParameters, traced: bool = False) -> bool | None:
     """Pure rule, after each measured run: True when the screen may pass the test (the hunt's benign rule holds for
     the upper bounds of what it kept, and no kind would convict), False when it must be hunted in full (a kind grew
     in ``MIN_GROWING_STEPS`` steps: growth that recurs; or the longest screen, ``longest``, is over), None to go on:
@@ -121,7 +128,7 @@ def decide(readings: Sequence[ScreenReading], params: HuntParameters) -> bool | 
     measured = len(readings) - 1
     if measured < params.min_measured:
         return None
-    bounds = upper_bounds(readings)
+    bounds = traced_bounds(readings) if traced else upper_bounds(readings)
     if clearly_benign(bounds, params) and not any(v.leaking for v in judge(bounds, params).values()):
         return True
     if measured >= longest(params) or max(growing_steps(bounds, params).values()) >= MIN_GROWING_STEPS:
@@ -189,6 +196,63 @@ def screen(run_once: Callable[[], bool], params: HuntParameters, *, runs_done: i
     return Screen(runs, unpack(slots, taken + 1), False, bool(passed))
 
 
+def traced_screen(run_once: Callable[[], bool], params: HuntParameters, clock: Callable[[], float],
+                  started: float) -> Screen:
+    """The second stage, for a test whose untraced screen saw only memory it cannot tell from a Python buffer grown
+    in place (malloc's bytes grew, no block was kept): the same schedule and rule under tracemalloc with one frame,
+    reading only the traced total (``get_traced_memory``: everyone's traced bytes, an upper bound of the test's; no
+    snapshot), fds and threads. Tracing is on when it returns (``screened_hunt`` stops or keeps it)."""
+    tracemalloc.start(1)
+    gc.freeze()
+    runs = 0
+    slots = array.array("q", bytes(8 * 3 * (longest(params) + 1)))
+    taken = 0
+    passed: bool | None = False
+
+    def read(index: int) -> None:
+        caches.clear_interpreter_caches()
+        gc.collect()
+        slots[3 * index + 1] = fd_count()
+        slots[3 * index + 2] = process.num_threads()
+        slots[3 * index] = tracemalloc.get_traced_memory()[0]
+
+    def rows(count: int) -> list[ScreenReading]:
+        return [ScreenReading(0, 0, slots[3 * i], 0, 0, slots[3 * i + 1], slots[3 * i + 2]) for i in range(count)]
+
+    try:
+        for _ in range(params.warmup_runs):
+            runs += 1
+            if not run_once():
+                return Screen(runs, [], True, False)
+            if (elapsed := runner.over_budget(params, started, clock)) is not None:
+                return Screen(runs, [], False, False, elapsed)
+        measured = range(1, longest(params) + 1).__iter__()
+        read(0)
+        for taken in measured:
+            runs += 1
+            if not run_once():
+                return Screen(runs, rows(taken), True, False)
+            read(taken)
+            if taken >= params.min_measured:
+                passed = decide(rows(taken + 1), params, traced=True)
+                if passed is not None:
+                    break
+            if (elapsed := runner.over_budget(params, started, clock)) is not None:
+                return Screen(runs, rows(taken + 1), False, False, elapsed)
+    finally:
+        gc.unfreeze()
+    return Screen(runs, rows(taken + 1), False, bool(passed))
+
+
+def memory_only(readings: Sequence[ScreenReading], params: HuntParameters) -> bool:
+    """Whether all the untraced screen could not clear is Python memory, and no block or object was kept: malloc's
+    bytes grew as a buffer grown in place would (``traced_screen`` tells)."""
+    bounds = upper_bounds(readings)
+    return (len(readings) > 1 and readings[-1].blocks <= readings[0].blocks
+            and readings[-1].objects <= readings[0].objects
+            and clearly_benign(bounds, params, [kind for kind in KINDS if kind != "memory"]))
+
+
 def screened_hunt(run_once: Callable[[], bool], params: HuntParameters, *, root: str | None = None,
                   clock: Callable[[], float] | None = None) -> HuntResult:
     """The screen, then, unless it passed the test, the full hunt (``runner.hunt``) under tracing it owns, with what
@@ -211,13 +275,55 @@ def screened_hunt(run_once: Callable[[], bool], params: HuntParameters, *, root:
         result.budget_stop = True
         runner.warn_budget(screen_budget_message(params, elapsed, found.runs))
     else:
-        tracemalloc.start(TRACE_FRAMES)
-        result = runner.hunt(run_once, replace(params, time_budget=left), root=root, owns_tracing=True,
-                             clock=clock, min_benign=span(params), untraced_runs=found.runs + 1)  # + the reported run
-        result.runs += found.runs
-        result.verdict_runs = (result.verdict_runs or result.runs - found.runs) + found.runs
-    result.screen_runs = found.runs
+        result = _second_stage(run_once, params, found, root, clock, started)
+    result.screen_runs = max(result.screen_runs, found.runs)
     result.screen_readings = [reading.to_dict() for reading in found.readings]
+    return result
+
+
+def _second_stage(run_once: Callable[[], bool], params: HuntParameters, found: Screen, root: str | None,
+                  clock: Callable[[], float], started: float) -> HuntResult:
+    """After an untraced screen that did not pass the test: the traced screen when all it saw was memory without a
+    block kept (``memory_only``), then, unless that passed it, the full hunt with what is left of the budget."""
+    runs = found.runs
+    try:
+        if memory_only(found.readings, params):
+            second = traced_screen(runner.isolated_warnings(run_once), params, clock, started)
+            runs += second.runs
+            if second.failed or second.elapsed is not None:
+                tracemalloc.stop()
+                message = (f"the test failed when repeated (run {runs}, before any traced run): no leak verdict"
+                           if second.failed else screen_budget_message(params, second.elapsed or 0.0, runs))
+                result = _no_verdict(runs, params, message)
+                if not second.failed:
+                    result.budget_stop = True
+                    runner.warn_budget(message)
+                result.screen_runs = runs
+                return result
+            if second.passed:
+                tracemalloc.stop()
+                result = HuntResult(runs, params.warmup_runs, [], judge(traced_bounds(second.readings), params),
+                                    verdict_runs=runs, screened=True, screen_runs=runs)
+                return result
+            tracemalloc.stop()  # the hunt traces afresh, with its own frames
+        left = None if not params.time_budget else params.time_budget - (clock() - started)
+        if left is not None and left <= 0:
+            message = screen_budget_message(params, clock() - started, runs)
+            result = _no_verdict(runs, params, message)
+            result.budget_stop = True
+            runner.warn_budget(message)
+            result.screen_runs = runs
+            return result
+    except BaseException:
+        if tracemalloc.is_tracing():
+            tracemalloc.stop()
+        raise
+    tracemalloc.start(TRACE_FRAMES)
+    result = runner.hunt(run_once, replace(params, time_budget=left), root=root, owns_tracing=True, clock=clock,
+                         min_benign=span(params), untraced_runs=runs + 1)  # + the reported run
+    result.runs += runs
+    result.verdict_runs = (result.verdict_runs or result.runs - runs) + runs
+    result.screen_runs = runs
     return result
 
 

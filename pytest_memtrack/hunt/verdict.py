@@ -200,12 +200,13 @@ def min_to_convict(params: HuntParameters) -> int:
     return max(params.min_measured + 1, measured_cap(params) // 2)
 
 
-def clearly_benign(readings: Sequence[Reading], params: HuntParameters) -> bool:
+def clearly_benign(readings: Sequence[Reading], params: HuntParameters, kinds: Sequence[str] = KINDS) -> bool:
     """What the test did in these readings, carried on to the longest hunt ``run_cap`` may allow (``_projected``),
     scores under half the limit for every kind: the benign half of ``should_stop``, also the leak screen's rule
-    (``screen.decide``)."""
+    (``screen.decide``), for ``kinds`` only if given."""
     cap = measured_cap(params)
-    projected = judge_series({k: _projected(v, 2 * cap) for k, v in _series(readings).items()}, params)
+    projected = judge_series({k: _projected(v, 2 * cap) for k, v in _series(readings).items() if k in kinds},
+                             params)
     return all(v.score <= params.limit / 2 for v in projected.values())
 
 
