@@ -27,6 +27,9 @@ from pytest_memtrack.tracking.monitor import PASS_NOISE_BYTES
 from pytest_memtrack.tracking.process import ProcessMemory
 from pytest_memtrack.tracking.project import project_packages
 
+#: An item's leak limit, or the marker error, once looked up (``MemtrackSession.limit_for``).
+_LIMIT = pytest.StashKey[tuple["float | None", "MarkerError | None"]]()
+
 
 class MemtrackSession:
     def __init__(self, config: pytest.Config, settings: Settings, loader: LazyLoader | None = None) -> None:
@@ -97,8 +100,18 @@ class MemtrackSession:
 
     # ------------------------------------------------------------------ which tests are hunted
     def limit_for(self, item: pytest.Item) -> float | None:
-        """The leak limit for ``item`` (None: not hunted); raises ``MarkerError`` for a bad marker."""
-        return limit_for(item, self.settings.max_leak_score)
+        """The leak limit for ``item`` (None: not hunted); raises ``MarkerError`` for a bad marker. Looked up once
+        per test (its markers: tens of microseconds), by the protocol hook, and kept for the call hook."""
+        known = item.stash.get(_LIMIT, None)
+        if known is None:
+            try:
+                known = (limit_for(item, self.settings.max_leak_score), None)
+            except MarkerError as exc:
+                known = (None, exc)
+            item.stash[_LIMIT] = known
+        if known[1] is not None:
+            raise known[1]
+        return known[0]
 
     @pytest.hookimpl(tryfirst=True)
     def pytest_runtest_call(self, item: pytest.Item) -> None:
