@@ -30,9 +30,9 @@ def describe(result: HuntResult, limit: float) -> str:
     """The failure message: what leaked, how fast, and where."""
     measured = max(0, len(result.readings) - 1)
     deep = f", {result.probe_runs} deeply traced" if result.probe_runs else ""
-    screen = f"{result.screen_runs} screening, " if result.screen_runs else ""
+    screen = f", {result.screen_runs} screening" if result.screen_runs else ""
     lines = [f"memtrack: leak score {result.score:.2f} exceeds max_leak_score({limit:g}) "
-             f"({result.runs} runs: {screen}{result.warmup_runs} warm-up, {measured} measured{deep}, 1 reported)"]
+             f"({result.runs} runs: {result.warmup_runs} warm-up, {measured} measured{deep}{screen}, 1 reported)"]
     labels = {"memory": "Python memory (tracemalloc)", "native": f"native memory ({native.NATIVE_READING}, not traced)",
               "fds": "file descriptors", "threads": "threads"}
     for kind in KINDS:
