@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import time
 import tracemalloc
-from collections.abc import Generator
 from typing import Any
 
 import pytest
@@ -132,15 +131,6 @@ class MemtrackSession:
         self._memory.reset_peak()
         self._current[nodeid] = {"rss_before": self._memory.rss(), "started": time.perf_counter()}
 
-    @pytest.hookimpl(wrapper=True)
-    def pytest_runtest_makereport(self, item: pytest.Item,
-                                  call: pytest.CallInfo[None]) -> Generator[None, pytest.TestReport, pytest.TestReport]:
-        report = yield
-        if call.when == "teardown" and not self._hunting and item.nodeid not in self._pending_hunt:
-            state = self._current.pop(item.nodeid, None)
-            if state is not None:
-                self._attach(report, state)
-        return report
 
     def _attach(self, report: pytest.TestReport, state: dict[str, Any]) -> None:
         self._pending_hunt.discard(report.nodeid)
@@ -218,7 +208,16 @@ class MemtrackSession:
         item.ihook.pytest_runtest_logfinish(nodeid=item.nodeid, location=item.location)
         return True
 
+    @pytest.hookimpl(tryfirst=True)
     def pytest_runtest_logreport(self, report: pytest.TestReport) -> None:
+        """The test's figures go on its teardown report as it is logged, before any other plugin sees it (JUnit XML's
+        properties, xdist's worker sends it), then into the report's record. (Attached when logged, not in a
+        ``pytest_runtest_makereport`` wrapper: a wrapper costs every phase of every test, repeats included.)"""
+        if report.when == "teardown" and not self._hunting and report.nodeid not in self._pending_hunt:
+            state = self._current.pop(report.nodeid, None)
+            # (Under xdist the controller logs the workers' reports: they carry their figures already.)
+            if state is not None and getattr(report, "memtrack", None) is None:
+                self._attach(report, state)
         if not self.is_worker:
             self.recorder.add(report)
 
