@@ -6,6 +6,7 @@ from __future__ import annotations
 import array
 import gc
 import json
+import random
 
 import pytest
 
@@ -151,3 +152,16 @@ def test_trace_hunts_hunts_without_the_screen(pytester):
     result.assert_outcomes(failed=1, passed=1)
     for test in json.loads((pytester.path / "report.json").read_text())["tests"]:
         assert "screen" not in test["hunt"] and len(test["hunt"]["readings"]) >= 4
+
+
+def test_readings_never_above_the_baseline_are_passed_without_the_rule():
+    """The screen's shortcut (``_none_above_baseline``) agrees with ``decide`` wherever it applies."""
+    rng = random.Random(17)
+    for _ in range(300):
+        steps = [rng.choice([0, 0, -1, 1, -2]) for _ in range(rng.randint(3, 8))]
+        malloc = [rng.choice([0, 0, -96, 96, 4096]) for _ in steps]
+        readings = series(steps, malloc)
+        slots = array.array("q", [value for r in readings for value in (r.blocks, r.objects, r.malloc or 0, r.mapped,
+                                                                         r.rss, r.fds, r.threads)])
+        if screen._none_above_baseline(slots, len(readings) - 1):
+            assert decide(readings, PARAMS) is True, (steps, malloc)
