@@ -7,7 +7,8 @@ What it does, needing only Python and the network to PyPI:
    one venv per suite there with pytest, pytest-memray, the suite's own test dependencies and the library itself
    (from its sdist). At every run, pytest-memtrack is installed into each venv from this repository afresh (a
    regular, non-editable install: a snapshot of the tree, so concurrent edits cannot change a run halfway).
-2. Runs every suite once untimed (file cache, bytecode), then ``--rounds`` rounds; in each round every suite runs
+2. Runs every suite once untimed without and once with ``--memtrack`` (file cache, bytecode; pytest-memtrack's
+   modules are byte-compiled at install), then ``--rounds`` rounds; in each round every suite runs
    each configuration once, in an order rotated per round, so every ratio pairs runs made close together:
 
    * ``plain``:    ``pytest -p no:memtrack`` (pytest-memray installed, not enabled)
@@ -128,6 +129,9 @@ def venv_for(cache: str, suite: Suite, source: str, reinstall: bool) -> str:
     if reinstall or subprocess.run([python, "-c", "import pytest_memtrack"], capture_output=True).returncode:
         sh([python, "-m", "pip", "install", "-q", "--no-deps", "--force-reinstall", REPO])
         sh([python, "-m", "pip", "install", "-q", REPO])  # its dependencies, where they are missing
+        # Bytecode now, not in the first timed run that imports a module (the hunt's only load when hunting).
+        sh([python, "-c", "import compileall, os, pytest_memtrack; "
+                          "compileall.compile_dir(os.path.dirname(pytest_memtrack.__file__), quiet=1)"])
     return python
 
 
@@ -199,8 +203,9 @@ def main(argv: list[str] | None = None) -> int:
               f"logs in {logs}", flush=True)
         for suite in suites:
             python, source = setups[suite.name]
-            warm = run_suite(python, suite, source, logs, "plain", 0, env)
-            print(f"warm-up {suite.name} (untimed): {warm.summary}", flush=True)
+            for config in ("plain", "memtrack"):
+                warm = run_suite(python, suite, source, logs, config, 0, env)
+                print(f"warm-up {suite.name} {config} (untimed): {warm.summary}", flush=True)
         names = list(CONFIGS)
         for round_no in range(1, args.rounds + 1):
             shift = (round_no - 1) % len(names)
