@@ -195,7 +195,7 @@ def run_hunted(item: pytest.Item, nextitem: pytest.Item | None, params: HuntPara
     """
     from _pytest.runner import runtestprotocol
 
-    from pytest_memtrack.hunt import runner, screen
+    from pytest_memtrack.hunt import caches, runner, screen
     from pytest_memtrack.hunt.readings import TRACE_FRAMES
 
     # Tearing down "to the item's parent" finalizes the function-scoped fixtures only, so every repeat
@@ -222,6 +222,7 @@ def run_hunted(item: pytest.Item, nextitem: pytest.Item | None, params: HuntPara
             # theirs: the reported teardown and the JUnit XML show the reported run's only.
             sections, properties = list(item._report_sections), list(item.user_properties)
             hunting(True)
+            patterns = caches.regex_caches()
             try:
                 with repeats_unreported(item.config, item.nodeid):
                     if screening:
@@ -231,6 +232,7 @@ def run_hunted(item: pytest.Item, nextitem: pytest.Item | None, params: HuntPara
             except Exception as exc:  # our own failure must not fail the user's test
                 problems.append(f"leak hunt of {item.nodeid} failed: {type(exc).__name__}: {exc}")
             finally:
+                caches.restore_regex_caches(patterns)  # after the last reading: nothing of it is measured
                 hunting(False)
                 item._report_sections[:] = sections
                 item.user_properties[:] = properties
