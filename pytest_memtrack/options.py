@@ -102,6 +102,9 @@ CORE_OPTIONS: tuple[tuple[str, str, str, str], ...] = (
     ("memtrack_unload_idle", "string", "SECONDS",
      "seconds a lazily loaded package must be idle before --memtrack-auto-unload may unload it (default 300)"),
     ("memtrack_trace_all", "bool", "", "keep tracemalloc on for the whole session (precise, slower)"),
+    ("memtrack_trace_hunts", "bool", "", "hunt every hunted test under tracemalloc from its reported run on, "
+                                         "without the untraced screen that hunts only the tests that kept "
+                                         "something (slower)"),
     ("memtrack_measure_all", "bool", "", "also track the standard library and the test tooling (pytest, its plugins) "
                                          "package by package (slower passes)"),
 )

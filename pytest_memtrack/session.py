@@ -10,14 +10,11 @@ from __future__ import annotations
 
 import time
 import tracemalloc
-from collections.abc import Generator
 from typing import Any
 
 import pytest
 
-from pytest_memtrack.hunt.message import LeakFailure, describe, revive
-from pytest_memtrack.hunt.protocol import MarkerError, limit_for, run_hunted
-from pytest_memtrack.hunt.verdict import HuntParameters
+from pytest_memtrack.hunt.protocol import MarkerError, limit_for
 from pytest_memtrack.report.atomic import DeferredInterrupt, describe_os_error
 from pytest_memtrack.report.json_report import write_json
 from pytest_memtrack.report.model import TestRecorder, build_report
@@ -28,6 +25,9 @@ from pytest_memtrack.tracking.merge import export_packages, import_packages
 from pytest_memtrack.tracking.monitor import PASS_NOISE_BYTES
 from pytest_memtrack.tracking.process import ProcessMemory
 from pytest_memtrack.tracking.project import project_packages
+
+#: An item's leak limit, or the marker error, once looked up (``MemtrackSession.limit_for``).
+_LIMIT = pytest.StashKey[tuple["float | None", "MarkerError | None"]]()
 
 
 class MemtrackSession:
@@ -102,8 +102,18 @@ class MemtrackSession:
 
     # ------------------------------------------------------------------ which tests are hunted
     def limit_for(self, item: pytest.Item) -> float | None:
-        """The leak limit for ``item`` (None: not hunted); raises ``MarkerError`` for a bad marker."""
-        return limit_for(item, self.settings.max_leak_score)
+        """The leak limit for ``item`` (None: not hunted); raises ``MarkerError`` for a bad marker. Looked up once
+        per test (its markers: tens of microseconds), by the protocol hook, and kept for the call hook."""
+        known = item.stash.get(_LIMIT, None)
+        if known is None:
+            try:
+                known = (limit_for(item, self.settings.max_leak_score), None)
+            except MarkerError as exc:
+                known = (None, exc)
+            item.stash[_LIMIT] = known
+        if known[1] is not None:
+            raise known[1]
+        return known[0]
 
     @pytest.hookimpl(tryfirst=True)
     def pytest_runtest_call(self, item: pytest.Item) -> None:
@@ -124,15 +134,6 @@ class MemtrackSession:
         self._memory.reset_peak()
         self._current[nodeid] = {"rss_before": self._memory.rss(), "started": time.perf_counter()}
 
-    @pytest.hookimpl(wrapper=True)
-    def pytest_runtest_makereport(self, item: pytest.Item,
-                                  call: pytest.CallInfo[None]) -> Generator[None, pytest.TestReport, pytest.TestReport]:
-        report = yield
-        if call.when == "teardown" and not self._hunting and item.nodeid not in self._pending_hunt:
-            state = self._current.pop(item.nodeid, None)
-            if state is not None:
-                self._attach(report, state)
-        return report
 
     def _attach(self, report: pytest.TestReport, state: dict[str, Any]) -> None:
         self._pending_hunt.discard(report.nodeid)
@@ -168,10 +169,14 @@ class MemtrackSession:
             return None  # the ordinary protocol fails it in pytest_runtest_call
         if limit is None:
             return None
+        from pytest_memtrack.hunt.message import LeakFailure, describe  # the hunt's: imported by the first hunt
+        from pytest_memtrack.hunt.protocol import run_hunted
+        from pytest_memtrack.hunt.verdict import HuntParameters
+
         params = HuntParameters(
             limit=limit, warmup_runs=self.settings.warmup_runs, max_runs=self.settings.max_runs,
             leak_reference=self.settings.leak_reference, native_floor=self.settings.native_floor,
-            time_budget=self.settings.hunt_budget)
+            time_budget=self.settings.hunt_budget, screen=not self.settings.trace_hunts)
         item.ihook.pytest_runtest_logstart(nodeid=item.nodeid, location=item.location)
         self._pending_hunt.add(item.nodeid)  # its teardown reports get their figures below
         state = self._current.pop(item.nodeid, {})
@@ -207,9 +212,21 @@ class MemtrackSession:
         item.ihook.pytest_runtest_logfinish(nodeid=item.nodeid, location=item.location)
         return True
 
+    @pytest.hookimpl(tryfirst=True)
     def pytest_runtest_logreport(self, report: pytest.TestReport) -> None:
+        """The test's figures go on its teardown report as it is logged, before any other plugin sees it (JUnit XML's
+        properties, xdist's worker sends it), then into the report's record. (Attached when logged, not in a
+        ``pytest_runtest_makereport`` wrapper: a wrapper costs every phase of every test, repeats included.)"""
+        if report.when == "teardown" and not self._hunting and report.nodeid not in self._pending_hunt:
+            state = self._current.pop(report.nodeid, None)
+            # (Under xdist the controller logs the workers' reports: they carry their figures already.)
+            if state is not None and getattr(report, "memtrack", None) is None:
+                self._attach(report, state)
         if not self.is_worker:
-            revive(report)
+            if getattr(report, "memtrack_leak", False):  # a leak reported by an xdist worker: its message as ours
+                from pytest_memtrack.hunt.message import revive
+
+                revive(report)
             self.recorder.add(report)
 
     def pytest_runtest_logfinish(self, nodeid: str, location: Any) -> None:

@@ -196,6 +196,7 @@ class Settings:
     memory_budget: int | None = None  # bytes; None: the process's RSS plus the system's available memory
     auto_unload: bool = False
     unload_idle: float = 300.0  # seconds a lazy package must be idle before auto-unload may unload it
+    trace_hunts: bool = False  # hunt under tracing from the reported run on, without the untraced screen
 
     def as_dict(self) -> dict[str, Any]:
         return {k: getattr(self, k) for k in self.__dataclass_fields__}
@@ -222,6 +223,7 @@ def resolve_settings(config: pytest.Config) -> Settings:
         native_floor=resolve(config, "memtrack_native_floor", parse_size, d.native_floor),
         hunt_budget=resolve(config, "memtrack_hunt_budget", parse_time_budget, d.hunt_budget),
         trace_all=resolve(config, "memtrack_trace_all", parse_bool, False),
+        trace_hunts=resolve(config, "memtrack_trace_hunts", parse_bool, False),
         measure_all=resolve(config, "memtrack_measure_all", parse_bool, False),
         memory_budget=resolve(config, "memtrack_memory_budget", parse_budget, None),
         auto_unload=resolve(config, "memtrack_auto_unload", parse_bool, False),

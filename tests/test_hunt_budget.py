@@ -192,16 +192,30 @@ def test_a_slow_test_stops_at_the_budget_with_a_note_and_passes(pytester, reques
 @pytest.mark.slow
 def test_a_slow_test_with_a_measured_run_is_judged_on_it_and_passes(pytester, fake_time):
     pytester.makepyfile(test_app=SLOW_FROM_THE_FIRST_MEASURED_RUN)
-    result = run(pytester, "--memtrack", "--memtrack-hunt-budget=0.5", "--memtrack-warmup-runs=1")
+    result = run(pytester, "--memtrack", "--memtrack-hunt-budget=0.5", "--memtrack-warmup-runs=1",
+                 "--memtrack-trace-hunts")
     result.assert_outcomes(passed=1, warnings=1)
     result.stdout.fnmatch_lines(["*HuntBudgetWarning: memtrack: the hunt stopped at its time budget of 0.5 s*"
                                  "after 2 repeated runs*1 warm-up, 1 measured*"])
 
 
 @pytest.mark.slow
+def test_a_screen_that_runs_out_of_the_budget_gives_no_verdict_and_passes(pytester, fake_time):
+    """The untraced screen's readings are upper bounds, which can acquit but never convict: a screen cut short by
+    the budget before it could pass the test gives no verdict, says so, and the test passes."""
+    pytester.makepyfile(test_app=SLOW_LEAK)
+    result = run(pytester, "--memtrack", "--memtrack-hunt-budget=1.5", "--memtrack-json=report.json")
+    result.assert_outcomes(passed=1, warnings=1)
+    result.stdout.fnmatch_lines(["*HuntBudgetWarning: memtrack: no leak verdict: the hunt ran out of its time "
+                                 "budget of 1.5 s*untraced screen*"])
+    hunt = json.loads((pytester.path / "report.json").read_text())["tests"][0]["hunt"]
+    assert hunt["screen"]["passed"] is False and hunt["readings"] == [] and hunt["screen"]["runs"] == 4
+
+
+@pytest.mark.slow
 def test_a_leak_seen_within_the_budget_still_fails_with_the_note(pytester, fake_time):
     pytester.makepyfile(test_app=SLOW_LEAK)
-    result = run(pytester, "--memtrack", "--memtrack-hunt-budget=2.8", "-rf")
+    result = run(pytester, "--memtrack", "--memtrack-hunt-budget=2.8", "-rf", "--memtrack-trace-hunts")
     result.assert_outcomes(failed=1)
     result.stdout.fnmatch_lines([
         "memtrack: test_app.py:* leaks * a run (score *",

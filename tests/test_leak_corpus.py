@@ -126,9 +126,14 @@ def test_the_failure_names_the_culprit_line_and_what_grew(corpus_report: dict) -
 
 
 @pytest.mark.slow
-def test_hunts_reach_a_verdict_in_seven_runs_on_average(corpus_report: dict) -> None:
-    runs = [t["hunt"]["verdict_runs"] for t in corpus_report["tests"] if t["hunt"]]
-    assert runs and sum(runs) / len(runs) <= 7, runs
+def test_hunts_reach_a_verdict_in_seven_traced_runs_on_average(corpus_report: dict) -> None:
+    """Runs under tracing (2-20 times slower) as before the screen; the screen's own runs (untraced, or traced
+    without snapshots) come on top, 5.4 a test on this corpus."""
+    hunts = [t["hunt"] for t in corpus_report["tests"] if t["hunt"]]
+    traced = [hunt["verdict_runs"] - hunt.get("screen", {}).get("runs", 0) for hunt in hunts]
+    assert traced and sum(traced) / len(traced) <= 7, traced
+    runs = [hunt["verdict_runs"] for hunt in hunts]
+    assert sum(runs) / len(runs) <= 11, runs
 
 
 @pytest.mark.slow

@@ -89,3 +89,22 @@ def clear_interpreter_caches() -> None:
                 pass
     if _clear_type_cache is not None:  # last: the clearing above looks attributes up too
         _clear_type_cache()
+
+
+def regex_caches() -> dict[str, dict[Any, Any]]:
+    """A copy of ``re``'s caches of compiled patterns (``_cache``, and ``_cache2`` on 3.12+), to put back after a
+    hunt (``restore_regex_caches``): the readings empty them, and what the harness compiled before the hunt (JUnit
+    XML's escape of illegal characters, a pattern of every Unicode range: a millisecond to compile) would otherwise
+    be compiled again after every hunted test."""
+    module = sys.modules.get("re")
+    return {name: dict(cache) for name in ("_cache", "_cache2")
+            if isinstance(cache := getattr(module, name, None), dict)}
+
+
+def restore_regex_caches(saved: dict[str, dict[Any, Any]]) -> None:
+    module = sys.modules.get("re")
+    for name, entries in saved.items():
+        cache = getattr(module, name, None)
+        if isinstance(cache, dict):
+            for key, value in entries.items():
+                cache.setdefault(key, value)

@@ -61,15 +61,23 @@ def budget_message(params: HuntParameters, elapsed: float, runs: int, measured: 
             f"runs: {params.warmup_runs} warm-up, {measured} measured{caveat}")
 
 
+def screen_budget_message(params: HuntParameters, elapsed: float, runs: int) -> str:
+    """The note of a screen that ran out of the time budget before it could pass the test or hand it to the hunt."""
+    return (f"no leak verdict: the hunt ran out of its time budget of {params.time_budget:g} s ({BUDGET_OPTION}, "
+            f"ini memtrack_hunt_budget) after {plural(runs, 'repeated run')} ({elapsed:.1f} s) of its untraced "
+            f"screen, whose readings cannot convict; raise {BUDGET_OPTION} (0: no limit) to hunt this test")
+
+
 def describe(result: HuntResult, limit: float, rootdir: str | None = None) -> str:
     """The failure message: what leaked, how fast, and where. Its first line leads with the culprit
     (``report.verdict.leak_line``): pytest's short summary shows that line alone. Paths read as
     ``formatting.short_path`` gives them (relative to ``rootdir``, ``site-packages/...``, ``python3.X/...``)."""
     measured = max(0, len(result.readings) - 1)
     deep = f", {result.probe_runs} deeply traced" if result.probe_runs else ""
+    screen = f", {result.screen_runs} screening" if result.screen_runs else ""
     test = {"hunt": result.to_dict(), "leak_score": result.score, "limit": limit}
     lines = [f"memtrack: {leak_line(test, rootdir)}",
-             f"  runs: {result.runs} ({result.warmup_runs} warm-up, {measured} measured{deep}, 1 reported), "
+             f"  runs: {result.runs} ({result.warmup_runs} warm-up, {measured} measured{deep}{screen}, 1 reported), "
              f"limit max_leak_score({limit:g})"]
     labels = {"memory": "Python memory (tracemalloc)", "native": f"native memory ({native.NATIVE_READING}, not traced)",
               "fds": "file descriptors", "threads": "threads"}

@@ -31,13 +31,12 @@ import tracemalloc
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pytest
 
-from pytest_memtrack.hunt import runner
-from pytest_memtrack.hunt.readings import TRACE_FRAMES
-from pytest_memtrack.hunt.verdict import HuntParameters, HuntResult
+if TYPE_CHECKING:  # the hunt's modules are imported by the first hunt (``run_hunted``): not at start-up
+    from pytest_memtrack.hunt.verdict import HuntParameters, HuntResult
 
 MARKER = "max_leak_score"
 SKIP_MARKER = "memtrack_skip"
@@ -196,6 +195,9 @@ def run_hunted(item: pytest.Item, nextitem: pytest.Item | None, params: HuntPara
     """
     from _pytest.runner import runtestprotocol
 
+    from pytest_memtrack.hunt import caches, runner, screen
+    from pytest_memtrack.hunt.readings import TRACE_FRAMES
+
     # Tearing down "to the item's parent" finalizes the function-scoped fixtures only, so every repeat
     # sets them up afresh while module-, class- and session-scoped ones stay up.
     keep_up = item.parent
@@ -203,9 +205,12 @@ def run_hunted(item: pytest.Item, nextitem: pytest.Item | None, params: HuntPara
     def run_once() -> bool:
         return clean_pass(runtestprotocol(item, nextitem=keep_up, log=False))  # type: ignore[arg-type]
 
-    # Traced from the reported run on, as the hunt traces its warm-ups: what the first run puts in a bounded
+    # Screened (``screen``) unless something else traces: the reported run and the screen's runs untraced, then
+    # only a test that kept something is hunted under tracing, with warm-ups of its own.
+    screening = params.screen and not tracemalloc.is_tracing()
+    # Else traced from the reported run on, as the hunt traces its warm-ups: what the first run puts in a bounded
     # cache is then traced too, and its eviction during the hunt shows as a free instead of hiding one.
-    started_tracing = not tracemalloc.is_tracing()
+    started_tracing = not screening and not tracemalloc.is_tracing()
     if started_tracing:
         tracemalloc.start(TRACE_FRAMES)
     result = None
@@ -217,12 +222,17 @@ def run_hunted(item: pytest.Item, nextitem: pytest.Item | None, params: HuntPara
             # theirs: the reported teardown and the JUnit XML show the reported run's only.
             sections, properties = list(item._report_sections), list(item.user_properties)
             hunting(True)
+            patterns = caches.regex_caches()
             try:
                 with repeats_unreported(item.config, item.nodeid):
-                    result = runner.hunt(run_once, params, root=root, owns_tracing=started_tracing)
+                    if screening:
+                        result = screen.screened_hunt(run_once, params, root=root)
+                    else:
+                        result = runner.hunt(run_once, params, root=root, owns_tracing=started_tracing)
             except Exception as exc:  # our own failure must not fail the user's test
                 problems.append(f"leak hunt of {item.nodeid} failed: {type(exc).__name__}: {exc}")
             finally:
+                caches.restore_regex_caches(patterns)  # after the last reading: nothing of it is measured
                 hunting(False)
                 item._report_sections[:] = sections
                 item.user_properties[:] = properties

@@ -31,13 +31,13 @@ from pytest_memtrack.hunt.caches import clear_interpreter_caches
 from pytest_memtrack.hunt.verdict import Reading
 from pytest_memtrack.tracking.attribution import file_index, is_harness
 
-_process = psutil.Process()
+_process = process = psutil.Process()
 _OWN_FILES = (os.path.dirname(os.path.dirname(os.path.abspath(__file__))) + os.sep,  # the whole plugin
               tracemalloc.__file__,
               os.path.dirname(os.path.abspath(psutil.__file__)) + os.sep)
 
 
-def _fd_count() -> int:
+def fd_count() -> int:
     try:
         return _process.num_fds()
     except AttributeError:  # Windows
@@ -185,7 +185,7 @@ def take_reading() -> Reading:
     traced, unknown, native_reading = _traced_and_native()
     return Reading(traced=traced, unknown=sum(unknown.values()), unknown_by=unknown,
                    blocks=sys.getallocatedblocks(), rss=_process.memory_info().rss,
-                   fds=_fd_count(), threads=_process.num_threads(), objects=len(gc.get_objects()),
+                   fds=fd_count(), threads=_process.num_threads(), objects=len(gc.get_objects()),
                    accounted=accounted, native=native_reading)
 
 

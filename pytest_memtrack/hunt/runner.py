@@ -69,7 +69,7 @@ class HuntBudgetWarning(UserWarning):
     """A hunt stopped at its time budget: its verdict rests on fewer runs than usual, or there is none."""
 
 
-def _over_budget(params: HuntParameters, started: float, clock: Callable[[], float]) -> float | None:
+def over_budget(params: HuntParameters, started: float, clock: Callable[[], float]) -> float | None:
     """Seconds elapsed since ``started`` when they exceed the time budget, else None."""
     if not params.time_budget:
         return None
@@ -77,7 +77,7 @@ def _over_budget(params: HuntParameters, started: float, clock: Callable[[], flo
     return elapsed if elapsed > params.time_budget else None
 
 
-def _warn_budget(message: str) -> None:
+def warn_budget(message: str) -> None:
     """Show ``message`` as a warning of the test being hunted (pytest lists it in its warnings summary). An
     ``ignore`` filter silences it; an ``error`` filter (``-W error``) only shows it: the budget never fails a test."""
     text = f"memtrack: {message}"
@@ -89,7 +89,7 @@ def _warn_budget(message: str) -> None:
             warnings.warn(text, HuntBudgetWarning, stacklevel=3)
 
 
-def _warnings_isolated(run_once: Callable[[], bool]) -> Callable[[], bool]:
+def isolated_warnings(run_once: Callable[[], bool]) -> Callable[[], bool]:
     """``run_once`` with its warnings kept to itself, as pytest keeps each test's.
 
     pytest records a test's warnings in a list for the whole of its protocol, which for a hunted test spans every
@@ -106,7 +106,8 @@ def _warnings_isolated(run_once: Callable[[], bool]) -> Callable[[], bool]:
 
 
 def hunt(run_once: Callable[[], bool], params: HuntParameters, *, runs_done: int = 0,
-         root: str | None = None, clock: Callable[[], float] | None = None, owns_tracing: bool = False) -> HuntResult:
+         root: str | None = None, clock: Callable[[], float] | None = None, owns_tracing: bool = False,
+         min_benign: int = 0, untraced_runs: int = 0) -> HuntResult:
     """Repeat ``run_once`` (which returns whether the run passed) and decide whether it leaks.
 
     tracemalloc traces from the first run on, so what the warm-ups put in a bounded cache is traced too and its
@@ -122,19 +123,22 @@ def hunt(run_once: Callable[[], bool], params: HuntParameters, *, runs_done: int
     part of them the test's code allocated; the readings charge the test that part (``readings.charged``). Only such
     a test pays for
     deep traces, and the readings the verdict rests on are all taken alike. The hunt stops the tracing it owns after
-    its last snapshot: the evidence is gathered untraced.
+    its last snapshot: the evidence is gathered untraced. ``min_benign``: measured runs before it may stop as
+    benign (``verdict.should_stop``); ``untraced_runs``: runs of the test made before tracing began (the screen's),
+    whose entries in a bounded deque are evicted unseen once it is full.
     """
-    result = _hunt(run_once, params, runs_done, root, budget_clock if clock is None else clock, owns_tracing)
+    result = _hunt(run_once, params, runs_done, root, budget_clock if clock is None else clock, owns_tracing,
+                   min_benign, untraced_runs)
     if result.budget_stop and result.error:
-        _warn_budget(result.error)
+        warn_budget(result.error)
     return result
 
 
 def _hunt(run_once: Callable[[], bool], params: HuntParameters, runs_done: int, root: str | None,
-          clock: Callable[[], float], owns_tracing: bool) -> HuntResult:
+          clock: Callable[[], float], owns_tracing: bool, min_benign: int, untraced_runs: int) -> HuntResult:
     started = clock()
     runs = runs_done
-    run_once = _warnings_isolated(run_once)
+    run_once = isolated_warnings(run_once)
     # Freezing moves every object that exists now to the permanent generation: each gc.collect() during the hunt
     # then only examines what the test's runs created (25 ms -> well under 1 ms a reading on a 150k-object heap),
     # and still frees the cycles those runs leave, which are made of new objects only. Earlier garbage is frozen
@@ -157,7 +161,7 @@ def _hunt(run_once: Callable[[], bool], params: HuntParameters, runs_done: int, 
             runs += 1
             if not run_once():
                 return _inconclusive(runs, params, f"the test failed when repeated (run {runs})")
-            elapsed = _over_budget(params, started, clock)
+            elapsed = over_budget(params, started, clock)
             if elapsed is not None and runs < params.max_runs:
                 result = _inconclusive(runs, params, budget_message(params, elapsed, runs, measured=0))
                 result.budget_stop = True
@@ -191,15 +195,17 @@ def _hunt(run_once: Callable[[], bool], params: HuntParameters, runs_done: int, 
                 before, readings[-1] = readings[-1], take_reading()
                 readings[:-1] = [shifted(reading, before, readings[-1]) for reading in readings[:-1]]
             bounded = upper_bound(readings)
-            stop = should_stop(bounded, params)
+            stop = should_stop(bounded, params, min_benign)
             if (stop or runs >= cap) and confirm_from is None and baseline.sizes and any(
                     v.leaking for v in judge(bounded, params).values()):
                 # About to convict: when all that grew is a deque bounded by its maxlen, let it fill, then judge
                 # the runs after it is full (``confirm_from``).
                 fill = runs_to_fill(baseline.sizes, len(readings) - 1 - baseline.sizes_at)
                 if fill is not None and fill <= MAX_FILL_RUNS:
-                    confirm_from, stop = len(readings) - 1 + fill, False
-                    cap = max(cap, runs + fill + CONFIRM_RUNS)
+                    # Once full, each run evicts the oldest entry: those of the runs before tracing (their frees
+                    # unseen) go first, one run's worth a run, whatever the pace.
+                    confirm_from, stop = len(readings) - 1 + fill + untraced_runs, False
+                    cap = max(cap, runs + fill + untraced_runs + CONFIRM_RUNS)
             if stop and (confirm_from is None or len(readings) - confirm_from > CONFIRM_RUNS):
                 break
             if runs >= cap:  # at the end: a series that slows earns runs to confirm, a sparse one runs to recur
@@ -207,7 +213,7 @@ def _hunt(run_once: Callable[[], bool], params: HuntParameters, runs_done: int, 
                 if extension.confirm and confirm_from is None:
                     confirm_from = len(readings) - 1
                 cap = max(cap, extension.cap)
-            elapsed = _over_budget(params, started, clock)
+            elapsed = over_budget(params, started, clock)
             if elapsed is not None and runs < cap:
                 error = budget_message(params, elapsed, runs, measured=len(readings) - 1)
                 budget_stop = True

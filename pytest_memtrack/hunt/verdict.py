@@ -65,6 +65,7 @@ class HuntParameters:
     leak_reference: float = 64 * 1024
     native_floor: float | None = None  # None: the floor of this platform's native reading
     time_budget: float | None = None  # seconds of wall time for the repeats of one test; None or 0: unlimited
+    screen: bool = True  # repeat untraced first, hunt under tracing only what kept something (``screen``)
 
     def __post_init__(self) -> None:
         if self.native_floor is None:
@@ -91,6 +92,9 @@ class HuntResult:
     verdict_runs: int = 0  # executions it took to reach the verdict (runs also counts evidence and reported runs)
     budget_stop: bool = False  # the time budget ended the repeats (``error`` says how); not in the report
     probe_runs: int = 0  # runs under deep traces that told whose some of the bytes were (``readings.probe``)
+    screen_runs: int = 0  # runs of the untraced screen before any traced run (``screen``), in ``runs`` too
+    screened: bool = False  # the screen passed the test: no traced run, scores are the screen's upper bounds
+    screen_readings: list[dict[str, int | None]] = field(default_factory=list)
 
     @property
     def score(self) -> float:
@@ -104,7 +108,9 @@ class HuntResult:
         return {"runs": self.runs, "verdict_runs": self.verdict_runs or self.runs, "warmup_runs": self.warmup_runs,
                 "readings": [r.to_dict() for r in self.readings],
                 "kinds": {name: verdict.to_dict() for name, verdict in self.kinds.items()},
-                "evidence": self.evidence, "error": self.error}
+                "evidence": self.evidence, "error": self.error,
+                **({"screen": {"runs": self.screen_runs, "passed": self.screened, "readings": self.screen_readings}}
+                   if self.screen_runs else {})}
 
 
 def untraced(reading: Reading) -> int:
@@ -199,7 +205,23 @@ def min_to_convict(params: HuntParameters) -> int:
     return max(params.min_measured + 1, measured_cap(params) // 2)
 
 
-def should_stop(readings: Sequence[Reading], params: HuntParameters) -> bool:
+def clearly_benign(readings: Sequence[Reading], params: HuntParameters, kinds: Sequence[str] = KINDS) -> bool:
+    """What the test did in these readings, carried on to the longest hunt ``run_cap`` may allow (``_projected``),
+    scores under half the limit for every kind: the benign half of ``should_stop``, also the leak screen's rule
+    (``screen.decide``), for ``kinds`` only if given."""
+    cap = measured_cap(params)
+    projected = judge_series({k: _projected(v, 2 * cap) for k, v in _series(readings).items() if k in kinds},
+                             params)
+    return all(v.score <= params.limit / 2 for v in projected.values())
+
+
+def growing_steps(readings: Sequence[Reading], params: HuntParameters) -> dict[str, int]:
+    """Per kind, the steps between readings that grew beyond the kind's noise."""
+    return {kind: sum(1 for d in _deltas(values) if d > _noise(kind, params))
+            for kind, values in _series(readings).items()}
+
+
+def should_stop(readings: Sequence[Reading], params: HuntParameters, min_benign: int = 0) -> bool:
     """Pure stopping rule: evidence either way.
 
     Clearly benign: what the test did so far, carried on to the longest hunt ``run_cap`` may allow (``_projected``:
@@ -207,17 +229,18 @@ def should_stop(readings: Sequence[Reading], params: HuntParameters) -> bool:
     limit for every kind; a test that grew at all keeps being repeated until its growth is shown not to recur.
 
     Clearly leaking: after ``min_to_convict`` measured runs, a kind grew on every run, scores over twice the limit,
-    and is not ``slowing`` towards a plateau (a bounded cache filling its last slots grows less and less)."""
+    and is not ``slowing`` towards a plateau (a bounded cache filling its last slots grows less and less).
+
+    ``min_benign``: measured runs before it may stop as benign (a hunt after the screen saw growth measures long
+    enough to see growth every k-th call again, ``screen.SPAN``)."""
     measured = len(readings) - 1
     if measured < params.min_measured:
         return False
-    series = _series(readings)
-    cap = measured_cap(params)
-    projected = judge_series({k: _projected(v, 2 * cap) for k, v in series.items()}, params)
-    if all(v.score <= params.limit / 2 for v in projected.values()):
+    if measured >= min_benign and clearly_benign(readings, params):
         return True
     if measured < min_to_convict(params):
         return False
+    series = _series(readings)
     verdicts = judge_series(series, params)
     for kind, values in series.items():
         noise = _noise(kind, params)

@@ -29,11 +29,14 @@ class TestRecorder:
         self.entries: dict[str, dict[str, Any]] = {}
 
     def add(self, report: pytest.TestReport) -> None:
-        entry = self.entries.setdefault(report.nodeid, {
-            "nodeid": report.nodeid, "outcome": "passed", "duration": 0.0, "worker": None,
-            "rss_before": None, "rss_after": None, "rss_delta": None, "rss_peak": None,
-            "leak_score": None, "limit": None, "leaking": False, "hunt": None, "message": None,
-        })
+        nodeid = report.nodeid
+        entry = self.entries.get(nodeid)
+        if entry is None:  # (not setdefault: its default dict would be built for each of a test's three reports)
+            entry = self.entries[nodeid] = {
+                "nodeid": nodeid, "outcome": "passed", "duration": 0.0, "worker": None,
+                "rss_before": None, "rss_after": None, "rss_delta": None, "rss_peak": None,
+                "leak_score": None, "limit": None, "leaking": False, "hunt": None, "message": None,
+            }
         entry["duration"] += float(getattr(report, "duration", 0.0) or 0.0)
         outcome: str = report.outcome
         if report.failed and report.when != "call":

@@ -12,7 +12,6 @@ import pytest
 from pytest_memtrack.report import github
 from pytest_memtrack.report.atomic import describe_os_error
 from pytest_memtrack.report.formatting import short_path
-from pytest_memtrack.report.html import write_html
 from pytest_memtrack.report.lines import fit, terminal_width
 from pytest_memtrack.settings import parse_writable_path, resolve
 
@@ -28,6 +27,8 @@ class HtmlReportWriter:
     @pytest.hookimpl(trylast=True)
     def pytest_memtrack_report_ready(self, session: pytest.Session, report: dict[str, Any]) -> None:
         try:
+            from pytest_memtrack.report.html import write_html  # jinja2 and the templates: only to write one
+
             write_html(report, self.path)
         except OSError as exc:  # a warning line, never a failed session (the JSON report decides nothing here)
             self.error = describe_os_error(exc)

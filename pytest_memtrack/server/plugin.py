@@ -10,13 +10,16 @@ from __future__ import annotations
 
 import os
 import sys
+from typing import TYPE_CHECKING
 
 import pytest
+
+if TYPE_CHECKING:  # the HTTP server (http.server, ssl: ~15 ms) is imported only to serve
+    from pytest_memtrack.server.transport import RunningServer
 
 from pytest_memtrack.options import TOKEN_ENV
 from pytest_memtrack.server.progress import LiveSession, ProgressHooks
 from pytest_memtrack.server.sources import DEFAULT_THRESHOLD, LiveSource
-from pytest_memtrack.server.transport import DEFAULT_HOST, RunningServer, is_loopback, port_number, start_server
 from pytest_memtrack.settings import parse_score, resolve
 from pytest_memtrack.units import shown
 
@@ -40,6 +43,8 @@ def under_xdist(config: pytest.Config) -> bool:
 
 def parse_address(raw: str, label: str) -> tuple[str, int]:
     """``PORT``, ``HOST:PORT`` or ``[IPv6]:PORT`` -> (host, port); the host defaults to 127.0.0.1."""
+    from pytest_memtrack.server.transport import DEFAULT_HOST, port_number
+
     text = raw.strip()
     host, port_text = DEFAULT_HOST, text
     if text.startswith("["):
@@ -76,6 +81,8 @@ def configure(config: pytest.Config) -> None:
     if token is None and os.environ.get(TOKEN_ENV, "").strip():
         token = _parse_token(os.environ[TOKEN_ENV], f"environment variable {TOKEN_ENV}")
     host, port = address
+    from pytest_memtrack.server.transport import is_loopback, start_server
+
     if not token and not is_loopback(host):
         raise pytest.UsageError(f"--memtrack-serve on the non-loopback host {host!r} needs a token: give "
                                 f"--memtrack-serve-token or set {TOKEN_ENV}.")

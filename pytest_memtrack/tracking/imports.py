@@ -5,10 +5,14 @@ name it asks the finders after it, and when they return a spec whose loader is a
 instance's ``exec_module`` (an instance attribute, removed again after the import, so ``isinstance`` checks on
 the loader keep working). The wrapper measures the import with ``FootprintMeter`` and reports it.
 
-Footprint reading: tracemalloc's traced bytes (exact Python allocations still alive after the import; tracing is
-switched on for the outermost import in the main thread when nothing else traces, and off again after it), else RSS
-growth (imports in other threads; includes native libraries mapped by extension modules; page-granular).
-Nested imports of other top-level packages are measured on their own and subtracted from the outer one.
+Footprint reading, without tracing (tracing every allocation of an import made a project's imports 2-20 times
+slower: 0.9 s more at start-up on marshmallow's suite, most of it compiling its regular expressions): the larger of
+two growths over the import, glibc's bytes in use (``hunt.native.malloc_in_use``: exact for every block over 512
+bytes, Python's or a C extension's) and RSS (pages first touched: the small objects pymalloc keeps in its arenas,
+native libraries mapped by extension modules; page-granular, and blind to memory reused from what was freed
+before). Where malloc cannot be read, RSS alone. When something else traces (``--memtrack-trace-all``), the
+traced bytes. Nested imports of other top-level packages are measured on their own and subtracted from the outer
+one.
 """
 
 from __future__ import annotations
@@ -25,6 +29,8 @@ from typing import Any
 
 import psutil
 
+from pytest_memtrack.hunt.native import malloc_in_use
+
 _process = psutil.Process()
 
 
@@ -33,6 +39,11 @@ def memory_reading() -> tuple[float, str]:
     if tracemalloc.is_tracing():
         return float(tracemalloc.get_traced_memory()[0]), "tracemalloc"
     return float(_process.memory_info().rss), "rss"
+
+
+def _malloc() -> float:
+    in_use = malloc_in_use()
+    return float(in_use) if in_use is not None else 0.0
 
 
 @dataclass(frozen=True)
@@ -51,8 +62,6 @@ class FootprintMeter:
 
     def __init__(self) -> None:
         self._local = threading.local()
-        self._original_start = tracemalloc.start
-        self._asked: tuple[int, ...] | None = None
 
     def _stack(self) -> list[list[float]]:
         stack = getattr(self._local, "stack", None)
@@ -60,46 +69,27 @@ class FootprintMeter:
             stack = self._local.stack = []
         return stack
 
-    def begin(self) -> tuple[float, str, float, float]:
+    def begin(self) -> tuple[float, str, float, float, float]:
         stack = self._stack()
-        if not stack and not tracemalloc.is_tracing() and threading.current_thread() is threading.main_thread():
-            # Trace the outermost import (and those nested in it): exact bytes, not page-granular RSS.
-            tracemalloc.start(1)
-            self._local.started_tracing = True
-            self._asked = None
-            self._original_start = tracemalloc.start
-            tracemalloc.start = self._record_start  # a module that asks for tracing meanwhile keeps it
         reading, source = memory_reading()
         rss = float(_process.memory_info().rss)
         stack.append([0.0])  # bytes of nested measured imports
-        return reading, source, time.perf_counter(), rss
+        return reading, source, time.perf_counter(), rss, _malloc()
 
-    def _record_start(self, *args: int) -> None:
-        """Stands in for ``tracemalloc.start`` while the meter traces an import (tracing is already on, so the
-        real call would be a no-op that the meter's ``stop`` then undoes)."""
-        self._asked = args
-        self._original_start(*args)
-
-    def end(self, package: str, token: tuple[float, str, float, float], error: str | None = None) -> ImportMeasurement:
-        before, source, started, rss_before = token
+    def end(self, package: str, token: tuple[float, str, float, float, float],
+            error: str | None = None) -> ImportMeasurement:
+        before, source, started, rss_before, malloc_before = token
         after, source_now = memory_reading()
         rss_after = float(_process.memory_info().rss)
         if source_now != source:  # tracing switched on or off during the import: fall back to RSS for both ends
             before, after, source = rss_before, rss_after, "rss"
+        if source == "rss":  # untraced: the larger of RSS's and malloc's growth (module doc)
+            after = before + max(rss_after - rss_before, _malloc() - malloc_before)
         stack = self._stack()
         nested = stack.pop()[0] if stack else 0.0
         gross = max(0.0, after - before)
         if stack:
             stack[-1][0] += gross
-        elif getattr(self._local, "started_tracing", False):
-            self._local.started_tracing = False
-            original_start = self._original_start
-            if tracemalloc.start == self._record_start:
-                tracemalloc.start = original_start
-            if tracemalloc.is_tracing():
-                tracemalloc.stop()
-                if self._asked is not None:  # the imported code asked for tracing: it gets what it asked for
-                    original_start(*self._asked)
         return ImportMeasurement(package, max(0.0, gross - nested), source, time.perf_counter() - started,
                                  rss_before, rss_after, error)
 

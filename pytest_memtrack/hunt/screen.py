@@ -1,0 +1,344 @@
+"""The leak screen: a hunted test repeated first without tracemalloc, and hunted in full only if it kept something.
+
+Tracing every allocation makes a run 2-20 times slower, and most tests keep nothing. The screen repeats the test on
+the schedule of a hunt that finds nothing (the reported run, ``warmup_runs`` warm-ups, a baseline reading, then
+``min_measured`` measured runs: the same calls a full hunt would measure) and reads after each run, with the
+interpreter's caches emptied and a collection of what the runs created (the older heap is frozen, as in the hunt):
+
+* ``sys.getallocatedblocks()``: every block CPython's allocators handed out and did not take back (pymalloc's small
+  blocks and the large ones it passes on to malloc);
+* glibc's bytes in use (``native.malloc_in_use``) and the resident pages of shared and file-backed mappings
+  (``native.mapped_bytes``), or RSS where malloc cannot be read;
+* gc-tracked objects, open file descriptors and threads.
+
+From them, ``upper_bounds`` builds readings shaped as the hunt's, each kind an upper bound of what the hunt would
+read: Python memory as ``BLOCK_BOUND`` bytes per allocated block plus malloc's bytes in use (a block kept is at most
+512 bytes in pymalloc, a larger one is in malloc's figure), native memory as malloc's bytes plus the mapped pages
+(all of malloc, not just what tracemalloc does not see), fds and threads as they are. The screen passes a test
+(``kept_nothing``) when the hunt's own benign rule (``verdict.clearly_benign``: growth carried on to the longest
+hunt scores under half the limit) holds for those upper bounds and no kind would convict: what the full hunt would
+then read on the same runs is no more, so it would have stopped there as benign too. Anything beyond that — a
+single block kept every other run, a file descriptor, a page of a shared mapping — sends the test to the full
+hunt (``screened_hunt``). That hunt starts tracing afresh (with its warm-ups) and measures at least ``SPAN`` runs
+before it may call the test benign: growth every k-th call that the screen saw in its measured runs (k up to
+``warmup_runs + min_measured + 1``) recurs within them.
+
+A screened test's scores are those of the upper bounds (at most half the limit), its readings are not tracemalloc's
+(``HuntResult.readings`` stays empty; ``screen_runs`` says how many runs the screen took).
+"""
+
+from __future__ import annotations
+
+import array
+import gc
+import sys
+import tracemalloc
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, replace
+
+from pytest_memtrack.hunt import caches, native, runner
+from pytest_memtrack.hunt.message import screen_budget_message
+from pytest_memtrack.hunt.readings import TRACE_FRAMES, fd_count, process
+from pytest_memtrack.hunt.verdict import (
+    KINDS,
+    HuntParameters,
+    HuntResult,
+    KindVerdict,
+    Reading,
+    clearly_benign,
+    growing_steps,
+    judge,
+    measured_cap,
+)
+from pytest_memtrack.tracking.analysis import MIN_GROWING_STEPS
+
+#: Bytes a block kept can hold at most without reaching malloc (CPython's SMALL_REQUEST_THRESHOLD).
+BLOCK_BOUND = native.PYMALLOC_MAX_REQUEST
+
+
+@dataclass(frozen=True)
+class ScreenReading:
+    blocks: int
+    objects: int
+    malloc: int | None  # glibc's bytes in use (None off glibc)
+    mapped: int  # resident pages of shared and file-backed mappings (0 where they cannot be read)
+    rss: int
+    fds: int
+    threads: int
+
+    def to_dict(self) -> dict[str, int | None]:
+        return {"blocks": self.blocks, "objects": self.objects, "malloc": self.malloc, "mapped": self.mapped,
+                "rss": self.rss, "fds": self.fds, "threads": self.threads}
+
+
+_FIELDS = len(ScreenReading.__dataclass_fields__)
+
+
+def read_into(slots: array.array, index: int) -> None:
+    """One reading into ``slots`` at ``index`` (a row of ``_FIELDS`` values; -1: no malloc reading), after the
+    caches are emptied and the runs' garbage collected. The slots are allocated beforehand: a reading keeps no
+    object, so the next one does not count this one's (a ``ScreenReading`` kept per run read as a block-and-object
+    leak of every test)."""
+    caches.clear_interpreter_caches()
+    gc.collect()
+    row = index * _FIELDS
+    slots[row + 1] = len(gc.get_objects())
+    malloc = native.malloc_in_use()
+    slots[row + 2] = -1 if malloc is None else malloc
+    memory = process.memory_info()
+    # statm's file-backed and shared-memory resident pages: what ``native.mapped_bytes`` reads from smaps_rollup
+    # (Rss - Anonymous), at a hundredth of its cost (reading smaps_rollup walks every mapping: ~1 ms).
+    slots[row + 3] = getattr(memory, "shared", 0)
+    slots[row + 4] = memory.rss
+    slots[row + 5] = fd_count()
+    slots[row + 6] = process.num_threads()
+    slots[row] = sys.getallocatedblocks()  # last: what the calls above allocated is freed
+
+
+#: The fields that make up the upper bounds (``upper_bounds``): blocks, malloc, mapped pages, fds, threads.
+_BOUND_FIELDS = (0, 2, 3, 5, 6)
+
+
+def _none_above_baseline(slots: array.array, taken: int) -> bool:
+    """No reading after the baseline (row 0) is above it in any field of the bounds: then no bound ever rises
+    above its baseline, so every series the rule projects (its steps repeated) nets at most zero and scores 0 —
+    ``decide`` would pass the test. Checked on the raw slots: most tests end here, at a few microseconds."""
+    fields = _BOUND_FIELDS if slots[2] >= 0 else (*_BOUND_FIELDS, 4)  # no malloc reading: RSS stands for it
+    return all(slots[row * _FIELDS + f] <= slots[f] for row in range(1, taken + 1) for f in fields)
+
+
+def unpack(slots: array.array, count: int) -> list[ScreenReading]:
+    rows = []
+    for index in range(count):
+        blocks, objects, malloc, mapped, rss, fds, threads = slots[index * _FIELDS:(index + 1) * _FIELDS]
+        rows.append(ScreenReading(blocks, objects, None if malloc < 0 else malloc, mapped, rss, fds, threads))
+    return rows
+
+
+def upper_bounds(readings: Sequence[ScreenReading]) -> list[Reading]:
+    """The screen's readings as the hunt's, each kind an upper bound of the hunt's reading (module doc)."""
+    bounds = []
+    for r in readings:
+        heap = r.malloc if r.malloc is not None else r.rss
+        bounds.append(Reading(traced=BLOCK_BOUND * r.blocks + heap, blocks=r.blocks, rss=r.rss, fds=r.fds,
+                              threads=r.threads, objects=r.objects, native=heap + r.mapped))
+    return bounds
+
+
+def traced_bounds(readings: Sequence[ScreenReading]) -> list[Reading]:
+    """``traced_screen``'s readings (the traced total in ``malloc``) as the hunt's: memory is the traced total, native
+    memory was cleared by the untraced screen (held flat here)."""
+    return [Reading(traced=r.malloc or 0, blocks=0, rss=0, fds=r.fds, threads=r.threads, objects=0, native=0)
+            for r in readings]
+
+
+def decide(readings: Sequence[ScreenReading], params: HuntParameters, traced: bool = False) -> bool | None:
+    """Pure rule, after each measured run: True when the screen may pass the test (the hunt's benign rule holds for
+    the upper bounds of what it kept, and no kind would convict), False when it must be hunted in full (a kind grew
+    in ``MIN_GROWING_STEPS`` steps: growth that recurs; or the longest screen, ``longest``, is over), None to go on:
+    a step or two of growth may be a one-off, which more runs dilute until the rule holds or the growth recurs."""
+    measured = len(readings) - 1
+    if measured < params.min_measured:
+        return None
+    bounds = traced_bounds(readings) if traced else upper_bounds(readings)
+    if clearly_benign(bounds, params) and not any(v.leaking for v in judge(bounds, params).values()):
+        return True
+    if measured >= longest(params) or max(growing_steps(bounds, params).values()) >= MIN_GROWING_STEPS:
+        return False
+    return None
+
+
+def longest(params: HuntParameters) -> int:
+    """Measured runs a screen takes at most: the longest hunt's (``verdict.run_cap``), to which the benign rule
+    projects what it saw."""
+    return 2 * measured_cap(params)
+
+
+#: Measured runs of a full hunt after the screen saw growth before that hunt may stop as benign: enough to see
+#: again growth every k-th call that the screen's measured runs saw once (``span``).
+def span(params: HuntParameters) -> int:
+    return params.warmup_runs + params.min_measured + 1
+
+
+@dataclass
+class Screen:
+    runs: int
+    readings: list[ScreenReading]
+    failed: bool  # a run failed (the screen stopped there)
+    passed: bool  # ``decide`` passed the test
+    elapsed: float | None = None  # the time budget ran out after this many seconds (the screen stopped there)
+
+
+def screen(run_once: Callable[[], bool], params: HuntParameters, *, runs_done: int = 0,
+           clock: Callable[[], float] | None = None) -> Screen:
+    """Repeat ``run_once`` untraced on a benign hunt's schedule, reading after the warm-ups and each measured run,
+    until ``decide`` decides, a run fails or the time budget runs out (``clock``: ``runner.budget_clock``)."""
+    clock = clock or runner.budget_clock
+    started = clock()
+    # Bounded lru_caches are not emptied (finding them walks the whole heap, ~10 ms): a cache filling with the
+    # runs' new keys reads as growth and sends the test to the hunt, which empties them.
+    gc.freeze()  # as the hunt does: each collection examines only what the runs created
+    runs = runs_done
+    slots = array.array("q", bytes(8 * _FIELDS * (longest(params) + 1)))
+    taken = 0
+    passed: bool | None = False
+    try:
+        for _ in range(max(0, params.warmup_runs - runs_done)):
+            runs += 1
+            if not run_once():
+                return Screen(runs, [], True, False)
+            if (elapsed := runner.over_budget(params, started, clock)) is not None:
+                return Screen(runs, [], False, False, elapsed)
+        measured = range(1, longest(params) + 1).__iter__()  # before the baseline: the iterator is kept
+        read_into(slots, 0)
+        for taken in measured:
+            runs += 1
+            if not run_once():
+                return Screen(runs, unpack(slots, taken), True, False)
+            read_into(slots, taken)
+            if taken >= params.min_measured:
+                # The decision's allocations are freed before the next run; the next reading does not see them.
+                passed = True if _none_above_baseline(slots, taken) else decide(unpack(slots, taken + 1), params)
+                if passed is not None:
+                    break
+            if (elapsed := runner.over_budget(params, started, clock)) is not None:
+                return Screen(runs, unpack(slots, taken + 1), False, False, elapsed)
+    finally:
+        gc.unfreeze()
+    return Screen(runs, unpack(slots, taken + 1), False, bool(passed))
+
+
+def traced_screen(run_once: Callable[[], bool], params: HuntParameters, clock: Callable[[], float],
+                  started: float) -> Screen:
+    """The second stage, for a test whose untraced screen saw only memory it cannot tell from a Python buffer grown
+    in place (malloc's bytes grew, no block was kept): the same schedule and rule under tracemalloc with one frame,
+    reading only the traced total (``get_traced_memory``: everyone's traced bytes, an upper bound of the test's; no
+    snapshot), fds and threads. Tracing is on when it returns (``screened_hunt`` stops or keeps it)."""
+    tracemalloc.start(1)
+    gc.freeze()
+    runs = 0
+    slots = array.array("q", bytes(8 * 3 * (longest(params) + 1)))
+    taken = 0
+    passed: bool | None = False
+
+    def read(index: int) -> None:
+        caches.clear_interpreter_caches()
+        gc.collect()
+        slots[3 * index + 1] = fd_count()
+        slots[3 * index + 2] = process.num_threads()
+        slots[3 * index] = tracemalloc.get_traced_memory()[0]
+
+    def rows(count: int) -> list[ScreenReading]:
+        return [ScreenReading(0, 0, slots[3 * i], 0, 0, slots[3 * i + 1], slots[3 * i + 2]) for i in range(count)]
+
+    try:
+        for _ in range(params.warmup_runs):
+            runs += 1
+            if not run_once():
+                return Screen(runs, [], True, False)
+            if (elapsed := runner.over_budget(params, started, clock)) is not None:
+                return Screen(runs, [], False, False, elapsed)
+        measured = range(1, longest(params) + 1).__iter__()
+        read(0)
+        for taken in measured:
+            runs += 1
+            if not run_once():
+                return Screen(runs, rows(taken), True, False)
+            read(taken)
+            if taken >= params.min_measured:
+                passed = decide(rows(taken + 1), params, traced=True)
+                if passed is not None:
+                    break
+            if (elapsed := runner.over_budget(params, started, clock)) is not None:
+                return Screen(runs, rows(taken + 1), False, False, elapsed)
+    finally:
+        gc.unfreeze()
+    return Screen(runs, rows(taken + 1), False, bool(passed))
+
+
+def memory_only(readings: Sequence[ScreenReading], params: HuntParameters) -> bool:
+    """Whether all the untraced screen could not clear is Python memory, and no block or object was kept: malloc's
+    bytes grew as a buffer grown in place would (``traced_screen`` tells)."""
+    bounds = upper_bounds(readings)
+    return (len(readings) > 1 and readings[-1].blocks <= readings[0].blocks
+            and readings[-1].objects <= readings[0].objects
+            and clearly_benign(bounds, params, [kind for kind in KINDS if kind != "memory"]))
+
+
+def screened_hunt(run_once: Callable[[], bool], params: HuntParameters, *, root: str | None = None,
+                  clock: Callable[[], float] | None = None) -> HuntResult:
+    """The screen, then, unless it passed the test, the full hunt (``runner.hunt``) under tracing it owns, with what
+    is left of the time budget.
+
+    Called without tracemalloc tracing. The runs of both count in ``runs`` and ``verdict_runs``."""
+    clock = clock or runner.budget_clock
+    started = clock()
+    found = screen(runner.isolated_warnings(run_once), params, clock=clock)
+    left = None if not params.time_budget else params.time_budget - (clock() - started)
+    if found.failed:
+        error = f"the test failed when repeated (run {found.runs}, before any traced run): no leak verdict"
+        result = _no_verdict(found.runs, params, error)
+    elif found.passed:
+        result = HuntResult(found.runs, params.warmup_runs, [], judge(upper_bounds(found.readings), params),
+                            verdict_runs=found.runs, screened=True)
+    elif found.elapsed is not None or (left is not None and left <= 0):
+        elapsed = found.elapsed if found.elapsed is not None else clock() - started
+        result = _no_verdict(found.runs, params, screen_budget_message(params, elapsed, found.runs))
+        result.budget_stop = True
+        runner.warn_budget(screen_budget_message(params, elapsed, found.runs))
+    else:
+        result = _second_stage(run_once, params, found, root, clock, started)
+    result.screen_runs = max(result.screen_runs, found.runs)
+    result.screen_readings = [reading.to_dict() for reading in found.readings]
+    return result
+
+
+def _second_stage(run_once: Callable[[], bool], params: HuntParameters, found: Screen, root: str | None,
+                  clock: Callable[[], float], started: float) -> HuntResult:
+    """After an untraced screen that did not pass the test: the traced screen when all it saw was memory without a
+    block kept (``memory_only``), then, unless that passed it, the full hunt with what is left of the budget."""
+    runs = found.runs
+    try:
+        if memory_only(found.readings, params):
+            second = traced_screen(runner.isolated_warnings(run_once), params, clock, started)
+            runs += second.runs
+            if second.failed or second.elapsed is not None:
+                tracemalloc.stop()
+                message = (f"the test failed when repeated (run {runs}, before any traced run): no leak verdict"
+                           if second.failed else screen_budget_message(params, second.elapsed or 0.0, runs))
+                result = _no_verdict(runs, params, message)
+                if not second.failed:
+                    result.budget_stop = True
+                    runner.warn_budget(message)
+                result.screen_runs = runs
+                return result
+            if second.passed:
+                tracemalloc.stop()
+                result = HuntResult(runs, params.warmup_runs, [], judge(traced_bounds(second.readings), params),
+                                    verdict_runs=runs, screened=True, screen_runs=runs)
+                return result
+            tracemalloc.stop()  # the hunt traces afresh, with its own frames
+        left = None if not params.time_budget else params.time_budget - (clock() - started)
+        if left is not None and left <= 0:
+            message = screen_budget_message(params, clock() - started, runs)
+            result = _no_verdict(runs, params, message)
+            result.budget_stop = True
+            runner.warn_budget(message)
+            result.screen_runs = runs
+            return result
+    except BaseException:
+        if tracemalloc.is_tracing():
+            tracemalloc.stop()
+        raise
+    tracemalloc.start(TRACE_FRAMES)
+    result = runner.hunt(run_once, replace(params, time_budget=left), root=root, owns_tracing=True, clock=clock,
+                         min_benign=span(params), untraced_runs=runs + 1)  # + the reported run
+    result.runs += runs
+    result.verdict_runs = (result.verdict_runs or result.runs - runs) + runs
+    result.screen_runs = runs
+    return result
+
+
+def _no_verdict(runs: int, params: HuntParameters, error: str) -> HuntResult:
+    return HuntResult(runs, params.warmup_runs, [], {k: KindVerdict(False, 0.0, 0.0) for k in KINDS}, error=error,
+                      verdict_runs=runs)

@@ -1,0 +1,167 @@
+"""The leak screen (hunt/screen.py): untraced readings that keep nothing, a rule that acquits only what the hunt
+would acquit on the same runs, and the traced hunt for everything else."""
+
+from __future__ import annotations
+
+import array
+import gc
+import json
+import random
+
+import pytest
+
+from pytest_memtrack.hunt import screen
+from pytest_memtrack.hunt.screen import ScreenReading, decide, longest, upper_bounds
+from pytest_memtrack.hunt.verdict import HuntParameters, Reading, clearly_benign, should_stop
+
+PARAMS = HuntParameters()
+NO_PLUGINS = ("-p", "no:cacheprovider", "-p", "no:schemathesis", "-p", "no:hypothesispytest")
+
+
+def series(blocks: list[int], malloc: list[int] | None = None, fds: list[int] | None = None) -> list[ScreenReading]:
+    """Readings from per-step growth (the baseline first)."""
+    malloc = malloc or [0] * len(blocks)
+    fds = fds or [0] * len(blocks)
+    readings, b, m, f = [ScreenReading(1000, 500, 10**6, 0, 10**7, 5, 1)], 1000, 10**6, 5
+    for db, dm, df in zip(blocks, malloc, fds):
+        b, m, f = b + db, m + dm, f + df
+        readings.append(ScreenReading(b, 500, m, 0, 10**7, f, 1))
+    return readings
+
+
+def screened(steps: list[ScreenReading]) -> bool:
+    """What the screen decides, feeding it one reading after another as the runs come."""
+    for count in range(2, len(steps) + 1):
+        verdict = decide(steps[:count], PARAMS)
+        if verdict is not None:
+            return verdict
+    return False
+
+
+def test_a_reading_keeps_nothing_of_its_own():
+    slots = array.array("q", bytes(8 * 7 * 6))
+    gc.freeze()
+    try:
+        for index in range(6):
+            screen.read_into(slots, index)
+    finally:
+        gc.unfreeze()
+    readings = screen.unpack(slots, 6)
+    assert len({(r.blocks, r.objects) for r in readings[1:]}) == 1, readings
+
+
+def test_a_test_that_keeps_nothing_passes_after_the_hunts_three_measured_runs():
+    assert decide(series([0, 0, 0]), PARAMS) is True
+    assert decide(series([0, 0]), PARAMS) is None  # fewer measured runs than the hunt's own minimum
+
+
+def hunt_acquits_at(steps: list[int]) -> int | None:
+    """The measured run at which the hunt's own rule (``verdict.should_stop``) stops as benign on traced readings
+    that grew by ``steps``, or None when it does not stop as benign within them."""
+    values = [0]
+    for run, step in enumerate(steps, 1):
+        values.append(values[-1] + step)
+        readings = [Reading(traced=v, blocks=0, rss=0, fds=0, threads=0, objects=0, native=0) for v in values]
+        if should_stop(readings, PARAMS):  # stopped: acquitted, or convicted
+            return run if clearly_benign(readings, PARAMS) else None
+    return None
+
+
+def screen_passes_at(steps: list[int]) -> int | None:
+    """The measured run at which the screen passes a test that kept a 3-block, ``step``-byte buffer on each step."""
+    readings = [ScreenReading(1000, 500, 10**6, 0, 10**7, 5, 1)]
+    for run, step in enumerate(steps, 1):
+        last = readings[-1]
+        readings.append(ScreenReading(last.blocks + (3 if step else 0), 500, (last.malloc or 0) + step, 0, 10**7, 5, 1))
+        verdict = decide(readings, PARAMS)
+        if verdict is not None:
+            return run if verdict else None
+    return None
+
+
+@pytest.mark.parametrize("period", [1, 2, 3, 4, 5, 6, 7])
+def test_growth_every_kth_call_passes_exactly_where_the_hunt_acquits(period):
+    """12 KB kept every k-th call, in every phase: the screen passes the test at the run where the hunt's own rule
+    acquits it on the same runs (growth that falls outside the first measured runs of a long period: the hunt too),
+    and hands every other one to the hunt. Growth every 2nd or 3rd call is never passed."""
+    for phase in range(period):
+        steps = [12_000 if (i + phase) % period == 0 else 0 for i in range(longest(PARAMS))]
+        assert screen_passes_at(steps) == hunt_acquits_at(steps), (period, phase)
+        if period <= PARAMS.min_measured:
+            assert screen_passes_at(steps) is None
+
+
+def test_a_small_one_off_step_is_diluted_by_more_runs_and_passes():
+    steps = series([1] + [0] * (longest(PARAMS) - 1))
+    assert decide(steps[:4], PARAMS) is None  # one step in three: could be growth every third call
+    assert screened(steps) is True
+
+
+def test_a_block_kept_per_run_or_a_file_descriptor_goes_to_the_hunt():
+    assert decide(series([1, 1, 1]), PARAMS) is False
+    assert decide(series([0, 0, 0], fds=[1, 1, 1]), PARAMS) is False
+
+
+def test_malloc_growth_without_a_block_is_memory_to_the_screen():
+    """A buffer grown in place keeps no new block: malloc's bytes are Python memory's upper bound too."""
+    readings = series([0, 0, 0], malloc=[200, 200, 200])
+    assert not clearly_benign(upper_bounds(readings), PARAMS)
+    assert decide(readings, PARAMS) is False
+    assert screen.memory_only(readings, PARAMS)  # ... for the traced second screen to tell
+    assert not screen.memory_only(series([1, 1, 1], malloc=[200, 200, 200]), PARAMS)
+
+
+def test_the_upper_bounds_dominate_what_the_blocks_and_malloc_can_hold():
+    bounds = upper_bounds(series([2, 0, 1], malloc=[4096, 0, 0]))
+    steps = [b.traced - a.traced for a, b in zip(bounds, bounds[1:])]
+    assert steps == [2 * 512 + 4096, 0, 512]
+
+
+LEAKY = """
+import pytest
+KEPT = []
+
+@pytest.mark.max_leak_score(0.1)
+def test_leaks():
+    KEPT.append(bytes(50_000))
+
+@pytest.mark.max_leak_score(0.1)
+def test_clean():
+    data = [bytes(1000) for _ in range(100)]
+"""
+
+
+@pytest.mark.slow
+def test_a_clean_test_is_screened_and_a_leak_hunted_under_tracing(pytester):
+    pytester.makepyfile(test_app=LEAKY)
+    result = pytester.runpytest_subprocess(*NO_PLUGINS, "--memtrack", "--memtrack-json=report.json")
+    result.assert_outcomes(failed=1, passed=1)
+    tests = {t["nodeid"].split("::")[1]: t for t in json.loads((pytester.path / "report.json").read_text())["tests"]}
+    clean, leak = tests["test_clean"]["hunt"], tests["test_leaks"]["hunt"]
+    assert clean["screen"]["passed"] is True and clean["readings"] == [] and clean["runs"] == clean["screen"]["runs"] + 1
+    assert leak["screen"]["passed"] is False and len(leak["readings"]) >= 4  # the traced hunt's own readings
+    assert leak["runs"] > leak["screen"]["runs"] and tests["test_leaks"]["leaking"]
+    result.stdout.fnmatch_lines(["*memtrack: leak score * (* runs: 2 warm-up, * measured, * screening, 1 reported)"])
+
+
+@pytest.mark.slow
+def test_trace_hunts_hunts_without_the_screen(pytester):
+    pytester.makepyfile(test_app=LEAKY)
+    result = pytester.runpytest_subprocess(*NO_PLUGINS, "--memtrack", "--memtrack-trace-hunts",
+                                           "--memtrack-json=report.json")
+    result.assert_outcomes(failed=1, passed=1)
+    for test in json.loads((pytester.path / "report.json").read_text())["tests"]:
+        assert "screen" not in test["hunt"] and len(test["hunt"]["readings"]) >= 4
+
+
+def test_readings_never_above_the_baseline_are_passed_without_the_rule():
+    """The screen's shortcut (``_none_above_baseline``) agrees with ``decide`` wherever it applies."""
+    rng = random.Random(17)
+    for _ in range(300):
+        steps = [rng.choice([0, 0, -1, 1, -2]) for _ in range(rng.randint(3, 8))]
+        malloc = [rng.choice([0, 0, -96, 96, 4096]) for _ in steps]
+        readings = series(steps, malloc)
+        slots = array.array("q", [value for r in readings for value in (r.blocks, r.objects, r.malloc or 0, r.mapped,
+                                                                         r.rss, r.fds, r.threads)])
+        if screen._none_above_baseline(slots, len(readings) - 1):
+            assert decide(readings, PARAMS) is True, (steps, malloc)
