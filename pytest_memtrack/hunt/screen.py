@@ -115,14 +115,28 @@ def unpack(slots: array.array, count: int) -> list[ScreenReading]:
     return rows
 
 
+#: A bound that falls by less than this from one reading to the next is held level: malloc's byte count wobbles by
+#: tens of bytes between runs that keep nothing, and the sign test would count such a dip as a full step down,
+#: cancelling a step up of kilobytes (growth in bursts of two calls read as +0, -16 B, +12 KiB, +12 KiB and passed).
+#: Raising a bound keeps it an upper bound, so this only sends more tests to the hunt.
+DIP = 1024
+
+
+def _level_dips(values: list[int]) -> list[int]:
+    held = []
+    for value in values:
+        held.append(held[-1] if held and held[-1] - DIP < value < held[-1] else value)
+    return held
+
+
 def upper_bounds(readings: Sequence[ScreenReading]) -> list[Reading]:
-    """The screen's readings as the hunt's, each kind an upper bound of the hunt's reading (module doc)."""
-    bounds = []
-    for r in readings:
-        heap = r.malloc if r.malloc is not None else r.rss
-        bounds.append(Reading(traced=BLOCK_BOUND * r.blocks + heap, blocks=r.blocks, rss=r.rss, fds=r.fds,
-                              threads=r.threads, objects=r.objects, native=heap + r.mapped))
-    return bounds
+    """The screen's readings as the hunt's, each kind an upper bound of the hunt's reading (module doc); a dip of
+    less than ``DIP`` bytes is held level."""
+    heaps = [r.malloc if r.malloc is not None else r.rss for r in readings]
+    memory = _level_dips([BLOCK_BOUND * r.blocks + heap for r, heap in zip(readings, heaps)])
+    native = _level_dips([heap + r.mapped for r, heap in zip(readings, heaps)])
+    return [Reading(traced=m, blocks=r.blocks, rss=r.rss, fds=r.fds, threads=r.threads, objects=r.objects, native=n)
+            for r, m, n in zip(readings, memory, native)]
 
 
 def traced_bounds(readings: Sequence[ScreenReading]) -> list[Reading]:
