@@ -207,7 +207,7 @@ def run_hunted(item: pytest.Item, nextitem: pytest.Item | None, params: HuntPara
 
     # Screened (``screen``) unless something else traces: the reported run and the screen's runs untraced, then
     # only a test that kept something is hunted under tracing, with warm-ups of its own.
-    screening = params.screen and not tracemalloc.is_tracing()
+    screening = params.screen and screen.SCREENS and not tracemalloc.is_tracing()
     # Else traced from the reported run on, as the hunt traces its warm-ups: what the first run puts in a bounded
     # cache is then traced too, and its eviction during the hunt shows as a free instead of hiding one.
     started_tracing = not screening and not tracemalloc.is_tracing()
