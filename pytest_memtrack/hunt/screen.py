@@ -130,7 +130,7 @@ DIP = 1024
 
 
 def _level_dips(values: list[int]) -> list[int]:
-    held = []
+    held: list[int] = []
     for value in values:
         held.append(held[-1] if held and held[-1] - DIP < value < held[-1] else value)
     return held
