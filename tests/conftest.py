@@ -1,4 +1,6 @@
 import os
+import sys
+import textwrap
 
 import pytest
 
@@ -34,3 +36,22 @@ def sample_report():
     from samples import sample_report as make
 
     return make()
+
+
+@pytest.fixture
+def make_package(tmp_path, monkeypatch):
+    """Writes a real package into a temporary directory on sys.path; removes it from sys.modules after."""
+    monkeypatch.syspath_prepend(str(tmp_path))
+    names = []
+
+    def make(name: str, source: str) -> str:
+        package = tmp_path / name
+        package.mkdir()
+        (package / "__init__.py").write_text(textwrap.dedent(source))
+        names.append(name)
+        return name
+
+    yield make
+    for name in names:
+        for module in [m for m in sys.modules if m == name or m.startswith(name + ".")]:
+            del sys.modules[module]

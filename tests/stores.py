@@ -10,6 +10,7 @@ from __future__ import annotations
 import contextlib
 import copy
 import hashlib
+import importlib.metadata
 import os
 import random
 import shutil
@@ -23,6 +24,28 @@ import pytest
 from samples import sample_report
 
 from pytest_memtrack.history.store import Store
+
+#: The plugin by its entry point when installed, else by module (a source checkout on sys.path).
+PLUGIN_ARGS = [] if any(ep.name == "memtrack" for ep in importlib.metadata.entry_points(group="pytest11")) else [
+    "-p", "pytest_memtrack.plugin"]
+
+MB = 1024 * 1024
+#: A project whose first test keeps ``grow.txt``'s number of bytes: the history tests' moving figure.
+APP = """
+import pathlib
+
+KEEP = []
+
+
+def test_allocates():
+    size = int(pathlib.Path(__file__).with_name("grow.txt").read_text())
+    KEEP.append(b"x" * size)  # touched pages: the process RSS grows by about `size`
+
+
+def test_plain():
+    assert True
+"""
+
 
 #: ``python -c CLI ARGS...`` runs ``pytest_memtrack.cli.main(ARGS)`` and exits with its status.
 CLI = "import sys; from pytest_memtrack.cli import main; sys.exit(main(sys.argv[1:]))"

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import gc
 import sys
-import textwrap
 import time
 import weakref
 
@@ -14,23 +13,6 @@ import pytest
 from pytest_memtrack import LazyLoader, MemoryMonitor
 from pytest_memtrack.schemas import validate
 from pytest_memtrack.tracking.unloading import Candidate, idle_packages
-
-
-@pytest.fixture
-def make_package(tmp_path, monkeypatch):
-    monkeypatch.syspath_prepend(str(tmp_path))
-    names = []
-
-    def make(name: str, source: str) -> str:
-        (tmp_path / name).mkdir()
-        (tmp_path / name / "__init__.py").write_text(textwrap.dedent(source))
-        names.append(name)
-        return name
-
-    yield make
-    for name in names:
-        for module in [m for m in sys.modules if m == name or m.startswith(name + ".")]:
-            del sys.modules[module]
 
 
 class Pressure:

@@ -9,30 +9,12 @@ import json
 import sys
 
 import pytest
-from stores import damage, foreign_database, read_only, snapshot, unprivileged
+from stores import APP, MB, PLUGIN_ARGS, damage, foreign_database, read_only, snapshot, unprivileged
 
 from pytest_memtrack.history.store import Store
 
 HAS_SESSION = importlib.util.find_spec("pytest_memtrack.session") is not None
 needs_session = pytest.mark.skipif(not HAS_SESSION, reason="pytest_memtrack.session (the lead's session) is not built yet")
-PLUGIN_ARGS = [] if any(ep.name == "memtrack" for ep in importlib.metadata.entry_points(group="pytest11")) else [
-    "-p", "pytest_memtrack.plugin"]
-
-MB = 1024 * 1024
-APP = """
-import pathlib
-
-KEEP = []
-
-
-def test_allocates():
-    size = int(pathlib.Path(__file__).with_name("grow.txt").read_text())
-    KEEP.append(b"x" * size)  # touched pages: the process RSS grows by about `size`
-
-
-def test_plain():
-    assert True
-"""
 
 
 pytestmark = pytest.mark.usefixtures("wide_terminal")  # sentences on one line; the table test narrows it to 80

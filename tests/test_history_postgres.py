@@ -4,7 +4,6 @@ comparing and the CI gate, many writers at once, and every way the server can be
 from __future__ import annotations
 
 import copy
-import importlib.metadata
 import json
 import os
 import subprocess
@@ -15,7 +14,7 @@ from pathlib import Path
 import pgserver
 import pytest
 from samples import sample_report
-from stores import CLI
+from stores import APP, CLI, MB, PLUGIN_ARGS
 
 from pytest_memtrack.cli import main
 from pytest_memtrack.history.backend import describe, open_store
@@ -28,23 +27,6 @@ pytestmark = pytest.mark.usefixtures("wide_terminal")  # each line, with its lon
 pg_server = pgserver.pg_server
 pg_url = pgserver.pg_url
 free_port = pgserver.free_port
-PLUGIN_ARGS = [] if any(ep.name == "memtrack" for ep in importlib.metadata.entry_points(group="pytest11")) else [
-    "-p", "pytest_memtrack.plugin"]
-MB = 1024 * 1024
-APP = """
-import pathlib
-
-KEEP = []
-
-
-def test_allocates():
-    size = int(pathlib.Path(__file__).with_name("grow.txt").read_text())
-    KEEP.append(b"x" * size)  # touched pages: the process RSS grows by about `size`
-
-
-def test_plain():
-    assert True
-"""
 
 
 def _sql(url: str, query: str) -> list[tuple]:

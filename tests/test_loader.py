@@ -3,31 +3,11 @@
 from __future__ import annotations
 
 import sys
-import textwrap
 
 import pytest
 
 from pytest_memtrack import LazyLoader, MemoryMetrics, MemoryMonitor, PackageInfo, get_lazy_loader
 from pytest_memtrack.schemas import validate
-
-
-@pytest.fixture
-def make_package(tmp_path, monkeypatch):
-    """Writes a real package into a temporary directory on sys.path; removes it from sys.modules after."""
-    monkeypatch.syspath_prepend(str(tmp_path))
-    names = []
-
-    def make(name: str, source: str) -> str:
-        package = tmp_path / name
-        package.mkdir()
-        (package / "__init__.py").write_text(textwrap.dedent(source))
-        names.append(name)
-        return name
-
-    yield make
-    for name in names:
-        for module in [m for m in sys.modules if m == name or m.startswith(name + ".")]:
-            del sys.modules[module]
 
 
 def test_the_public_api_imports_from_the_package():
