@@ -140,6 +140,7 @@ def test_a_clean_test_is_screened_and_a_leak_hunted_under_tracing(pytester):
     tests = {t["nodeid"].split("::")[1]: t for t in json.loads((pytester.path / "report.json").read_text())["tests"]}
     clean, leak = tests["test_clean"]["hunt"], tests["test_leaks"]["hunt"]
     assert clean["screen"]["passed"] is True and clean["readings"] == [] and clean["runs"] == clean["screen"]["runs"] + 1
+    assert clean["screen"]["runs"] == 1 + PARAMS.min_measured  # steady from its first repeat: one warm-up
     assert leak["screen"]["passed"] is False and len(leak["readings"]) >= 4  # the traced hunt's own readings
     assert leak["runs"] > leak["screen"]["runs"] and tests["test_leaks"]["leaking"]
     result.stdout.fnmatch_lines(["  runs: * (2 warm-up, * measured, * screening, 1 reported)*"])
@@ -156,7 +157,7 @@ def test_trace_hunts_hunts_without_the_screen(pytester):
 
 
 def test_readings_never_above_the_baseline_are_passed_without_the_rule():
-    """The screen's shortcut (``_none_above_baseline``) agrees with ``decide`` wherever it applies."""
+    """The screen's shortcut (``_none_above``) agrees with ``decide`` wherever it applies."""
     rng = random.Random(17)
     for _ in range(300):
         steps = [rng.choice([0, 0, -1, 1, -2]) for _ in range(rng.randint(3, 8))]
@@ -164,5 +165,37 @@ def test_readings_never_above_the_baseline_are_passed_without_the_rule():
         readings = series(steps, malloc)
         slots = array.array("q", [value for r in readings for value in (r.blocks, r.objects, r.malloc or 0, r.mapped,
                                                                          r.rss, r.fds, r.threads)])
-        if screen._none_above_baseline(slots, len(readings) - 1):
+        if screen._none_above(slots, 0, len(readings) - 1):
             assert decide(readings, PARAMS) is True, (steps, malloc)
+
+
+def slots_of(readings: list[ScreenReading]) -> array.array:
+    return array.array("q", [value for r in readings for value in (r.blocks, r.objects, r.malloc or 0, r.mapped, r.rss,
+                                                                   r.fds, r.threads)])
+
+
+def test_a_test_steady_from_its_first_repeat_passes_after_min_measured_runs_more():
+    """Row 0 is the reading after the first repeat (a warm-up); min_measured more runs that keep nothing pass."""
+    slots = slots_of(series([0] * 6))
+    assert [screen.steady_from_the_first_repeat(slots, last, PARAMS) for last in range(1, 6)] == \
+        [last >= PARAMS.min_measured for last in range(1, 6)]
+
+
+def test_growth_on_a_first_repeat_leaves_the_test_to_the_usual_rule():
+    """A cache still filling on the second repeat is not steady from the first one: the usual rule decides."""
+    slots = slots_of(series([3, 0, 0, 0, 0, 0], malloc=[4096, 0, 0, 0, 0, 0]))
+    assert not any(screen.steady_from_the_first_repeat(slots, last, PARAMS) for last in range(1, 7))
+
+
+@pytest.mark.parametrize("period", [1, 2, 3])
+def test_growth_every_kth_call_is_never_steady_whatever_its_phase(period):
+    """Growth every k-th call for k up to min_measured falls on one of the first min_measured repeats."""
+    for phase in range(period):
+        steps = [1 if (i + phase) % period == 0 else 0 for i in range(longest(PARAMS) + PARAMS.warmup_runs)]
+        slots = slots_of(series(steps))
+        assert not any(screen.steady_from_the_first_repeat(slots, last, PARAMS) for last in range(1, len(steps) + 1))
+
+
+def test_a_file_descriptor_or_a_malloc_chunk_kept_once_is_not_steady():
+    assert not screen.steady_from_the_first_repeat(slots_of(series([0, 0, 0], fds=[0, 1, 0])), 3, PARAMS)
+    assert not screen.steady_from_the_first_repeat(slots_of(series([0, 0, 0], malloc=[0, 0, 64])), 3, PARAMS)

@@ -99,17 +99,20 @@ def read_into(slots: array.array, index: int) -> None:
 _BOUND_FIELDS = (0, 2, 3, 5, 6)
 
 
-def _none_above_baseline(slots: array.array, taken: int) -> bool:
-    """No reading after the baseline (row 0) is above it in any field of the bounds: then no bound ever rises
-    above its baseline, so every series the rule projects (its steps repeated) nets at most zero and scores 0 —
-    ``decide`` would pass the test. Checked on the raw slots: most tests end here, at a few microseconds."""
+def _none_above(slots: array.array, base: int, last: int) -> bool:
+    """No reading from row ``base + 1`` to row ``last`` is above row ``base`` in any field of the bounds: then no
+    bound ever rises above that reading, so every series the rule projects (its steps repeated) nets at most zero
+    and scores 0 — ``decide`` would pass the test. Checked on the raw slots: most tests end here, at a few
+    microseconds."""
     fields = _BOUND_FIELDS if slots[2] >= 0 else (*_BOUND_FIELDS, 4)  # no malloc reading: RSS stands for it
-    return all(slots[row * _FIELDS + f] <= slots[f] for row in range(1, taken + 1) for f in fields)
+    return all(slots[row * _FIELDS + f] <= slots[base * _FIELDS + f] for row in range(base + 1, last + 1)
+               for f in fields)
 
 
-def unpack(slots: array.array, count: int) -> list[ScreenReading]:
+def unpack(slots: array.array, count: int, first: int = 0) -> list[ScreenReading]:
+    """Rows ``first`` to ``first + count - 1`` of the slots as readings."""
     rows = []
-    for index in range(count):
+    for index in range(first, first + count):
         blocks, objects, malloc, mapped, rss, fds, threads = slots[index * _FIELDS:(index + 1) * _FIELDS]
         rows.append(ScreenReading(blocks, objects, None if malloc < 0 else malloc, mapped, rss, fds, threads))
     return rows
@@ -192,41 +195,64 @@ class Screen:
 
 def screen(run_once: Callable[[], bool], params: HuntParameters, *, runs_done: int = 0,
            clock: Callable[[], float] | None = None) -> Screen:
-    """Repeat ``run_once`` untraced on a benign hunt's schedule, reading after the warm-ups and each measured run,
-    until ``decide`` decides, a run fails or the time budget runs out (``clock``: ``runner.budget_clock``)."""
+    """Repeat ``run_once`` untraced on a benign hunt's schedule, reading after each warm-up and each measured run,
+    until the test is passed (``steady_from_the_first_repeat`` or ``decide``), must be hunted, a
+    run fails or the time budget runs out (``clock``: ``runner.budget_clock``)."""
     clock = clock or runner.budget_clock
     started = clock()
     # Bounded lru_caches are not emptied (finding them walks the whole heap, ~10 ms): a cache filling with the
     # runs' new keys reads as growth and sends the test to the hunt, which empties them.
     gc.freeze()  # as the hunt does: each collection examines only what the runs created
     runs = runs_done
-    slots = array.array("q", bytes(8 * _FIELDS * (longest(params) + 1)))
+    warmups = max(0, params.warmup_runs - runs_done)
+    base = max(0, warmups - 1)  # the baseline's row: rows 0..base after each warm-up, then one a measured run
+    # Allocated beforehand: a reading keeps no object.
+    slots = array.array("q", bytes(8 * _FIELDS * (base + longest(params) + 1)))
     taken = 0
     passed: bool | None = False
+    measured = range(1, longest(params) + 1).__iter__()  # before the first reading: the iterator is kept
     try:
-        for _ in range(max(0, params.warmup_runs - runs_done)):
+        for warmup in range(warmups):
             runs += 1
             if not run_once():
                 return Screen(runs, [], True, False)
+            read_into(slots, warmup)
             if (elapsed := runner.over_budget(params, started, clock)) is not None:
                 return Screen(runs, [], False, False, elapsed)
-        measured = range(1, longest(params) + 1).__iter__()  # before the baseline: the iterator is kept
-        read_into(slots, 0)
+        if not warmups:
+            read_into(slots, 0)
         for taken in measured:
             runs += 1
             if not run_once():
-                return Screen(runs, unpack(slots, taken), True, False)
-            read_into(slots, taken)
+                return Screen(runs, unpack(slots, taken, base), True, False)
+            read_into(slots, base + taken)
+            if steady_from_the_first_repeat(slots, base + taken, params):
+                return Screen(runs, unpack(slots, base + taken + 1), False, True)
             if taken >= params.min_measured:
                 # The decision's allocations are freed before the next run; the next reading does not see them.
-                passed = True if _none_above_baseline(slots, taken) else decide(unpack(slots, taken + 1), params)
+                passed = True if _none_above(slots, base, base + taken) \
+                    else decide(unpack(slots, taken + 1, base), params)
                 if passed is not None:
                     break
             if (elapsed := runner.over_budget(params, started, clock)) is not None:
-                return Screen(runs, unpack(slots, taken + 1), False, False, elapsed)
+                return Screen(runs, unpack(slots, taken + 1, base), False, False, elapsed)
     finally:
         gc.unfreeze()
-    return Screen(runs, unpack(slots, taken + 1), False, bool(passed))
+    return Screen(runs, unpack(slots, taken + 1, base), False, bool(passed))
+
+
+def steady_from_the_first_repeat(slots: array.array, last: int, params: HuntParameters) -> bool:
+    """Pure rule, after each measured run: the reading after the first warm-up (row 0) was not exceeded by any
+    reading since, over at least ``min_measured`` runs (rows 1 to ``last``).
+
+    Those are as many consecutive calls as the hunt measures, each of which kept nothing. The first repeat is the
+    warm-up that counts: it replaces what the reported run set up (pytest's fixture request and the like, frozen
+    with the heap at the screen's start, so one block more after it), and first-call caches and lazy imports
+    happened in the reported run. Growth on any later call — a cache still filling, growth every k-th call for k up
+    to ``min_measured`` whatever its phase — fails the rule, and the screen goes on to its usual one (``decide``)
+    over the measured runs after all the warm-ups, which this does not change. A test that keeps nothing is passed
+    after ``1 + min_measured`` repeats instead of ``warmup_runs + min_measured``."""
+    return last >= params.min_measured and _none_above(slots, 0, last)
 
 
 def traced_screen(run_once: Callable[[], bool], params: HuntParameters, clock: Callable[[], float],
