@@ -142,12 +142,14 @@ def test_a_deque_bounded_by_its_maxlen_says_how_many_runs_it_takes_to_fill() -> 
     module.EVENTS = {"received": []}
     sys.modules[module.__name__] = module
     try:
-        before = retention.named_sizes()
+        containers: dict = {}
+        before = retention.named_sizes(containers)
+        assert containers[("memtrack_bounded_probe", "RECENT")] is module.RECENT
         for _ in range(4):
             module.RECENT.append(object())
-        assert retention.runs_to_fill(before, 4) == 16
+        assert retention.runs_to_fill(before, 4, containers) == 16
         module.EVENTS["received"].append(object())  # an unbounded container grew too: no plateau to wait for
-        assert retention.runs_to_fill(before, 4) is None
+        assert retention.runs_to_fill(before, 4, containers) is None
         assert ("memtrack_bounded_probe", "EVENTS['received']") in before
     finally:
         del sys.modules[module.__name__]

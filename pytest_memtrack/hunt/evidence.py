@@ -21,9 +21,15 @@ class Baseline:
     types: Counter[type]
     threads: dict[int, str]
     fds: dict[int, str]
-    #: ``retention.named_sizes`` at the first measured reading in which Python memory grew (none if it never did).
+    #: ``retention.named_sizes`` at the first measured reading in which Python memory grew (none if it never did),
+    #: or taken untraced before the hunt's warm-ups (``early_sizes``).
     sizes: dict[tuple[str, ...], tuple[int, str]] = field(default_factory=dict)
-    sizes_at: int = 0  # the index of that reading; 0 while not taken
+    sizes_at: int = 0  # the index of that reading; 0 while not taken, or when taken before the warm-ups
+    #: Runs made between the sizes and the baseline reading: the warm-ups when the sizes were taken before them.
+    early_sizes: int = 0
+    #: The sized objects ``sizes`` measured, by name (``retention.runs_to_fill`` measures them again); emptied before
+    #: the evidence is gathered, whose holder search must not find them referred to from here.
+    containers: dict[tuple[str, ...], object] = field(default_factory=dict)
 
 
 def _relative(path: str, root: str | None) -> str:
@@ -76,10 +82,13 @@ def gather_evidence(before: Baseline, after: tracemalloc.Snapshot | None, grown:
     return evidence
 
 
-def named_sizes_or_nothing() -> dict[tuple[str, ...], tuple[int, str]]:
+def named_sizes_or_nothing(containers: dict[tuple[str, ...], object] | None = None,
+                           ) -> dict[tuple[str, ...], tuple[int, str]]:
     try:
-        return named_sizes()
+        return named_sizes(containers)
     except Exception:  # evidence only
+        if containers is not None:
+            containers.clear()
         return {}
 
 

@@ -281,15 +281,18 @@ def _canonical_objects() -> dict[int, tuple[tuple[str, ...], object, int]]:
     return chosen
 
 
-def named_sizes() -> dict[tuple[str, ...], tuple[int, str]]:
+def named_sizes(containers: dict[tuple[str, ...], object] | None = None) -> dict[tuple[str, ...], tuple[int, str]]:
     """The size of every container, string and memoization cache kept by name (see ``_named_objects``):
     ``len()``, or an ``lru_cache``'s ``currsize``; keyed by the name's parts, joined only for a report. Compared
     before and after a hunt's runs, the ones that grew every run are where the leaked objects are kept, whether or
-    not the garbage collector tracks those objects (strings, bytes)."""
+    not the garbage collector tracks those objects (strings, bytes). ``containers``, when given, receives each
+    sized object by its name, for ``runs_to_fill`` to measure again without a walk."""
     sizes: dict[tuple[str, ...], tuple[int, str]] = {}
     for name, value, _ in _canonical_objects().values():
         if isinstance(value, _SIZED):
             sizes[name] = (len(value), _WEAK if _holds_weak_references(value) else type(value).__name__)
+            if containers is not None:
+                containers[name] = value
         elif type(value) is LRU_CACHE_TYPE:
             currsize = _lru_currsize(value)
             if currsize is not None:
@@ -302,12 +305,15 @@ def _maxlen(value: object) -> int | None:
     return value.maxlen if isinstance(value, deque) else None
 
 
-def runs_to_fill(before: dict[tuple[str, ...], tuple[int, str]], runs: int) -> int | None:
+def runs_to_fill(before: dict[tuple[str, ...], tuple[int, str]], runs: int,
+                 containers: dict[tuple[str, ...], object]) -> int | None:
     """When every named container that grew over the last ``runs`` runs (since ``before``) is bounded by its own
     ``maxlen`` and not yet full: the runs it takes the slowest of them to fill at the pace it grew. None when one
-    that grew has no bound (or nothing named grew): more runs would show no plateau."""
+    that grew has no bound (or nothing named grew): more runs would show no plateau. ``containers``: the objects
+    ``before`` measured (``named_sizes``), measured again here: a walk of every module's state under tracing costs
+    a hunt ~0.25 s."""
     needed = None
-    for name, value, _ in _canonical_objects().values():
+    for name, value in containers.items():
         known = before.get(name)
         if known is None or not isinstance(value, _SIZED):
             continue

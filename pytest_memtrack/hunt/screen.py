@@ -377,9 +377,10 @@ def _second_stage(run_once: Callable[[], bool], params: HuntParameters, found: S
         if tracemalloc.is_tracing():
             tracemalloc.stop()
         raise
+    sizes = runner.untraced_named_sizes()
     tracemalloc.start(TRACE_FRAMES)
     result = runner.hunt(run_once, replace(params, time_budget=left), root=root, owns_tracing=True, clock=clock,
-                         min_benign=span(params), untraced_runs=runs + 1)  # + the reported run
+                         min_benign=span(params), untraced_runs=runs + 1, sizes=sizes)  # + the reported run
     result.runs += runs
     result.verdict_runs = (result.verdict_runs or result.runs - runs) + runs
     result.screen_runs = runs
