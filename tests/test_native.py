@@ -66,72 +66,99 @@ def test_malloc_in_use_is_a_real_reading():
     assert native.malloc_in_use() > 0
 
 
-@pytest.fixture
-def no_collections():
-    """No collection in the middle of a measurement: what it frees is not the run's."""
-    gc.collect()
-    gc.disable()
-    yield
-    gc.enable()
+#: Measured in a process of its own: in an xdist worker, execnet's thread mallocs and frees as it pleases, and
+#: ``mallinfo2`` sums every thread's arenas.
+SETTLING = r"""
+import ctypes, gc, json
+from pytest_memtrack.hunt import native
+
+libc = ctypes.CDLL(None)
+libc.malloc.restype, libc.malloc.argtypes = ctypes.c_void_p, [ctypes.c_size_t]
+libc.free.restype, libc.free.argtypes = None, [ctypes.c_void_p]
 
 
-def churn(libc, sizes: list[int]) -> None:
-    """Allocate and free chunks of ``sizes`` in an order that leaves glibc's per-thread cache filled differently."""
+def churn(sizes):
+    # allocate and free chunks of sizes, in an order that leaves the per-thread cache filled differently
     pointers = [libc.malloc(size) for size in sizes]
     for pointer in pointers[::2] + pointers[1::2]:
         libc.free(pointer)
 
 
-def test_a_run_that_keeps_nothing_reads_the_same_to_the_byte(libc, no_collections):
+def mixed(run, count):
+    return [40 + 16 * ((run * 7 + i) % 60) for i in range(run % 5 + count)] * 3
+
+
+gc.collect()
+gc.disable()
+out = {}
+out["nothing_kept"] = []
+for run in range(12):
+    churn(mixed(run, 3))
+    out["nothing_kept"].append(native.malloc_in_use())
+
+size, raw = 200, lambda: native._function().uordblks
+held = [libc.malloc(size) for _ in range(7)]  # takes this size's bin empty (glibc keeps up to 7)
+before = raw()
+churn([size] * 3)
+out["raw_after_free"] = raw() - before
+held += [libc.malloc(size) for _ in range(7)]  # empty again
+settled = native.malloc_in_use()
+churn([size] * 3)
+out["settled_after_free"] = native.malloc_in_use() - settled
+for pointer in held:
+    libc.free(pointer)
+
+for size in (600, 1000, 3000):
+    kept, readings = [], []
+    for run in range(8):
+        churn(mixed(run, 2))
+        kept.append(libc.malloc(size))
+        readings.append(native.malloc_in_use())
+    out[f"kept_{size}"] = [b - a for a, b in zip(readings, readings[1:])]
+    for pointer in kept:
+        libc.free(pointer)
+
+settle, readings = native._ctypes_settler(), []
+for run in range(8):
+    churn(mixed(run, 1))
+    settle()
+    readings.append(native._function().uordblks)
+out["ctypes_settled"] = readings
+print(json.dumps(out))
+"""
+
+
+@pytest.fixture(scope="module")
+def settling() -> dict:
+    import json
+    import subprocess
+    import sys
+
+    done = subprocess.run([sys.executable, "-c", SETTLING], capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0, done.stderr
+    return json.loads(done.stdout)
+
+
+def test_a_run_that_keeps_nothing_reads_the_same_to_the_byte(settling):
     """glibc counts the chunks its per-thread cache keeps as in use; the reading settles that cache first, so runs
     that free all they allocate, each in a different pattern, read alike."""
-    readings = []
-    for run in range(12):
-        churn(libc, [40 + 16 * ((run * 7 + i) % 60) for i in range(run % 5 + 3)] * 3)
-        readings.append(native.malloc_in_use())
+    readings = settling["nothing_kept"]
     assert len(set(readings[4:])) == 1, readings  # the first runs: ctypes' and the interpreter's own first mallocs
 
 
-def test_chunks_a_run_frees_into_the_thread_cache_do_not_read_as_kept(libc, no_collections):
+def test_chunks_a_run_frees_into_the_thread_cache_do_not_read_as_kept(settling):
     """What settling removes is real: with a size's cache bin emptied, chunks a run allocates and frees again stay
     in the bin and glibc's raw figure counts them as in use; the settled reading does not move."""
-    size = 200
-    held = [libc.malloc(size) for _ in range(7)]  # takes this size's bin empty (glibc keeps up to 7)
-    try:
-        before = native._function().uordblks
-        churn(libc, [size] * 3)
-        assert native._function().uordblks - before >= 3 * native._chunk_size(size)  # freed, read as in use
-        for pointer in [libc.malloc(size) for _ in range(7)]:  # empty again
-            held.append(pointer)
-        settled = native.malloc_in_use()
-        churn(libc, [size] * 3)
-        assert native.malloc_in_use() == settled
-    finally:
-        for pointer in held:
-            libc.free(pointer)
+    assert settling["raw_after_free"] >= native._chunk_size(200)  # freed, yet read as in use
+    assert settling["settled_after_free"] == 0
 
 
 @pytest.mark.parametrize("size", [600, 1000, 3000])
-def test_a_chunk_kept_per_run_still_reads_as_growth(libc, no_collections, size):
-    kept = []
-    readings = []
-    for run in range(8):
-        churn(libc, [40 + 16 * ((run * 5 + i) % 60) for i in range(6)])
-        kept.append(libc.malloc(size))
-        readings.append(native.malloc_in_use())
-    try:
-        steps = [b - a for a, b in zip(readings, readings[1:])]
-        assert all(step >= size for step in steps) and steps[-2:] == [native._chunk_size(size)] * 2, steps
-    finally:
-        for pointer in kept:
-            libc.free(pointer)
+def test_a_chunk_kept_per_run_still_reads_as_growth(settling, size):
+    steps = settling[f"kept_{size}"]
+    assert all(step >= size for step in steps) and steps[-2:] == [native._chunk_size(size)] * 2, steps
 
 
-def test_the_ctypes_settler_does_what_the_c_helper_does(libc, no_collections):
-    settle = native._ctypes_settler()
-    readings = []
-    for run in range(8):
-        churn(libc, [40 + 16 * ((run * 3 + i) % 60) for i in range(run % 4 + 2)] * 2)
-        settle()
-        readings.append(native._function().uordblks)
+def test_the_ctypes_settler_does_what_the_c_helper_does(settling):
+    readings = settling["ctypes_settled"]
     assert len(set(readings[4:])) == 1, readings
