@@ -199,3 +199,36 @@ def test_growth_every_kth_call_is_never_steady_whatever_its_phase(period):
 def test_a_file_descriptor_or_a_malloc_chunk_kept_once_is_not_steady():
     assert not screen.steady_from_the_first_repeat(slots_of(series([0, 0, 0], fds=[0, 1, 0])), 3, PARAMS)
     assert not screen.steady_from_the_first_repeat(slots_of(series([0, 0, 0], malloc=[0, 0, 64])), 3, PARAMS)
+
+
+TMP_PATH = """
+import pytest
+
+@pytest.mark.max_leak_score(0.1)
+def test_writes_a_file(tmp_path):
+    (tmp_path / "data.txt").write_text("kept on disk, not in memory")
+"""
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(not screen.SCREENS, reason="no screen on CPython 3.10: the traced hunt runs (screen.SCREENS)")
+def test_a_test_using_tmp_path_is_screened_clean(pytester):
+    """Each setup of ``tmp_path`` leaves pytest a finalizer on the session's ``tmp_path_factory`` (with its request,
+    ~30 objects) until the session ends; the repeats' ones are dropped after each repeat, so the screen reads
+    nothing kept and no repeat's request outlives the hunt."""
+    pytester.makepyfile(test_app=TMP_PATH)
+    pytester.makeconftest("""
+import pytest
+
+@pytest.hookimpl(trylast=True)
+def pytest_sessionfinish(session):
+    item = next(i for i in session.items if i.name == "test_writes_a_file")
+    factory = item._fixtureinfo.name2fixturedefs["tmp_path_factory"][-1]
+    print("FINALIZERS", len(factory._finalizers))
+""")
+    result = pytester.runpytest_subprocess(*NO_PLUGINS, "--memtrack", "--memtrack-json=report.json", "-s")
+    result.assert_outcomes(passed=1)
+    hunt = json.loads((pytester.path / "report.json").read_text())["tests"][0]["hunt"]
+    assert hunt["screen"]["passed"] is True and hunt["readings"] == [], hunt
+    finalizers = int(result.stdout.str().split("FINALIZERS ")[1].split()[0])
+    assert finalizers <= 2  # the reported run's (and pytest's own post-finalizer), none of the repeats'
