@@ -14,7 +14,7 @@ from typing import Any
 
 import pytest
 
-from pytest_memtrack.hunt.protocol import MarkerError, limit_for
+from pytest_memtrack.hunt.protocol import MARKER, MarkerError, limit_for
 from pytest_memtrack.report.atomic import DeferredInterrupt, describe_os_error
 from pytest_memtrack.report.json_report import write_json
 from pytest_memtrack.report.model import TestRecorder, build_report
@@ -28,6 +28,18 @@ from pytest_memtrack.tracking.project import project_packages
 
 #: An item's leak limit, or the marker error, once looked up (``MemtrackSession.limit_for``).
 _LIMIT = pytest.StashKey[tuple["float | None", "MarkerError | None"]]()
+
+
+def _marked(item: pytest.Item, name: str) -> bool:
+    """Whether ``item`` or one of its parents carries the marker ``name``: what ``get_closest_marker`` finds,
+    without its generators (this runs for every test)."""
+    node: pytest.Item | pytest.Collector | None = item
+    while node is not None:
+        for mark in node.own_markers:
+            if mark.name == name:
+                return True
+        node = node.parent
+    return False
 
 
 class MemtrackSession:
@@ -48,7 +60,8 @@ class MemtrackSession:
         self.loader.monitor.leak_threshold = settings.leak_threshold
         self.loader.monitor.noise_bytes = PASS_NOISE_BYTES
         self.loader.track_all = settings.measure_all
-        self.loader.project = project_packages(str(config.rootpath))
+        if loader is None:  # (the early loader has them: plugin.pytest_load_initial_conftests, same rootdir)
+            self.loader.project = project_packages(str(config.rootpath))
         self.loader.observe_imports()
         self._memory = ProcessMemory()
         self._current: dict[str, dict[str, Any]] = {}
@@ -56,6 +69,7 @@ class MemtrackSession:
         self._pending_hunt: set[str] = set()  # hunted tests whose reported teardown gets the hunt's data
         self._last_pass = 0.0
         self._pass_cost = 0.0
+        self._next_pass = 0.0  # perf_counter() time from which the next package pass is due
         self.passes = 0
         self.recorder = TestRecorder()
         self.worker_packages: list[dict[str, Any]] = []
@@ -81,7 +95,7 @@ class MemtrackSession:
 
     def package_pass(self, force: bool = False) -> None:
         now = time.perf_counter()
-        if not force and now - self._last_pass < self._interval():
+        if not force and now < self._next_pass:
             return
         try:
             readings = self.loader.measure_loaded()
@@ -90,20 +104,26 @@ class MemtrackSession:
             self.problems.append(f"package memory pass failed: {type(exc).__name__}: {exc}")
         self._pass_cost = time.perf_counter() - now
         self._last_pass = time.perf_counter()
+        self._next_pass = self._last_pass + self._interval()
         self.passes += 1
 
     @pytest.hookimpl(trylast=True)
     def pytest_collection_finish(self, session: pytest.Session) -> None:
         # Collection imported them: now it is known which are the suite's (the folders of its test files).
         root = str(self.config.rootpath)
-        folders = {str(item.path.parent) for item in session.items if hasattr(item, "path")}
+        # (Per test file, not per test: a module's tests share their file's path object.)
+        files = {item.path for item in session.items if hasattr(item, "path")}
+        folders = {str(path.parent) for path in files}
         self.loader.forget_test_packages(folder for folder in folders if folder != root)
         self.package_pass(force=True)
 
     # ------------------------------------------------------------------ which tests are hunted
     def limit_for(self, item: pytest.Item) -> float | None:
-        """The leak limit for ``item`` (None: not hunted); raises ``MarkerError`` for a bad marker. Looked up once
-        per test (its markers: tens of microseconds), by the protocol hook, and kept for the call hook."""
+        """The leak limit for ``item`` (None: not hunted); raises ``MarkerError`` for a bad marker. Without
+        ``--memtrack-max-leak-score`` an unmarked test takes one walk over its nodes' markers (a microsecond);
+        otherwise ``limit_for`` is asked once per test (tens of microseconds) and its answer kept for the call hook."""
+        if self.settings.max_leak_score is None and not _marked(item, MARKER):
+            return None  # what limit_for says for an unmarked test, without its two marker lookups
         known = item.stash.get(_LIMIT, None)
         if known is None:
             try:
@@ -131,17 +151,18 @@ class MemtrackSession:
     def pytest_runtest_logstart(self, nodeid: str, location: Any) -> None:
         if self._hunting:
             return
-        self._memory.reset_peak()
-        self._current[nodeid] = {"rss_before": self._memory.rss(), "started": time.perf_counter()}
+        self._current[nodeid] = {"rss_before": self._memory.start()}
 
-
-    def _attach(self, report: pytest.TestReport, state: dict[str, Any]) -> None:
-        self._pending_hunt.discard(report.nodeid)
-        rss_after = state["rss_after"] if "rss_after" in state else self._memory.rss()
-        state.setdefault("rss_before", rss_after)
+    def _attach(self, report: pytest.TestReport, state: dict[str, Any], nodeid: str) -> None:
+        self._pending_hunt.discard(nodeid)
+        if "rss_after" in state:  # a hunted test: read when its reported run ended
+            rss_after, rss_peak = state["rss_after"], state["rss_peak"]
+        else:
+            rss_after, rss_peak = self._memory.end()
+        rss_before = state.setdefault("rss_before", rss_after)
         entry: dict[str, Any] = {
-            "rss_before": state["rss_before"], "rss_after": rss_after, "rss_delta": rss_after - state["rss_before"],
-            "rss_peak": state["rss_peak"] if "rss_peak" in state else self._memory.peak(), "worker": self.worker_id,
+            "rss_before": rss_before, "rss_after": rss_after, "rss_delta": rss_after - rss_before,
+            "rss_peak": rss_peak, "worker": self.worker_id,
             "leak_score": None, "limit": None, "leaking": False, "hunt": None, "message": None,
         }
         outcome = state.get("hunt")
@@ -150,12 +171,13 @@ class MemtrackSession:
             entry.update(leak_score=result.score, limit=limit, leaking=result.score > limit,
                          hunt=result.to_dict(), message=message)
         report.memtrack = entry  # type: ignore[attr-defined]  # plain types: travels through xdist
-        report.user_properties.extend([
-            ("memtrack_rss_before", entry["rss_before"]), ("memtrack_rss_after", rss_after),
-            ("memtrack_rss_delta", entry["rss_delta"]),
-        ] + ([("memtrack_rss_peak", entry["rss_peak"])] if entry["rss_peak"] is not None else [])
-          + ([("memtrack_leak_score", entry["leak_score"]), ("memtrack_leak_limit", entry["limit"])]
-             if entry["leak_score"] is not None else []))
+        properties = [("memtrack_rss_before", rss_before), ("memtrack_rss_after", rss_after),
+                      ("memtrack_rss_delta", entry["rss_delta"])]
+        if rss_peak is not None:
+            properties.append(("memtrack_rss_peak", rss_peak))
+        if entry["leak_score"] is not None:
+            properties += [("memtrack_leak_score", entry["leak_score"]), ("memtrack_leak_limit", entry["limit"])]
+        report.user_properties.extend(properties)
 
     @pytest.hookimpl(tryfirst=True)
     def pytest_runtest_protocol(self, item: pytest.Item, nextitem: pytest.Item | None) -> bool | None:
@@ -182,7 +204,7 @@ class MemtrackSession:
         state = self._current.pop(item.nodeid, {})
 
         def reported_run_done() -> None:
-            state.update(rss_after=self._memory.rss(), rss_peak=self._memory.peak())
+            state.update(zip(("rss_after", "rss_peak"), self._memory.end()))
 
         def hunting(on: bool) -> None:
             self._hunting = on
@@ -202,7 +224,7 @@ class MemtrackSession:
                                     run.result.kinds["memory"].score)
         for report in run.reports:
             if report.when == "teardown":
-                self._attach(report, state)
+                self._attach(report, state, item.nodeid)
             if message is not None and report.when == "call" and report.passed:
                 report.outcome = "failed"
                 report.longrepr = LeakFailure(message)  # type: ignore[assignment]  # pytest renders any toterminal()
@@ -217,20 +239,20 @@ class MemtrackSession:
         """The test's figures go on its teardown report as it is logged, before any other plugin sees it (JUnit XML's
         properties, xdist's worker sends it), then into the report's record. (Attached when logged, not in a
         ``pytest_runtest_makereport`` wrapper: a wrapper costs every phase of every test, repeats included.)"""
-        if report.when == "teardown" and not self._hunting and report.nodeid not in self._pending_hunt:
-            state = self._current.pop(report.nodeid, None)
+        if report.when == "teardown" and not self._hunting:
+            nodeid = report.nodeid
+            state = None if nodeid in self._pending_hunt else self._current.pop(nodeid, None)
             # (Under xdist the controller logs the workers' reports: they carry their figures already.)
             if state is not None and getattr(report, "memtrack", None) is None:
-                self._attach(report, state)
+                self._attach(report, state, nodeid)
+            if time.perf_counter() >= self._next_pass:  # between tests (a test's last report is its teardown)
+                self.package_pass()
         if not self.is_worker:
             if getattr(report, "memtrack_leak", False):  # a leak reported by an xdist worker: its message as ours
                 from pytest_memtrack.hunt.message import revive
 
                 revive(report)
             self.recorder.add(report)
-
-    def pytest_runtest_logfinish(self, nodeid: str, location: Any) -> None:
-        self.package_pass()
 
     # ------------------------------------------------------------------ xdist
     @pytest.hookimpl(optionalhook=True)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import sys
 
 import pytest
 
@@ -289,6 +290,49 @@ def test_an_interrupted_run_still_writes_a_complete_report(pytester):
     assert report["run"]["interrupted"] is True
     assert [t["nodeid"] for t in report["tests"]] == ["test_interrupted_run_still_writes_a_complete_report.py::test_a"] \
         or report["tests"][0]["outcome"] == "passed"
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="the peak is Linux's VmHWM (null elsewhere)")
+def test_each_test_gets_its_own_peak_read_when_it_ends(pytester):
+    pytester.makepyfile(test_app="""
+def test_holds_32_mib_while_it_runs():
+    block = bytearray(32 * 1024 * 1024)
+    block[::4096] = bytes(len(range(0, len(block), 4096)))  # touch every page
+    del block
+
+def test_small():
+    pass
+""")
+    run(pytester, "--memtrack", "--memtrack-json=r.json").assert_outcomes(passed=2)
+    tests = {t["nodeid"].split("::")[-1]: t for t in json.loads((pytester.path / "r.json").read_text())["tests"]}
+    big, small = tests["test_holds_32_mib_while_it_runs"], tests["test_small"]
+    assert big["rss_peak"] - big["rss_before"] >= 30 * 1024 * 1024 and big["rss_peak"] >= big["rss_after"] > 0
+    assert 0 <= small["rss_peak"] - small["rss_before"] < 16 * 1024 * 1024  # the mark was reset before it
+
+
+def test_a_marker_on_a_class_or_module_hunts_its_tests(pytester):
+    pytester.makepyfile(test_app="""
+import pytest
+
+@pytest.mark.max_leak_score(1.0)
+class TestMarked:
+    def test_in_marked_class(self):
+        pass
+
+def test_unmarked():
+    pass
+""", test_module="""
+import pytest
+
+pytestmark = pytest.mark.max_leak_score(1.0)
+
+def test_in_marked_module():
+    pass
+""")
+    run(pytester, "--memtrack", "--memtrack-json=r.json").assert_outcomes(passed=3)
+    tests = {t["nodeid"].split("::")[-1]: t for t in json.loads((pytester.path / "r.json").read_text())["tests"]}
+    assert tests["test_in_marked_class"]["hunt"] is not None and tests["test_in_marked_module"]["hunt"] is not None
+    assert tests["test_unmarked"]["hunt"] is None and tests["test_unmarked"]["leak_score"] is None
 
 
 @pytest.mark.slow

@@ -39,13 +39,14 @@ class TestRecorder:
             }
         entry["duration"] += float(getattr(report, "duration", 0.0) or 0.0)
         outcome: str = report.outcome
-        if report.failed and report.when != "call":
-            outcome = "error"
-        if hasattr(report, "wasxfail"):
-            outcome = "xfailed" if report.skipped else "xpassed"
-        if _OUTCOME_RANK.get(outcome, 2) > _OUTCOME_RANK.get(entry["outcome"], 2) or (
-                report.when == "call" and entry["outcome"] == "passed"):
-            entry["outcome"] = outcome
+        if outcome != "passed" or hasattr(report, "wasxfail"):  # (a plain pass changes no entry's outcome)
+            if report.failed and report.when != "call":
+                outcome = "error"
+            if hasattr(report, "wasxfail"):
+                outcome = "xfailed" if report.skipped else "xpassed"
+            if _OUTCOME_RANK.get(outcome, 2) > _OUTCOME_RANK.get(entry["outcome"], 2) or (
+                    report.when == "call" and entry["outcome"] == "passed"):
+                entry["outcome"] = outcome
         data = getattr(report, "memtrack", None)
         if isinstance(data, dict):
             entry.update(data)

@@ -14,12 +14,11 @@ from typing import TYPE_CHECKING
 
 import pytest
 
-if TYPE_CHECKING:  # the HTTP server (http.server, ssl: ~15 ms) is imported only to serve
+if TYPE_CHECKING:  # the HTTP server (http.server, ssl: ~15 ms) and the live session are imported only to serve
+    from pytest_memtrack.server.progress import LiveSession
     from pytest_memtrack.server.transport import RunningServer
 
 from pytest_memtrack.options import TOKEN_ENV
-from pytest_memtrack.server.progress import LiveSession, ProgressHooks
-from pytest_memtrack.server.sources import DEFAULT_THRESHOLD, LiveSource
 from pytest_memtrack.settings import parse_score, resolve
 from pytest_memtrack.units import shown
 
@@ -81,6 +80,8 @@ def configure(config: pytest.Config) -> None:
     if token is None and os.environ.get(TOKEN_ENV, "").strip():
         token = _parse_token(os.environ[TOKEN_ENV], f"environment variable {TOKEN_ENV}")
     host, port = address
+    from pytest_memtrack.server.progress import LiveSession, ProgressHooks
+    from pytest_memtrack.server.sources import DEFAULT_THRESHOLD, LiveSource
     from pytest_memtrack.server.transport import is_loopback, start_server
 
     if not token and not is_loopback(host):

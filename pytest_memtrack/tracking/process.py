@@ -11,7 +11,11 @@ import psutil
 class ProcessMemory:
     """Per-test RSS and peak RSS, read cheaply: Linux's ``/proc/self/statm`` and ``VmHWM`` through file
     descriptors kept open (a few microseconds a reading; psutil elsewhere). The peak is the high-water mark,
-    reset before each test through ``/proc/self/clear_refs``."""
+    reset before each test through ``/proc/self/clear_refs``. ``start()`` and ``end()`` bracket a test.
+
+    (``getrusage``'s ``ru_maxrss`` would be cheaper than ``/proc/self/status`` but is not the same reading: it
+    also holds a mark ``clear_refs`` does not reset, and recent kernels sum ``status``'s counters exactly where
+    ``getrusage`` reads them approximately, tens of KiB apart.)"""
 
     def __init__(self) -> None:
         self._process = psutil.Process()
@@ -51,14 +55,35 @@ class ProcessMemory:
         if not self.peak_available or self._status is None:
             return None
         try:
-            text = os.pread(self._status, 4096, 0)
-            start = text.index(b"VmHWM:")
-            return int(text[start + 6:text.index(b"kB", start)]) * 1024
+            return _status_field(os.pread(self._status, 4096, 0), b"VmHWM:")
         except (OSError, ValueError):
             return None
+
+    def start(self) -> int:
+        """Reset the high-water mark and return the RSS: the start of a test."""
+        self.reset_peak()
+        return self.rss()
+
+    def end(self) -> tuple[int, int | None]:
+        """RSS and its high-water mark since ``start()``: the end of a test. One read of ``/proc/self/status``
+        gives both (its ``VmRSS`` is the figure ``statm`` gives, in kB), not one system call each."""
+        if self.peak_available and self._status is not None:
+            try:
+                text = os.pread(self._status, 4096, 0)
+                return _status_field(text, b"VmRSS:"), _status_field(text, b"VmHWM:")
+            except (OSError, ValueError):
+                pass
+        return self.rss(), self.peak()
 
     def close(self) -> None:
         for fd in (self._statm, self._status, self._clear):
             if fd is not None:
                 os.close(fd)
         self._statm = self._status = self._clear = None
+
+
+def _status_field(text: bytes, name: bytes) -> int:
+    """Bytes of a ``/proc/self/status`` line such as ``VmHWM:   123456 kB`` (ValueError when it is missing)."""
+    start = text.index(name) + len(name)
+    return int(text[start:text.index(b"kB", start)]) * 1024
+
