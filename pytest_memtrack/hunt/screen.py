@@ -15,7 +15,8 @@ From them, ``upper_bounds`` builds readings shaped as the hunt's, each kind an u
 read: Python memory as ``BLOCK_BOUND`` bytes per allocated block plus malloc's bytes in use (a block kept is at most
 512 bytes in pymalloc, a larger one is in malloc's figure), native memory as malloc's bytes plus the mapped pages
 (all of malloc, not just what tracemalloc does not see), fds and threads as they are. The screen passes a test
-(``kept_nothing``) when the hunt's own benign rule (``verdict.clearly_benign``: growth carried on to the longest
+steady from its first repeat (``steady_from_the_first_repeat``: no reading since the first warm-up's above it, over
+``min_measured`` runs), or when the hunt's own benign rule (``verdict.clearly_benign``: growth carried on to the longest
 hunt scores under half the limit) holds for those upper bounds and no kind would convict: what the full hunt would
 then read on the same runs is no more, so it would have stopped there as benign too. Anything beyond that — a
 single block kept every other run, a file descriptor, a page of a shared mapping — sends the test to the full
