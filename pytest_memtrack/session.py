@@ -67,7 +67,6 @@ class MemtrackSession:
         self._current: dict[str, dict[str, Any]] = {}
         self._hunting = False
         self._pending_hunt: set[str] = set()  # hunted tests whose reported teardown gets the hunt's data
-        self._last_pass = 0.0
         self._pass_cost = 0.0
         self._next_pass = 0.0  # perf_counter() time from which the next package pass is due
         self.passes = 0
@@ -103,8 +102,7 @@ class MemtrackSession:
         except Exception as exc:  # never break the user's run over our own reading
             self.problems.append(f"package memory pass failed: {type(exc).__name__}: {exc}")
         self._pass_cost = time.perf_counter() - now
-        self._last_pass = time.perf_counter()
-        self._next_pass = self._last_pass + self._interval()
+        self._next_pass = time.perf_counter() + self._interval()
         self.passes += 1
 
     @pytest.hookimpl(trylast=True)

@@ -5,27 +5,35 @@
  * that keeps nothing reads a few hundred bytes to a few KiB more or less than the run before. Taking 7 chunks of
  * every cached size and freeing them again leaves every bin of this thread's cache full: the same state before
  * every reading, whatever the run did, so what malloc's figure still moves by is memory really kept.
- * The ctypes fallback in native.py does the same at ~20x the cost.
+ * The cache's shape (sizes, chunks per size) is native.py's, passed in; its ctypes fallback does the same at ~20x
+ * the cost.
  */
 #define PY_SSIZE_T_CLEAN
 #include <Python.h>
 #include <stdlib.h>
 
-#define CACHED_PER_SIZE 7      /* glibc's default tcache_count */
-#define SMALLEST_REQUEST 24    /* the request of the smallest chunk (32 bytes on 64-bit) */
-#define LARGEST_REQUEST 1032   /* glibc's tcache_max_bytes */
-#define ALIGNMENT 16
+#define MAX_PER_SIZE 64
 
+/* settle_thread_cache(smallest, largest, step, per_size): malloc and free again per_size chunks of every request
+ * size from smallest to largest by step. */
 static PyObject *
-settle_thread_cache(PyObject *module, PyObject *unused)
+settle_thread_cache(PyObject *module, PyObject *args)
 {
+    Py_ssize_t smallest, largest, step, per_size;
+    if (!PyArg_ParseTuple(args, "nnnn", &smallest, &largest, &step, &per_size)) {
+        return NULL;
+    }
+    if (smallest < 1 || step < 1 || per_size < 0 || per_size > MAX_PER_SIZE) {
+        PyErr_SetString(PyExc_ValueError, "settle_thread_cache: sizes and step must be positive, per_size 0..64");
+        return NULL;
+    }
     /* volatile: the compiler may not drop a malloc/free pair whose pointer nothing reads */
-    void *volatile held[CACHED_PER_SIZE];
-    for (size_t request = SMALLEST_REQUEST; request <= LARGEST_REQUEST; request += ALIGNMENT) {
-        for (int i = 0; i < CACHED_PER_SIZE; i++) {
-            held[i] = malloc(request);
+    void *volatile held[MAX_PER_SIZE];
+    for (Py_ssize_t request = smallest; request <= largest; request += step) {
+        for (Py_ssize_t i = 0; i < per_size; i++) {
+            held[i] = malloc((size_t)request);
         }
-        for (int i = 0; i < CACHED_PER_SIZE; i++) {
+        for (Py_ssize_t i = 0; i < per_size; i++) {
             free(held[i]);
         }
     }
@@ -33,7 +41,7 @@ settle_thread_cache(PyObject *module, PyObject *unused)
 }
 
 static PyMethodDef heap_methods[] = {
-    {"settle_thread_cache", settle_thread_cache, METH_NOARGS,
+    {"settle_thread_cache", settle_thread_cache, METH_VARARGS,
      "Leave every bin of this thread's malloc cache full (see the module comment)."},
     {NULL, NULL, 0, NULL},
 };

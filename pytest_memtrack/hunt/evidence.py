@@ -22,11 +22,11 @@ class Baseline:
     threads: dict[int, str]
     fds: dict[int, str]
     #: ``retention.named_sizes`` at the first measured reading in which Python memory grew (none if it never did),
-    #: or taken untraced before the hunt's warm-ups (``early_sizes``).
+    #: or taken untraced before the hunt's warm-ups (``runs_before_baseline``).
     sizes: dict[tuple[str, ...], tuple[int, str]] = field(default_factory=dict)
     sizes_at: int = 0  # the index of that reading; 0 while not taken, or when taken before the warm-ups
     #: Runs made between the sizes and the baseline reading: the warm-ups when the sizes were taken before them.
-    early_sizes: int = 0
+    runs_before_baseline: int = 0
     #: The sized objects ``sizes`` measured, by name (``retention.runs_to_fill`` measures them again); emptied before
     #: the evidence is gathered, whose holder search must not find them referred to from here.
     containers: dict[tuple[str, ...], object] = field(default_factory=dict)

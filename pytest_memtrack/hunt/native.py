@@ -97,10 +97,11 @@ def _settler() -> Any:
     if _function is None:
         return None
     try:
-        from pytest_memtrack._heap import settle_thread_cache  # the C helper, ~10 µs
-        return settle_thread_cache
+        from pytest_memtrack._heap import settle_thread_cache  # the C helper, ~5 µs
     except ImportError:  # built without it: the same through ctypes, ~0.2 ms
         return _ctypes_settler()
+    shape = (_SMALLEST_CACHED, _LARGEST_CACHED, _ALIGNMENT, _CACHED_PER_SIZE)
+    return lambda: settle_thread_cache(*shape)
 
 
 #: Leaves every bin of this thread's malloc cache full. glibc counts the chunks a thread's cache keeps as in use,

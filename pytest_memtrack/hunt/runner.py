@@ -186,7 +186,7 @@ def _hunt(run_once: Callable[[], bool], params: HuntParameters, runs_done: int, 
         baseline = Baseline(test_snapshot(), type_counts(), threads, fds, containers=containers)
         sizes_taken = sizes is not None
         if sizes:
-            baseline.sizes, baseline.early_sizes = sizes[0], max(0, params.warmup_runs - runs_done)
+            baseline.sizes, baseline.runs_before_baseline = sizes[0], max(0, params.warmup_runs - runs_done)
         # The baseline reading after what the evidence keeps (its snapshot: tens of KiB through malloc), so that the
         # first measured run's native step is not that.
         readings.append(take_reading())
@@ -217,8 +217,8 @@ def _hunt(run_once: Callable[[], bool], params: HuntParameters, runs_done: int, 
                     v.leaking for v in judge(bounded, params).values()):
                 # About to convict: when all that grew is a deque bounded by its maxlen, let it fill, then judge
                 # the runs after it is full (``confirm_from``).
-                fill = runs_to_fill(baseline.sizes, len(readings) - 1 - baseline.sizes_at + baseline.early_sizes,
-                                    baseline.containers)
+                since_sizes = len(readings) - 1 - baseline.sizes_at + baseline.runs_before_baseline
+                fill = runs_to_fill(baseline.sizes, since_sizes, baseline.containers)
                 if fill is not None and fill <= MAX_FILL_RUNS:
                     # Once full, each run evicts the oldest entry: those of the runs before tracing (their frees
                     # unseen) go first, one run's worth a run, whatever the pace.
