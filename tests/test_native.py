@@ -115,7 +115,7 @@ for run in range(12):
     churn(mixed(run, 3))
     out["nothing_kept"].append(native.malloc_in_use())
 
-size, raw = 200, lambda: native._function().uordblks
+size, raw = 200, lambda: native._read()
 # Takes this size's cache bin empty (glibc keeps up to 7), and the free chunks of that size malloc would move into
 # it from its own bins as it serves one.
 held = [libc.malloc(size) for _ in range(400)]
@@ -143,7 +143,7 @@ settle, readings = native._ctypes_settler(), []
 for run in range(8):
     churn(mixed(run, 1))
     settle()
-    readings.append(native._function().uordblks)
+    readings.append(native._read())
 out["ctypes_settled"] = readings
 print(json.dumps(out))
 """
@@ -185,3 +185,35 @@ def test_a_chunk_kept_per_run_still_reads_as_growth(settling, size):
 def test_the_ctypes_settler_does_what_the_c_helper_does(settling):
     readings = settling["ctypes_settled"]
     assert len(set(readings[4:])) == 1, readings
+
+
+#: The C helper's reading and the ctypes one, read back to back in a fresh process; and what a session imports.
+READERS = r"""
+import json, sys
+from pytest_memtrack.hunt import native
+
+imported_ctypes = "ctypes" in sys.modules
+c_reader, ctypes_reader = native._read, native._ctypes_in_use()
+pairs = []
+for _ in range(5):
+    pairs.append((c_reader(), ctypes_reader()))
+print(json.dumps({"pairs": pairs, "imported_ctypes": imported_ctypes,
+                  "c_helper": getattr(native._heap, "in_use", None) is c_reader}))
+"""
+
+
+def test_the_c_helpers_reading_is_mallinfo2s_and_spares_the_ctypes_import():
+    """Built with the C helper, the reading is ``mallinfo2()`` called from C, and a session never imports ctypes
+    for it; the ctypes reading (the fallback) gives the same bytes."""
+    import json
+    import subprocess
+    import sys
+
+    done = subprocess.run([sys.executable, "-c", READERS], capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0, done.stderr
+    out = json.loads(done.stdout)
+    if not out["c_helper"]:
+        pytest.skip("built without the C helper (pytest_memtrack._heap)")
+    assert not out["imported_ctypes"]
+    # (a ctypes call allocates its result on the way: later pairs agree to the chunk, or within that call's own)
+    assert any(abs(c - via_ctypes) <= 512 for c, via_ctypes in out["pairs"][1:]), out["pairs"]

@@ -11,11 +11,13 @@ from __future__ import annotations
 
 import os
 from collections.abc import Mapping
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
-from pytest_memtrack.history.postgres import PostgresStore, redact
-from pytest_memtrack.history.runs import RunInfo
-from pytest_memtrack.history.store import Store
+if TYPE_CHECKING:
+    from pytest_memtrack.history.runs import RunInfo
+
+# The backends are imported when a store is opened: deciding whether a location is a server costs a session
+# nothing (sqlite3 and the PostgreSQL code are a few milliseconds of every start-up otherwise).
 
 URL_SCHEMES = ("postgresql://", "postgres://")
 
@@ -47,7 +49,11 @@ def is_url(location: str) -> bool:
 
 def describe(location: str) -> str:
     """``location`` as a sentence shows it: a URL without its password, a path as it is."""
-    return redact(location) if is_url(location) else location
+    if not is_url(location):
+        return location
+    from pytest_memtrack.history.postgres import redact
+
+    return redact(location)
 
 
 def may_exist(location: str) -> bool:
@@ -59,5 +65,9 @@ def open_store(location: str, *, readonly: bool = False) -> HistoryStore:
     """The store at ``location``: for saving (created when needed), or ``readonly`` for reading only (nothing is
     created or changed; a server database without our tables is a store with no runs)."""
     if is_url(location):
+        from pytest_memtrack.history.postgres import PostgresStore
+
         return PostgresStore(location, readonly=readonly)
+    from pytest_memtrack.history.store import Store
+
     return Store(location, readonly=readonly)

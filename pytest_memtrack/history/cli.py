@@ -155,7 +155,7 @@ def compare_command(args: argparse.Namespace) -> int:
 
 
 def save_command(args: argparse.Namespace) -> int:
-    from pytest_memtrack.history.plugin import git_commit
+    from pytest_memtrack.history.gate import git_commit
 
     store_path = args.save_store or args.store
     report = load_report(args.report)

@@ -1,4 +1,4 @@
-/* Optional C helper for the malloc reading (pytest_memtrack/hunt/native.py: settle_thread_cache).
+/* Optional C helper for the malloc reading (pytest_memtrack/hunt/native.py: settle_thread_cache, in_use).
  *
  * glibc keeps up to 7 freed chunks of each size up to 1032 bytes in a per-thread cache (tcache), and mallinfo2()
  * counts them as in use. How full that cache is after a run depends on the order of the run's frees, so a test
@@ -11,6 +11,10 @@
 #define PY_SSIZE_T_CLEAN
 #include <Python.h>
 #include <stdlib.h>
+#if defined(__GLIBC__) && (__GLIBC__ > 2 || (__GLIBC__ == 2 && __GLIBC_MINOR__ >= 33))
+#include <malloc.h>
+#define HAVE_MALLINFO2 1
+#endif
 
 #define MAX_PER_SIZE 64
 
@@ -40,7 +44,21 @@ settle_thread_cache(PyObject *module, PyObject *args)
     Py_RETURN_NONE;
 }
 
+#ifdef HAVE_MALLINFO2
+/* in_use(): malloc's bytes handed out and not taken back, mallinfo2()'s uordblks + hblkhd (what native.py's
+ * ctypes reading gives, without importing ctypes into every session). */
+static PyObject *
+in_use(PyObject *module, PyObject *unused)
+{
+    struct mallinfo2 info = mallinfo2();
+    return PyLong_FromSize_t(info.uordblks + info.hblkhd);
+}
+#endif
+
 static PyMethodDef heap_methods[] = {
+#ifdef HAVE_MALLINFO2
+    {"in_use", in_use, METH_NOARGS, "malloc's bytes in use: mallinfo2()'s uordblks + hblkhd."},
+#endif
     {"settle_thread_cache", settle_thread_cache, METH_VARARGS,
      "Leave every bin of this thread's malloc cache full (see the module comment)."},
     {NULL, NULL, 0, NULL},
@@ -53,5 +71,20 @@ static struct PyModuleDef heap_module = {
 PyMODINIT_FUNC
 PyInit__heap(void)
 {
-    return PyModule_Create(&heap_module);
+    PyObject *module = PyModule_Create(&heap_module);
+    if (module == NULL) {
+        return NULL;
+    }
+    /* Whether this interpreter was built with pymalloc and the GIL: the layout native.py's reading assumes (blocks
+     * up to 512 bytes from pymalloc's arenas, the rest from malloc). Known at build time, without sysconfig. */
+#if defined(WITH_PYMALLOC) && !defined(Py_GIL_DISABLED)
+    int standard = 1;
+#else
+    int standard = 0;
+#endif
+    if (PyModule_AddIntConstant(module, "STANDARD_PYMALLOC", standard) < 0) {
+        Py_DECREF(module);
+        return NULL;
+    }
+    return module;
 }

@@ -20,46 +20,68 @@ pymalloc or free-threaded — there is no such reading (``None``) and the hunt f
 
 from __future__ import annotations
 
-import ctypes
 import os
 import sys
-import sysconfig
 import tracemalloc
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
+
+try:
+    from pytest_memtrack import _heap  # the optional C helper (hunt/_heap.c)
+except ImportError:  # built without it: ctypes does the same, imported only then
+    _heap = None
 
 #: Requests up to this size are served by pymalloc (CPython's SMALL_REQUEST_THRESHOLD), larger ones by malloc.
 PYMALLOC_MAX_REQUEST = 512
 
 
-class _MallInfo2(ctypes.Structure):
-    _fields_ = [(name, ctypes.c_size_t) for name in
-                ("arena", "ordblks", "smblks", "hblks", "hblkhd", "usmblks", "fsmblks", "uordblks", "fordblks",
-                 "keepcost")]
-
-
 def _pymalloc_layout_is_standard() -> bool:
-    return (sysconfig.get_config_var("WITH_PYMALLOC") == 1 and not sysconfig.get_config_var("Py_GIL_DISABLED")
-            and not os.environ.get("PYTHONMALLOC") and not sys.flags.dev_mode)
+    if os.environ.get("PYTHONMALLOC") or sys.flags.dev_mode:
+        return False
+    standard = getattr(_heap, "STANDARD_PYMALLOC", None)
+    if standard is not None:
+        return bool(standard)
+    import sysconfig
+
+    return sysconfig.get_config_var("WITH_PYMALLOC") == 1 and not sysconfig.get_config_var("Py_GIL_DISABLED")
 
 
-def _mallinfo2() -> Any:
-    if not sys.platform.startswith("linux") or not _pymalloc_layout_is_standard():
-        return None
+def _ctypes_in_use() -> Callable[[], int] | None:
+    import ctypes
+
+    class MallInfo2(ctypes.Structure):
+        _fields_ = [(name, ctypes.c_size_t) for name in
+                    ("arena", "ordblks", "smblks", "hblks", "hblkhd", "usmblks", "fsmblks", "uordblks", "fordblks",
+                     "keepcost")]
+
     try:
         function = ctypes.CDLL(None).mallinfo2  # glibc >= 2.33
     except (OSError, AttributeError):
         return None
-    function.restype = _MallInfo2
+    function.restype = MallInfo2
     function.argtypes = []
-    return function
+
+    def in_use() -> int:
+        info = function()
+        return int(info.uordblks + info.hblkhd)
+    return in_use
 
 
-_function = _mallinfo2()
+def _in_use_reader() -> Callable[[], int] | None:
+    """malloc's bytes in use (``mallinfo2()``'s ``uordblks + hblkhd``, unsettled): the C helper's reading, else
+    the same through ctypes; None where there is no such reading."""
+    if not sys.platform.startswith("linux") or not _pymalloc_layout_is_standard():
+        return None
+    if _heap is not None and hasattr(_heap, "in_use"):
+        return _heap.in_use  # type: ignore[no-any-return]
+    return _ctypes_in_use()
+
+
+_read = _in_use_reader()
 
 #: Which reading the ``native`` kind uses here: ``"malloc"`` (glibc's mallinfo2) or ``"rss"`` (RSS minus traced).
-NATIVE_READING = "malloc" if _function is not None else "rss"
+NATIVE_READING = "malloc" if _read is not None else "rss"
 #: Native growth per run below which a run does not count as growing, by reading: malloc's figure is exact to the
 #: chunk (no-leak runs read within ~2 KiB of each other), RSS moves in pages and arena reuse (hundreds of KiB).
 DEFAULT_FLOOR = 16 * 1024 if NATIVE_READING == "malloc" else 256 * 1024
@@ -77,6 +99,8 @@ _CACHED_PER_SIZE, _SMALLEST_CACHED, _LARGEST_CACHED, _ALIGNMENT = 7, 24, 1032, 1
 
 
 def _ctypes_settler() -> Any:
+    import ctypes
+
     libc = ctypes.CDLL(None)
     malloc, free = libc.malloc, libc.free
     malloc.restype, malloc.argtypes = ctypes.c_void_p, [ctypes.c_size_t]
@@ -94,14 +118,12 @@ def _ctypes_settler() -> Any:
 
 
 def _settler() -> Any:
-    if _function is None:
+    if _read is None:
         return None
-    try:
-        from pytest_memtrack._heap import settle_thread_cache  # the C helper, ~5 µs
-    except ImportError:  # built without it: the same through ctypes, ~0.2 ms
+    if _heap is None:  # built without the C helper (~5 µs): the same through ctypes, ~0.2 ms
         return _ctypes_settler()
-    shape = (_SMALLEST_CACHED, _LARGEST_CACHED, _ALIGNMENT, _CACHED_PER_SIZE)
-    return lambda: settle_thread_cache(*shape)
+    shape, settle = (_SMALLEST_CACHED, _LARGEST_CACHED, _ALIGNMENT, _CACHED_PER_SIZE), _heap.settle_thread_cache
+    return lambda: settle(*shape)
 
 
 #: Leaves every bin of this thread's malloc cache full. glibc counts the chunks a thread's cache keeps as in use,
@@ -115,11 +137,10 @@ settle_thread_cache = _settler()
 def malloc_in_use() -> int | None:
     """Bytes malloc has handed out and not taken back, with this thread's cache settled (None where it cannot be
     read)."""
-    if _function is None:
+    if _read is None:
         return None
     settle_thread_cache()
-    info = _function()
-    return int(info.uordblks + info.hblkhd)
+    return _read()
 
 
 def _traced_in_malloc(trace_sizes: Iterable[int]) -> int:

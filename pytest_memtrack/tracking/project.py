@@ -9,7 +9,6 @@ the test suite (``tests``, ``testing``, ...) are the suite's state, never the pr
 
 from __future__ import annotations
 
-import configparser
 import os
 import re
 import sys
@@ -46,9 +45,14 @@ def _distribution_name(rootdir: str) -> str | None:
         found = re.search(r"^name\s*=\s*[\"']([^\"']+)[\"']", table.group(1), re.M)
         if found:
             return found.group(1)
+    setup_cfg = os.path.join(rootdir, "setup.cfg")
+    if not os.path.isfile(setup_cfg):
+        return None
+    import configparser  # (only for a setup.cfg: ~2 ms of a start-up otherwise)
+
     parser = configparser.ConfigParser()
     try:
-        parser.read(os.path.join(rootdir, "setup.cfg"), encoding="utf-8")
+        parser.read(setup_cfg, encoding="utf-8")
         return parser.get("metadata", "name", fallback=None)
     except (configparser.Error, UnicodeDecodeError):
         return None
