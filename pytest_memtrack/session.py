@@ -26,6 +26,10 @@ from pytest_memtrack.tracking.monitor import PASS_NOISE_BYTES
 from pytest_memtrack.tracking.process import ProcessMemory
 from pytest_memtrack.tracking.project import project_packages
 
+#: The adaptive package passes' shortest spacing in seconds: the per-package history gains a point every half second
+#: at most, which a bounded history of hundreds of points spreads over minutes of a suite.
+MIN_PASS_INTERVAL = 0.5
+
 #: An item's leak limit, or the marker error, once looked up (``MemtrackSession.limit_for``).
 _LIMIT = pytest.StashKey[tuple["float | None", "MarkerError | None"]]()
 
@@ -88,9 +92,11 @@ class MemtrackSession:
 
     # ------------------------------------------------------------------ package passes
     def _interval(self) -> float:
+        """Seconds to the next package pass: the set interval, else as far apart as keeps the passes within the
+        overhead budget, and at least ``MIN_PASS_INTERVAL`` apart (a pass of a small project takes 1-3 ms)."""
         if self.settings.check_interval is not None:
             return self.settings.check_interval
-        return max(0.2, self._pass_cost / self.settings.overhead_budget)
+        return max(MIN_PASS_INTERVAL, self._pass_cost / self.settings.overhead_budget)
 
     def package_pass(self, force: bool = False) -> None:
         now = time.perf_counter()
@@ -114,6 +120,8 @@ class MemtrackSession:
         folders = {str(path.parent) for path in files}
         self.loader.forget_test_packages(folder for folder in folders if folder != root)
         self.package_pass(force=True)
+        if self.settings.max_leak_score is not None or any(_marked(item, MARKER) for item in session.items):
+            self.config.pluginmanager.register(_HuntHooks(self), f"memtrack-hunts-{id(self)}")
 
     # ------------------------------------------------------------------ which tests are hunted
     def limit_for(self, item: pytest.Item) -> float | None:
@@ -133,8 +141,8 @@ class MemtrackSession:
             raise known[1]
         return known[0]
 
-    @pytest.hookimpl(tryfirst=True)
-    def pytest_runtest_call(self, item: pytest.Item) -> None:
+    def check_marker(self, item: pytest.Item) -> None:
+        """Fails the call of a test whose ``max_leak_score`` marker is bad, with the marker's message."""
         if self._hunting:
             return
         try:
@@ -169,17 +177,21 @@ class MemtrackSession:
             entry.update(leak_score=result.score, limit=limit, leaking=result.score > limit,
                          hunt=result.to_dict(), message=message)
         report.memtrack = entry  # type: ignore[attr-defined]  # plain types: travels through xdist
-        # JUnit XML's properties: the figures a CI page shows per test (the absolute RSS before and after are in
-        # the JSON report; each property costs pytest's XML writer ~8 µs a test, the properties node as much).
-        properties = [("memtrack_rss_delta", entry["rss_delta"])]
-        if rss_peak is not None:
+        # JUnit XML's properties: what the test did to memory, for a CI page's view of it: the RSS it added (or gave
+        # back), its peak when that rose above both ends, its leak score when hunted. A test that moved none gets
+        # none: most tests of most suites, and each property costs pytest's XML writer ~8 µs a test, the properties
+        # node as much. Every figure of every test is in the JSON report.
+        properties: list[tuple[str, object]] = []
+        if rss_after != rss_before:
+            properties.append(("memtrack_rss_delta", rss_after - rss_before))
+        if rss_peak is not None and rss_peak > max(rss_before, rss_after):
             properties.append(("memtrack_rss_peak", rss_peak))
         if entry["leak_score"] is not None:
             properties += [("memtrack_leak_score", entry["leak_score"]), ("memtrack_leak_limit", entry["limit"])]
-        report.user_properties.extend(properties)
+        if properties:
+            report.user_properties.extend(properties)
 
-    @pytest.hookimpl(tryfirst=True)
-    def pytest_runtest_protocol(self, item: pytest.Item, nextitem: pytest.Item | None) -> bool | None:
+    def run_protocol(self, item: pytest.Item, nextitem: pytest.Item | None) -> bool | None:
         """Hunted tests: the reported run, then the hunt's unreported repeats (``hunt.protocol.run_hunted``);
         the reports are logged once, the call failed when the test leaks beyond its limit."""
         if self._hunting or not isinstance(item, pytest.Function):
@@ -352,3 +364,20 @@ class MemtrackSession:
         reset_lazy_loader(self.previous_loader)
         if self._started_tracing and tracemalloc.is_tracing():
             tracemalloc.stop()
+
+
+class _HuntHooks:
+    """The hooks of hunted tests, registered after collection only when a test of the session can be hunted
+    (``--memtrack-max-leak-score``, or a ``max_leak_score`` marker on some test): a session that hunts nothing
+    pays no hook for it on every test."""
+
+    def __init__(self, session: MemtrackSession) -> None:
+        self._session = session
+
+    @pytest.hookimpl(tryfirst=True)
+    def pytest_runtest_protocol(self, item: pytest.Item, nextitem: pytest.Item | None) -> bool | None:
+        return self._session.run_protocol(item, nextitem)
+
+    @pytest.hookimpl(tryfirst=True)
+    def pytest_runtest_call(self, item: pytest.Item) -> None:
+        self._session.check_marker(item)

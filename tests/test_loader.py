@@ -203,3 +203,29 @@ def test_background_monitoring_survives_a_failing_check_and_restarts_with_a_new_
 def test_background_monitoring_rejects_a_bad_interval(interval):
     with pytest.raises(ValueError, match="positive number of seconds"):
         LazyLoader().start_monitoring(interval=interval)
+
+
+def test_the_monitors_system_readings_are_psutils_figures():
+    """On Linux the monitor reads ``/proc/meminfo`` itself (importing psutil is ~10 ms of a session's start-up);
+    the figures are the ones psutil computes from the same file."""
+    import psutil
+
+    from pytest_memtrack.tracking import monitor
+
+    if monitor._meminfo() is None:
+        pytest.skip("no /proc/meminfo here: psutil is read directly")
+    # (read back to back: the machine's memory moves meanwhile, by far less than these tolerances)
+    assert abs(monitor._system_usage() - psutil.virtual_memory().percent / 100) <= 0.01
+    assert abs(monitor._available_memory() - psutil.virtual_memory().available) <= 64 * 1024 * 1024
+
+
+def test_a_session_imports_psutil_only_when_a_hunt_needs_it():
+    import subprocess
+    import sys
+
+    code = ("import sys, pytest_memtrack.session, pytest_memtrack.tracking.loader as l; "
+            "loader = l.LazyLoader(); loader.update_all_memory_metrics(); loader.get_memory_usage_summary(); "
+            "print('psutil' in sys.modules)")
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == ("True" if not sys.platform.startswith("linux") else "False")

@@ -336,11 +336,36 @@ def test_in_marked_module():
 
 
 @pytest.mark.slow
-def test_junit_xml_carries_each_tests_memory_figures(pytester):
-    pytester.makepyfile(test_app=LEAKY)
-    run(pytester, "--memtrack", "--junitxml=junit.xml")
-    xml = (pytester.path / "junit.xml").read_text()
-    assert 'name="memtrack_rss_delta"' in xml and 'name="memtrack_leak_score"' in xml
+def test_junit_xml_carries_what_each_test_did_to_memory(pytester):
+    """JUnit XML's properties say what a test did to memory (RSS added, a transient peak, a hunted test's score);
+    a test that moved nothing gets none. Checked against the same figures in the JSON report."""
+    import xml.etree.ElementTree as ET
+
+    pytester.makepyfile(test_app=LEAKY + """
+GROWN = []
+
+def test_grows_rss():
+    GROWN.append(bytearray(32 * 1024 * 1024))  # zero-filled: resident
+
+def test_peaks():
+    data = bytearray(32 * 1024 * 1024)
+    del data
+""")
+    run(pytester, "--memtrack", "--junitxml=junit.xml", "--memtrack-json=r.json")
+    cases = {case.get("name"): {p.get("name"): p.get("value") for p in case.iter("property")}
+             for case in ET.parse(pytester.path / "junit.xml").getroot().iter("testcase")}
+    entries = {t["nodeid"].split("::")[-1]: t for t in json.loads((pytester.path / "r.json").read_text())["tests"]}
+    assert int(cases["test_grows_rss"]["memtrack_rss_delta"]) >= 30 * 1024 * 1024
+    assert int(cases["test_peaks"]["memtrack_rss_peak"]) >= entries["test_peaks"]["rss_before"] + 30 * 1024 * 1024
+    assert float(cases["test_leaks"]["memtrack_leak_score"]) > float(cases["test_leaks"]["memtrack_leak_limit"])
+    for name, entry in entries.items():
+        moved = entry["rss_delta"] != 0
+        peaked = entry["rss_peak"] is not None and entry["rss_peak"] > max(entry["rss_before"], entry["rss_after"])
+        assert ("memtrack_rss_delta" in cases[name]) == moved, (name, entry, cases[name])
+        assert ("memtrack_rss_peak" in cases[name]) == peaked, (name, entry, cases[name])
+        assert ("memtrack_leak_score" in cases[name]) == (entry["leak_score"] is not None)
+        if moved:
+            assert int(cases[name]["memtrack_rss_delta"]) == entry["rss_delta"]
 
 
 @pytest.mark.slow

@@ -39,7 +39,7 @@ from pytest_memtrack.settings import parse_writable_path, resolve
 if TYPE_CHECKING:
     from pytest_memtrack.history.compare import Rule
 
-__all__ = ["MemtrackWarning", "HistoryPlugin", "configure"]
+__all__ = ["configure"]  # (and MemtrackWarning, HistoryPlugin: see __getattr__)
 
 
 def __getattr__(name: str) -> Any:

@@ -28,7 +28,7 @@ from dataclasses import dataclass
 from typing import Any
 
 try:
-    from pytest_memtrack import _heap  # the optional C helper (hunt/_heap.c)
+    import pytest_memtrack._heap as _heap  # the optional C helper (hunt/_heap.c)
 except ImportError:  # built without it: ctypes does the same, imported only then
     _heap = None
 
@@ -74,7 +74,7 @@ def _in_use_reader() -> Callable[[], int] | None:
     if not sys.platform.startswith("linux") or not _pymalloc_layout_is_standard():
         return None
     if _heap is not None and hasattr(_heap, "in_use"):
-        return _heap.in_use  # type: ignore[no-any-return]
+        return _heap.in_use
     return _ctypes_in_use()
 
 

@@ -16,7 +16,7 @@ Families (``package`` label: the tracked package's name; ``level``: a pressure l
     memtrack_package_loaded{package}                        gauge   1 when loaded
     memtrack_package_time_to_memory_limit_seconds{package}  gauge   forecast; only when the trend increases
     memtrack_package_forecast_confidence{package}           gauge   0..1, with the above
-    memtrack_process_resident_memory_bytes                  gauge   psutil RSS when the summary was made
+    memtrack_process_resident_memory_bytes                  gauge   RSS when the summary was made
     memtrack_memory_limit_bytes                             gauge   the forecasts' limit
     memtrack_process_memory_growth_bytes_per_second         gauge
     memtrack_process_time_to_memory_limit_seconds           gauge   only when the process's trend increases
@@ -118,7 +118,7 @@ def render_metrics(summary: Mapping[str, Any], packages: Mapping[str, Mapping[st
         lines += _family(name, "gauge", help_text, (({"package": n}, _get(packages[n], *keys)) for n in names))
     process = summary.get("process_forecast")
     lines += _family("memtrack_process_resident_memory_bytes", "gauge",
-                     "Resident set size of the tested process (psutil RSS).",
+                     "Resident set size of the tested process.",
                      [({}, summary.get("process_memory_usage"))])
     lines += _family("memtrack_memory_limit_bytes", "gauge",
                      "The process's memory limit the forecasts use: the configured budget, else RSS plus the "
@@ -134,7 +134,7 @@ def render_metrics(summary: Mapping[str, Any], packages: Mapping[str, Mapping[st
     pressure = summary.get("system_memory_pressure")
     if pressure in PRESSURE_LEVELS:
         lines += _family("memtrack_system_memory_pressure", "gauge",
-                         "System memory pressure: 1 for the current level (psutil share of memory in use against "
+                         "System memory pressure: 1 for the current level (share of the system's memory in use against "
                          "the thresholds), 0 for the others.",
                          [({"level": level}, int(level == pressure)) for level in PRESSURE_LEVELS])
     lines += _family("memtrack_packages_tracked", "gauge", "Packages the tracker knows.",

@@ -2,25 +2,30 @@
 
 Readings (each names its source, so figures in reports are honest about what they measure):
 
-* process memory: resident set size (RSS) from ``psutil.Process().memory_info().rss`` — what the OS has mapped
-  for the process, native allocations included; page-granular and noisy by tens of KiB.
+* process memory: resident set size (RSS), ``/proc/self/statm`` on Linux (``tracking.process.current_rss``), else
+  ``psutil.Process().memory_info().rss`` — what the OS has mapped for the process, native allocations included;
+  page-granular and noisy by tens of KiB.
 * package memory: module-state bytes from ``attribution.package_state_bytes`` (``sys.getsizeof`` over what the
   package's module globals keep reachable).
-* system pressure: ``psutil.virtual_memory()``'s share of memory in use (``percent``) against thresholds. The
+* system pressure: the share of memory in use against thresholds, ``(MemTotal - MemAvailable) / MemTotal`` from
+  ``/proc/meminfo`` on Linux (the figure ``psutil.virtual_memory().percent`` computes there), else psutil's. The
   reading is a function the monitor is given (``MemoryMonitor(system_usage=...)``), so a test or an application
   can supply its own (a container's cgroup limit, or a simulated pressure).
-* available memory: ``psutil.virtual_memory().available`` (the forecasts' default limit, ``forecast``).
+* available memory: ``MemAvailable`` (``psutil.virtual_memory().available``; the forecasts' default limit,
+  ``forecast``).
+
+(Read from ``/proc`` directly on Linux, psutil is imported only elsewhere: its import is ~10 ms of every session's
+start-up.)
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
 
-import psutil
-
 from pytest_memtrack.tracking import analysis
 from pytest_memtrack.tracking.attribution import package_state_bytes
 from pytest_memtrack.tracking.payloads import PRESSURE_LEVELS
+from pytest_memtrack.tracking.process import current_rss
 
 History = Sequence[tuple[float, float]]
 
@@ -54,11 +59,37 @@ def validate_thresholds(thresholds: Mapping[str, float]) -> dict[str, float]:
 PASS_NOISE_BYTES = 1024.0
 
 
+def _meminfo() -> tuple[float, float] | None:
+    """(MemTotal, MemAvailable) in bytes from ``/proc/meminfo``; None where it cannot be read (psutil then)."""
+    try:
+        with open("/proc/meminfo", "rb") as meminfo:
+            text = meminfo.read()
+        fields = {}
+        for line in text.splitlines():
+            name, _, rest = line.partition(b":")
+            if name in (b"MemTotal", b"MemAvailable"):
+                fields[name] = float(rest.split()[0]) * 1024
+        return fields[b"MemTotal"], fields[b"MemAvailable"]
+    except (OSError, ValueError, IndexError, KeyError):
+        return None
+
+
 def _system_usage() -> float:
-    return psutil.virtual_memory().percent / 100.0
+    read = _meminfo()
+    if read is not None and read[0] > 0:
+        total, available = read
+        return round((total - available) / total * 100, 1) / 100.0  # (psutil rounds its percent to 0.1)
+    import psutil
+
+    return float(psutil.virtual_memory().percent) / 100.0
 
 
 def _available_memory() -> float:
+    read = _meminfo()
+    if read is not None:
+        return read[1]
+    import psutil
+
     return float(psutil.virtual_memory().available)
 
 
@@ -77,27 +108,26 @@ class MemoryMonitor:
         self.leak_threshold = leak_threshold
         self.leak_reference_bytes = leak_reference_bytes
         self.noise_bytes = noise_bytes
-        self._process = psutil.Process()
 
     @property
     def memory_thresholds(self) -> dict[str, float]:
         return dict(self._memory_thresholds)
 
     def get_current_memory_usage(self) -> float:
-        """Bytes resident for this process (psutil RSS)."""
-        return float(self._process.memory_info().rss)
+        """Bytes resident for this process (RSS)."""
+        return float(current_rss())
 
     def get_memory_footprint(self, module_name: str) -> float:
         """Bytes the package of ``module_name`` keeps reachable from its module state (0 if not imported)."""
         return float(package_state_bytes(module_name))
 
     def get_system_memory_usage(self) -> float:
-        """Share of system memory in use, 0..1 (``system_usage``: psutil ``virtual_memory().percent`` unless
-        replaced)."""
+        """Share of system memory in use, 0..1 (``system_usage``: ``/proc/meminfo``'s, as psutil's
+        ``virtual_memory().percent``, unless replaced)."""
         return float(self.system_usage())
 
     def get_available_memory(self) -> float:
-        """Bytes of system memory available (``available_memory``: psutil ``virtual_memory().available``)."""
+        """Bytes of system memory available (``available_memory``: ``MemAvailable``, psutil's ``available``)."""
         return float(self.available_memory())
 
     def get_memory_pressure_level(self) -> str:

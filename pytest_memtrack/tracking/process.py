@@ -4,12 +4,37 @@ from __future__ import annotations
 
 import os
 import sys
-from typing import Any
 
 try:
     from resource import RUSAGE_SELF, getrusage
 except ImportError:  # (not on Windows: the peak is Linux's only)
     getrusage = None  # type: ignore[assignment]
+
+
+def _open(path: str, flags: int) -> int | None:
+    if not sys.platform.startswith("linux"):
+        return None
+    try:
+        return os.open(path, flags)
+    except OSError:
+        return None
+
+
+#: Opened once, when the plugin loads (a descriptor opened during a hunted test would read as one it leaked).
+_STATM = _open("/proc/self/statm", os.O_RDONLY)
+_PAGE = os.sysconf("SC_PAGE_SIZE") if hasattr(os, "sysconf") else 4096
+
+
+def current_rss() -> int:
+    """This process's resident set size in bytes: ``/proc/self/statm`` (~1 µs), else psutil's (~10 µs)."""
+    if _STATM is not None:
+        try:
+            return int(os.pread(_STATM, 128, 0).split()[1]) * _PAGE
+        except (OSError, ValueError, IndexError):
+            pass
+    import psutil
+
+    return int(psutil.Process().memory_info().rss)
 
 
 class ProcessMemory:
@@ -25,34 +50,12 @@ class ProcessMemory:
     needed. Most tests of most suites take that path; a test whose RSS rose and fell reads ``status``."""
 
     def __init__(self) -> None:
-        self._process: Any = None  # psutil's, only where /proc cannot be read
-        self._page = os.sysconf("SC_PAGE_SIZE") if hasattr(os, "sysconf") else 4096
-        self._statm = self._open("/proc/self/statm", os.O_RDONLY)
-        self._status = self._open("/proc/self/status", os.O_RDONLY)
-        self._clear = self._open("/proc/self/clear_refs", os.O_WRONLY)
+        self._status = _open("/proc/self/status", os.O_RDONLY)
+        self._clear = _open("/proc/self/clear_refs", os.O_WRONLY)
         self.peak_available = self._status is not None and self._clear is not None and self.reset_peak()
         self._rss_at_start = 0
 
-    @staticmethod
-    def _open(path: str, flags: int) -> int | None:
-        if not sys.platform.startswith("linux"):
-            return None
-        try:
-            return os.open(path, flags)
-        except OSError:
-            return None
-
-    def rss(self) -> int:
-        if self._statm is not None:
-            try:
-                return int(os.pread(self._statm, 128, 0).split()[1]) * self._page
-            except (OSError, ValueError, IndexError):
-                pass
-        if self._process is None:
-            import psutil
-
-            self._process = psutil.Process()
-        return int(self._process.memory_info().rss)
+    rss = staticmethod(current_rss)
 
     def reset_peak(self) -> bool:
         if self._clear is None:
@@ -105,10 +108,11 @@ class ProcessMemory:
         return self.rss(), self.peak()
 
     def close(self) -> None:
-        for fd in (self._statm, self._status, self._clear):
+        for fd in (self._status, self._clear):
             if fd is not None:
                 os.close(fd)
-        self._statm = self._status = self._clear = None
+        self._status = self._clear = None
+        self.peak_available = False
 
 
 def _status_field(text: bytes, name: bytes) -> int:
