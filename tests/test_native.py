@@ -217,3 +217,25 @@ def test_the_c_helpers_reading_is_mallinfo2s_and_spares_the_ctypes_import():
     assert not out["imported_ctypes"]
     # (a ctypes call allocates its result on the way: later pairs agree to the chunk, or within that call's own)
     assert any(abs(c - via_ctypes) <= 512 for c, via_ctypes in out["pairs"][1:]), out["pairs"]
+
+
+def test_the_screens_process_readings_are_psutils():
+    """The screen reads RSS, shared pages and threads from /proc directly (psutil's calls are 5-10 times slower);
+    the figures are psutil's."""
+    import threading
+
+    import psutil
+
+    from pytest_memtrack.tracking.process import rss_and_shared, thread_count
+
+    stop = threading.Event()
+    thread = threading.Thread(target=stop.wait)
+    thread.start()
+    try:
+        assert thread_count() == psutil.Process().num_threads() >= 2
+    finally:
+        stop.set()
+        thread.join()
+    rss, shared = rss_and_shared()
+    memory = psutil.Process().memory_info()
+    assert abs(rss - memory.rss) <= 1024 * 1024 and abs(shared - memory.shared) <= 1024 * 1024

@@ -30,8 +30,9 @@ from pytest_memtrack.hunt import native
 from pytest_memtrack.hunt.caches import clear_interpreter_caches
 from pytest_memtrack.hunt.verdict import Reading
 from pytest_memtrack.tracking.attribution import file_index, is_harness
+from pytest_memtrack.tracking.process import current_rss, thread_count
 
-_process = process = psutil.Process()
+_process = psutil.Process()
 _OWN_FILES = (os.path.dirname(os.path.dirname(os.path.abspath(__file__))) + os.sep,  # the whole plugin
               tracemalloc.__file__,
               os.path.dirname(os.path.abspath(psutil.__file__)) + os.sep)
@@ -184,8 +185,8 @@ def take_reading() -> Reading:
     accounted = _accounted() if native.NATIVE_READING == "rss" else 0
     traced, unknown, native_reading = _traced_and_native()
     return Reading(traced=traced, unknown=sum(unknown.values()), unknown_by=unknown,
-                   blocks=sys.getallocatedblocks(), rss=_process.memory_info().rss,
-                   fds=fd_count(), threads=_process.num_threads(), objects=len(gc.get_objects()),
+                   blocks=sys.getallocatedblocks(), rss=current_rss(),
+                   fds=fd_count(), threads=thread_count(), objects=len(gc.get_objects()),
                    accounted=accounted, native=native_reading)
 
 

@@ -39,7 +39,7 @@ from dataclasses import dataclass, replace
 
 from pytest_memtrack.hunt import caches, native, runner
 from pytest_memtrack.hunt.message import screen_budget_message
-from pytest_memtrack.hunt.readings import TRACE_FRAMES, fd_count, process
+from pytest_memtrack.hunt.readings import TRACE_FRAMES, fd_count
 from pytest_memtrack.hunt.verdict import (
     KINDS,
     HuntParameters,
@@ -52,6 +52,7 @@ from pytest_memtrack.hunt.verdict import (
     measured_cap,
 )
 from pytest_memtrack.tracking.analysis import MIN_GROWING_STEPS
+from pytest_memtrack.tracking.process import rss_and_shared, thread_count
 
 #: Bytes a block kept can hold at most without reaching malloc (CPython's SMALL_REQUEST_THRESHOLD).
 BLOCK_BOUND = native.PYMALLOC_MAX_REQUEST
@@ -86,13 +87,13 @@ def read_into(slots: array.array, index: int) -> None:
     slots[row + 1] = len(gc.get_objects())
     malloc = native.malloc_in_use()
     slots[row + 2] = -1 if malloc is None else malloc
-    memory = process.memory_info()
+    rss, shared = rss_and_shared()
     # statm's file-backed and shared-memory resident pages: what ``native.mapped_bytes`` reads from smaps_rollup
     # (Rss - Anonymous), at a hundredth of its cost (reading smaps_rollup walks every mapping: ~1 ms).
-    slots[row + 3] = getattr(memory, "shared", 0)
-    slots[row + 4] = memory.rss
+    slots[row + 3] = shared
+    slots[row + 4] = rss
     slots[row + 5] = fd_count()
-    slots[row + 6] = process.num_threads()
+    slots[row + 6] = thread_count()
     slots[row] = sys.getallocatedblocks()  # last: what the calls above allocated is freed
 
 
@@ -273,7 +274,7 @@ def traced_screen(run_once: Callable[[], bool], params: HuntParameters, clock: C
         caches.clear_interpreter_caches()
         gc.collect()
         slots[3 * index + 1] = fd_count()
-        slots[3 * index + 2] = process.num_threads()
+        slots[3 * index + 2] = thread_count()
         slots[3 * index] = tracemalloc.get_traced_memory()[0]
 
     def rows(count: int) -> list[ScreenReading]:

@@ -37,6 +37,31 @@ def current_rss() -> int:
     return int(psutil.Process().memory_info().rss)
 
 
+def rss_and_shared() -> tuple[int, int]:
+    """(resident, resident shared or file-backed) bytes: ``/proc/self/statm``'s second and third fields (what
+    psutil's ``memory_info()`` gives as ``rss`` and ``shared``, at a tenth of its cost), else psutil's."""
+    if _STATM is not None:
+        try:
+            fields = os.pread(_STATM, 128, 0).split()
+            return int(fields[1]) * _PAGE, int(fields[2]) * _PAGE
+        except (OSError, ValueError, IndexError):
+            pass
+    import psutil
+
+    memory = psutil.Process().memory_info()
+    return int(memory.rss), int(getattr(memory, "shared", 0))
+
+
+def thread_count() -> int:
+    """OS threads of this process: the entries of ``/proc/self/task`` (~2 µs; psutil reads ``status``, ~10 µs)."""
+    try:
+        return len(os.listdir("/proc/self/task"))
+    except OSError:
+        import psutil
+
+        return int(psutil.Process().num_threads())
+
+
 class ProcessMemory:
     """Per-test RSS and peak RSS, read cheaply: Linux's ``/proc/self/statm`` and ``VmHWM`` through file
     descriptors kept open (a few microseconds a reading; psutil elsewhere). The peak is the high-water mark,
