@@ -9,8 +9,12 @@ report) and package data from ``workeroutput`` (``merge.py``), then builds one r
 from __future__ import annotations
 
 import time
-import tracemalloc
 from typing import Any
+
+try:  # the C functions ``tracemalloc`` re-exports, without that module's imports (pickle: ~2 ms of a start-up)
+    import _tracemalloc as tracemalloc
+except ImportError:  # (not CPython)
+    import tracemalloc  # type: ignore[no-redef]
 
 import pytest
 

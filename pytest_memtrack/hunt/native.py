@@ -22,10 +22,14 @@ from __future__ import annotations
 
 import os
 import sys
-import tracemalloc
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
+
+try:  # the C functions ``tracemalloc`` re-exports, without that module's imports (pickle: ~2 ms of a start-up)
+    import _tracemalloc as tracemalloc
+except ImportError:  # (not CPython)
+    import tracemalloc  # type: ignore[no-redef]
 
 try:
     import pytest_memtrack._heap as _heap  # the optional C helper (hunt/_heap.c)

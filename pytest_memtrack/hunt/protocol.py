@@ -29,11 +29,15 @@ from __future__ import annotations
 
 import functools
 import math
-import tracemalloc
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
+
+try:  # the C functions ``tracemalloc`` re-exports, without that module's imports (pickle: ~2 ms of a start-up)
+    import _tracemalloc as tracemalloc
+except ImportError:  # (not CPython)
+    import tracemalloc  # type: ignore[no-redef]
 
 import pytest
 
