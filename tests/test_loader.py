@@ -101,6 +101,39 @@ def test_ordinary_imports_are_observed_with_their_footprint(make_package):
     assert info.memory_metrics.memory_footprint > 0
 
 
+def test_a_packages_own_submodules_are_measured_with_its_import_and_another_package_on_its_own(make_package, tmp_path):
+    """One measurement (two malloc readings) per package crossing, not per module: the submodules a package's
+    import imports count to its footprint inside that import's measurement; another package imported in the middle
+    is measured on its own and subtracted."""
+    from pytest_memtrack.tracking.imports import FootprintMeter
+
+    other = make_package("mt_other_pkg", "OTHER = [bytes(3000) for _ in range(200)]\n")
+    name = make_package("mt_parent_pkg", "from . import part_a, part_b\nimport mt_other_pkg\n")
+    for part in ("part_a", "part_b"):
+        (tmp_path / name / f"{part}.py").write_text("DATA = [bytes(2000) for _ in range(300)]\n")
+    measured: list[str] = []
+    begin = FootprintMeter.begin
+
+    def counting(self: FootprintMeter, package: str = "") -> tuple[float, str, float, float, float]:
+        measured.append(package)
+        return begin(self, package)
+
+    loader = LazyLoader()
+    loader.observe_imports()
+    FootprintMeter.begin = counting  # type: ignore[method-assign]
+    try:
+        __import__(name)
+    finally:
+        FootprintMeter.begin = begin  # type: ignore[method-assign]
+        loader.stop_observing()
+    assert measured == [name, other]
+    parent, nested = loader.get_package_info(name), loader.get_package_info(other)
+    assert parent is not None and nested is not None
+    # both parts' 1.2 MB, without the nested package's 600 KB (both well above what the reading's noise moves)
+    assert 1_000_000 < parent.memory_metrics.memory_footprint < 1_500_000
+    assert 500_000 < nested.memory_metrics.memory_footprint < 900_000
+
+
 def test_every_payload_validates_against_its_schema(make_package):
     name = make_package("mt_payload_pkg", "KEPT = []\ndef handle():\n    KEPT.append(bytes(100_000))\n")
     loader = LazyLoader()
