@@ -413,3 +413,34 @@ def test_ctrl_c_during_a_run_still_writes_a_complete_report(pytester):
     validate("report", report)
     assert report["run"]["interrupted"] is True
     assert report["tests"][0]["nodeid"].endswith("::test_first") and report["tests"][0]["outcome"] == "passed"
+
+
+@pytest.mark.parametrize(("source", "args", "registered"), [
+    ("def test_a():\n    pass\n", (), False),
+    ("def test_a():\n    pass\n", ("--memtrack-max-leak-score=0.5",), True),
+    ("import pytest\n@pytest.mark.max_leak_score(0.5)\ndef test_a():\n    pass\n", (), True),
+    ("import pytest\npytestmark = pytest.mark.max_leak_score(0.5)\ndef test_a():\n    pass\n", (), True),
+])
+def test_the_hooks_of_hunted_tests_are_registered_only_when_a_test_can_be_hunted(pytester, source, args, registered):
+    pytester.makepyfile(test_a=source)
+    pytester.makeconftest("""
+def pytest_sessionfinish(session):
+    names = [name for name, _ in session.config.pluginmanager.list_name_plugin()]
+    print("HUNT HOOKS", any(str(name).startswith("memtrack-hunts-") for name in names))
+""")
+    result = run(pytester, "--memtrack", "-s", *args)
+    result.assert_outcomes(passed=1)
+    result.stdout.fnmatch_lines([f"*HUNT HOOKS {registered}*"])
+
+
+def test_the_runs_platform_is_named_as_platform_platform_names_it():
+    """``platform.platform()`` spawns ``uname -p`` and scans the interpreter's binary (~15 ms at every session's
+    end); the report names the platform the same way without either."""
+    import platform
+
+    from pytest_memtrack.report.model import platform_name
+
+    expected = platform.platform()
+    if platform.processor() not in ("", "unknown"):
+        pytest.skip("uname -p names a processor here: platform.platform() includes it")
+    assert platform_name() == expected
