@@ -70,9 +70,10 @@ class ProcessMemory:
     (``getrusage``'s ``ru_maxrss`` would be cheaper than ``/proc/self/status`` but is not the same reading: it
     also holds a mark ``clear_refs`` does not reset, and recent kernels sum ``status``'s counters exactly where
     ``getrusage`` reads them approximately, tens of KiB apart.) ``getrusage`` is used only as a bound: its
-    ``ru_maxrss`` is never below the high-water mark, so when it is not above the RSS read around the test, the
-    mark is that RSS and neither the reset (~4 µs) nor ``/proc/self/status`` (~12 µs, it formats every field) is
-    needed. Most tests of most suites take that path; a test whose RSS rose and fell reads ``status``."""
+    ``ru_maxrss`` is never below the high-water mark as ``statm``'s counters see it, so when it is not above the RSS
+    read around the test, the mark is that RSS (to within the kernel's per-CPU counter batching, which ``statm``
+    shares) and neither the reset (~4 µs) nor ``/proc/self/status`` (~12 µs, it formats every field) is needed.
+    Most tests of most suites take that path; a test whose RSS rose and fell reads ``status``."""
 
     def __init__(self) -> None:
         self._status = _open("/proc/self/status", os.O_RDONLY)
