@@ -146,6 +146,28 @@ def test_a_clean_test_is_screened_and_a_leak_hunted_under_tracing(pytester):
 
 
 @pytest.mark.slow
+@pytest.mark.skipif(not screen.SCREENS, reason="no screen on CPython 3.10: the traced hunt runs (screen.SCREENS)")
+def test_a_test_that_prints_and_records_a_property_is_screened_clean(pytester):
+    """pytest keeps each run's captured output and ``record_property`` entries on the item: the repeats' are dropped
+    after each repeat, so a test that prints is not read as growing by its output (it went to the traced hunt)."""
+    pytester.makepyfile(test_app="""
+import pytest
+
+@pytest.mark.max_leak_score(0.1)
+def test_prints(record_property):
+    print("x" * 2000)
+    record_property("answer", 42)
+""")
+    result = pytester.runpytest_subprocess(*NO_PLUGINS, "--memtrack", "--memtrack-json=report.json",
+                                           "--junitxml=junit.xml", "-rP")
+    result.assert_outcomes(passed=1)
+    hunt = json.loads((pytester.path / "report.json").read_text())["tests"][0]["hunt"]
+    assert hunt["screen"]["passed"] is True and hunt["readings"] == [], hunt
+    assert result.stdout.str().count("x" * 2000) == 1  # the reported run's output, once
+    assert (pytester.path / "junit.xml").read_text().count('name="answer"') == 1
+
+
+@pytest.mark.slow
 def test_trace_hunts_hunts_without_the_screen(pytester):
     pytester.makepyfile(test_app=LEAKY)
     result = pytester.runpytest_subprocess(*NO_PLUGINS, "--memtrack", "--memtrack-trace-hunts",
