@@ -11,11 +11,6 @@ from __future__ import annotations
 import time
 from typing import Any
 
-try:  # the C functions ``tracemalloc`` re-exports, without that module's imports (pickle: ~2 ms of a start-up)
-    import _tracemalloc as tracemalloc
-except ImportError:  # (not CPython)
-    import tracemalloc  # type: ignore[no-redef]
-
 import pytest
 
 from pytest_memtrack.hunt.protocol import MARKER, MarkerError, limit_for
@@ -29,6 +24,7 @@ from pytest_memtrack.tracking.merge import export_packages, import_packages
 from pytest_memtrack.tracking.monitor import PASS_NOISE_BYTES
 from pytest_memtrack.tracking.process import ProcessMemory
 from pytest_memtrack.tracking.project import project_packages
+from pytest_memtrack.tracking.tracing import tracemalloc
 
 #: The adaptive package passes' shortest spacing in seconds: the per-package history gains a point every half second
 #: at most, which a bounded history of hundreds of points spreads over minutes of a suite.
@@ -186,8 +182,8 @@ class MemtrackSession:
         # none: most tests of most suites, and each property costs pytest's XML writer ~8 µs a test, the properties
         # node as much. Every figure of every test is in the JSON report.
         properties: list[tuple[str, object]] = []
-        if rss_after != rss_before:
-            properties.append(("memtrack_rss_delta", rss_after - rss_before))
+        if entry["rss_delta"]:
+            properties.append(("memtrack_rss_delta", entry["rss_delta"]))
         if rss_peak is not None and rss_peak > max(rss_before, rss_after):
             properties.append(("memtrack_rss_peak", rss_peak))
         if entry["leak_score"] is not None:

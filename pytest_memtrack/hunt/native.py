@@ -26,10 +26,7 @@ from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-try:  # the C functions ``tracemalloc`` re-exports, without that module's imports (pickle: ~2 ms of a start-up)
-    import _tracemalloc as tracemalloc
-except ImportError:  # (not CPython)
-    import tracemalloc  # type: ignore[no-redef]
+from pytest_memtrack.tracking.tracing import tracemalloc
 
 try:
     import pytest_memtrack._heap as _heap  # the optional C helper (hunt/_heap.c)

@@ -34,12 +34,9 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-try:  # the C functions ``tracemalloc`` re-exports, without that module's imports (pickle: ~2 ms of a start-up)
-    import _tracemalloc as tracemalloc
-except ImportError:  # (not CPython)
-    import tracemalloc  # type: ignore[no-redef]
-
 import pytest
+
+from pytest_memtrack.tracking.tracing import tracemalloc
 
 if TYPE_CHECKING:  # the hunt's modules are imported by the first hunt (``run_hunted``): not at start-up
     from pytest_memtrack.hunt.verdict import HuntParameters, HuntResult

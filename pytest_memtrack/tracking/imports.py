@@ -26,13 +26,9 @@ from importlib.machinery import ModuleSpec
 from types import ModuleType
 from typing import Any
 
-try:  # the C functions ``tracemalloc`` re-exports, without that module's imports (pickle: ~2 ms of a start-up)
-    import _tracemalloc as tracemalloc
-except ImportError:  # (not CPython)
-    import tracemalloc  # type: ignore[no-redef]
-
 from pytest_memtrack.hunt.native import malloc_in_use
 from pytest_memtrack.tracking.process import current_rss
+from pytest_memtrack.tracking.tracing import tracemalloc
 
 
 def memory_reading() -> tuple[float, str]:
