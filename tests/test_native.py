@@ -225,7 +225,7 @@ def test_the_c_helpers_reading_is_mallinfo2s_and_spares_the_ctypes_import():
 
 
 def test_the_screens_process_readings_are_psutils():
-    """The screen reads RSS, shared pages and threads from /proc directly (psutil's calls are 5-10 times slower);
+    """The screen reads RSS, shared pages, file descriptors and threads from /proc directly (psutil's calls are 5-10 times slower);
     the figures are psutil's."""
     import threading
 
@@ -241,6 +241,11 @@ def test_the_screens_process_readings_are_psutils():
     finally:
         stop.set()
         thread.join()
+    from pytest_memtrack.hunt.readings import fd_count
+
+    before = fd_count()
+    with open(__file__) as extra:
+        assert fd_count() == psutil.Process().num_fds() == before + 1 > 1, extra
     rss, shared = rss_and_shared()
     memory = psutil.Process().memory_info()
     assert abs(rss - memory.rss) <= 1024 * 1024 and abs(shared - memory.shared) <= 1024 * 1024

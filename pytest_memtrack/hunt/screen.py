@@ -213,6 +213,7 @@ def screen(run_once: Callable[[], bool], params: HuntParameters, *, runs_done: i
     taken = 0
     passed: bool | None = False
     measured = range(1, longest(params) + 1).__iter__()  # before the first reading: the iterator is kept
+    native.settle()  # the first run starts from the malloc cache every later run starts from
     try:
         for warmup in range(warmups):
             runs += 1
