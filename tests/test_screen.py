@@ -195,17 +195,17 @@ def slots_of(readings: list[ScreenReading]) -> array.array:
                                                                    r.fds, r.threads)])
 
 
-def test_a_test_steady_from_its_first_repeat_passes_after_min_measured_runs_more():
-    """Row 0 is the reading after the first repeat (a warm-up); min_measured more runs that keep nothing pass."""
+def test_a_test_steady_from_a_reading_passes_after_min_measured_runs_more():
+    """Row 0 is the reading before the first repeat; min_measured repeats that keep nothing pass, fewer do not."""
     slots = slots_of(series([0] * 6))
-    assert [screen.steady_from_the_first_repeat(slots, last, PARAMS) for last in range(1, 6)] == \
+    assert [screen.steady_since(slots, 0, last, PARAMS) for last in range(1, 6)] == \
         [last >= PARAMS.min_measured for last in range(1, 6)]
 
 
 def test_growth_on_a_first_repeat_leaves_the_test_to_the_usual_rule():
-    """A cache still filling on the second repeat is not steady from the first one: the usual rule decides."""
+    """A cache still filling on the first repeats is not steady: the usual rule decides."""
     slots = slots_of(series([3, 0, 0, 0, 0, 0], malloc=[4096, 0, 0, 0, 0, 0]))
-    assert not any(screen.steady_from_the_first_repeat(slots, last, PARAMS) for last in range(1, 7))
+    assert not any(screen.steady_since(slots, 0, last, PARAMS) for last in range(1, 7))
 
 
 @pytest.mark.parametrize("period", [1, 2, 3])
@@ -214,12 +214,13 @@ def test_growth_every_kth_call_is_never_steady_whatever_its_phase(period):
     for phase in range(period):
         steps = [1 if (i + phase) % period == 0 else 0 for i in range(longest(PARAMS) + PARAMS.warmup_runs)]
         slots = slots_of(series(steps))
-        assert not any(screen.steady_from_the_first_repeat(slots, last, PARAMS) for last in range(1, len(steps) + 1))
+        assert not any(screen.steady_since(slots, first, last, PARAMS) for first in (0, 1)
+                       for last in range(first + 1, len(steps) + 1))
 
 
 def test_a_file_descriptor_or_a_malloc_chunk_kept_once_is_not_steady():
-    assert not screen.steady_from_the_first_repeat(slots_of(series([0, 0, 0], fds=[0, 1, 0])), 3, PARAMS)
-    assert not screen.steady_from_the_first_repeat(slots_of(series([0, 0, 0], malloc=[0, 0, 64])), 3, PARAMS)
+    assert not screen.steady_since(slots_of(series([0, 0, 0], fds=[0, 1, 0])), 0, 3, PARAMS)
+    assert not screen.steady_since(slots_of(series([0, 0, 0], malloc=[0, 0, 64])), 0, 3, PARAMS)
 
 
 TMP_PATH = """
@@ -250,12 +251,12 @@ def pytest_sessionfinish(session):
     result = pytester.runpytest_subprocess(*NO_PLUGINS, "--memtrack", "--memtrack-json=report.json", "-s")
     result.assert_outcomes(passed=1)
     hunt = json.loads((pytester.path / "report.json").read_text())["tests"][0]["hunt"]
-    assert hunt["runs"] >= 5, hunt
+    assert hunt["runs"] >= 4, hunt  # the reported run and at least 3 repeats
     finalizers = int(result.stdout.str().split("FINALIZERS ")[1].split()[0])
     assert finalizers <= 2  # the reported run's (and pytest's own post-finalizer), none of the repeats'
 
 
-def test_a_run_that_does_nothing_is_passed_after_a_warm_up_and_min_measured_runs():
+def test_a_run_that_does_nothing_is_passed_after_min_measured_runs():
     """In a process of its own: another thread's mallocs (an xdist worker's execnet thread) move malloc's figure,
     which fails the steady rule and leaves the test to the usual one (5 runs)."""
     import subprocess
@@ -265,7 +266,7 @@ def test_a_run_that_does_nothing_is_passed_after_a_warm_up_and_min_measured_runs
             "screen.screen(lambda: True, HuntParameters()); "  # the process's first readings: psutil's caches
             "found = screen.screen(lambda: True, HuntParameters()); print(found.passed, found.runs)")
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
-    assert done.stdout.split() == ["True", str(1 + PARAMS.min_measured)], done.stdout + done.stderr
+    assert done.stdout.split() == ["True", str(PARAMS.min_measured)], done.stdout + done.stderr
 
 
 def test_a_run_that_keeps_a_block_every_call_is_not_passed():
@@ -276,9 +277,9 @@ def test_a_run_that_keeps_a_block_every_call_is_not_passed():
 
 def test_the_first_run_starts_from_a_settled_malloc_cache(monkeypatch):
     """Every later run starts right after a reading, which leaves this thread's malloc cache full; the first starts
-    after the reported run and pytest's reporting, with the cache in any state, so the screen settles it first.
-    Unsettled, the first run's allocations landed elsewhere and malloc's figure moved by up to a few KiB between
-    the first two readings of a test that keeps nothing (jinja2's suite: 570 of 909 tests took a run more)."""
+    after the reported run and pytest's reporting, so the screen settles the cache twice before its first reading.
+    Otherwise the first run's allocations landed elsewhere and malloc's figure moved by up to a few KiB between
+    the first two readings of a test that keeps nothing (jinja2's suite: 450 of 909 tests took a run more)."""
     from pytest_memtrack.hunt import native
 
     if native.settle_thread_cache is None:
@@ -292,5 +293,21 @@ def test_the_first_run_starts_from_a_settled_malloc_cache(monkeypatch):
         return True
 
     screen.screen(run_once, PARAMS)
-    assert events[:2] == ["settle", "run"], events
+    assert events[:3] == ["settle", "settle", "run"], events
     assert all(events[i - 1] == "settle" for i, event in enumerate(events) if event == "run"), events
+
+
+def test_a_first_repeat_that_replaces_what_the_reported_run_left_passes_one_repeat_later():
+    """The first repeat may leave pytest's state a block larger than the reported run did (a dict resized); from
+    its reading on, min_measured repeats that keep nothing pass the test, on its fourth repeat. (In a process of
+    its own, as above.)"""
+    import subprocess
+    import sys
+
+    code = ("from pytest_memtrack.hunt import screen; from pytest_memtrack.hunt.verdict import HuntParameters; "
+            "screen.screen(lambda: True, HuntParameters()); "
+            "kept, calls = [], iter(range(100)); "
+            "run = lambda: (next(calls) == 0 and kept.append(object())) or True; "  # keeps a block on the first only
+            "found = screen.screen(run, HuntParameters()); print(found.passed, found.runs)")
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    assert done.stdout.split() == ["True", str(1 + PARAMS.min_measured)], done.stdout + done.stderr

@@ -135,19 +135,6 @@ def _settler() -> Any:
 settle_thread_cache = _settler()
 
 
-def settle() -> None:
-    """Fill this thread's malloc cache as a reading does (``settle_thread_cache``; nothing where malloc cannot be
-    read), before the first run a reading will follow.
-
-    Where a test's allocations land depends on how full that cache is when the run starts: after the reported run
-    (and pytest's reporting) it is in any state, after a reading it is full. A first run started from any state
-    placed the same requests in chunks elsewhere than the runs after it, and malloc's figure then read a few
-    hundred bytes to a few KiB apart from the next run's for a test that keeps nothing (jinja2's suite: 570 of its
-    909 tests; settled first, ~90)."""
-    if settle_thread_cache is not None:
-        settle_thread_cache()
-
-
 def malloc_in_use() -> int | None:
     """Bytes malloc has handed out and not taken back, with this thread's cache settled (None where it cannot be
     read)."""
