@@ -59,10 +59,12 @@ _EXCLUDE = [tracemalloc.Filter(False, path + "*") for path in _OWN_FILES] + [
 
 TRACE_FRAMES = 3  # enough to tell whose allocation it is (ours, pytest's, the test's); 8 frames cost 3x more
 _CALLER_FRAMES = 3  # a code frame this close to one of the hunt's own was called by the hunt
-#: The probe's traceback limits, in turn (``probe``): 16 frames hold the chains of standard library calls below a
-#: test's code (importlib below a template loader is 10 frames deep) and cost its runs 2x those under
-#: ``TRACE_FRAMES`` (32 frames: 3x); deeper ones (a deepcopy of a deeply nested structure) take the next.
-PROBE_FRAMES = (16, 64)
+#: The probe's traceback limits, in turn (``probe``): 12 frames hold the chains of standard library calls below a
+#: test's code (importlib below a template loader is 10 frames deep, a ``copy.deepcopy`` of a nested payload 5 to 9);
+#: deeper ones (a deepcopy of a deeply nested structure) take the next. A run's cost grows with the limit: in
+#: jinja2's suite a run under 8, 10, 12 and 16 frames took 50, 64, 73 and 96 ms (5 ms untraced, ~20 ms under
+#: ``TRACE_FRAMES``), and 12 told the same as 16 there.
+PROBE_FRAMES = (12, 64)
 PROBE_RUNS = 2  # per limit: a warm-up under its traces, then the run measured
 #: Bytes of unknown caller the measured runs may leave per run without a probe: below this, or below an eighth of
 #: what they left as the test's, they change its growth too little to pay for one.
