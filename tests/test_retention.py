@@ -10,7 +10,8 @@ from typing import Any
 
 import pytest
 
-from pytest_memtrack.hunt.retention import Holder, _note, find_holders, grown_holders, named_sizes
+from pytest_memtrack.hunt.names import named_sizes
+from pytest_memtrack.hunt.retention import Holder, _note, find_holders, grown_holders
 
 
 class Leaked:

@@ -13,7 +13,7 @@ import sys
 
 import pytest
 
-from pytest_memtrack.hunt import native, registries, retention
+from pytest_memtrack.hunt import names, native, registries, retention
 from pytest_memtrack.hunt.verdict import (
     CONFIRM_RUNS,
     HuntParameters,
@@ -143,7 +143,7 @@ def test_a_deque_bounded_by_its_maxlen_says_how_many_runs_it_takes_to_fill() -> 
     sys.modules[module.__name__] = module
     try:
         containers: dict = {}
-        before = retention.named_sizes(containers)
+        before = names.named_sizes(containers)
         assert containers[("memtrack_bounded_probe", "RECENT")] is module.RECENT
         for _ in range(4):
             module.RECENT.append(object())

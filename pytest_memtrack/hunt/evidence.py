@@ -10,8 +10,9 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from pytest_memtrack.hunt.names import named_sizes
 from pytest_memtrack.hunt.readings import open_fds, thread_names
-from pytest_memtrack.hunt.retention import find_holders, grown_holders, named_sizes
+from pytest_memtrack.hunt.retention import find_holders, grown_holders
 from pytest_memtrack.tracking.attribution import file_index, is_harness
 
 
@@ -21,7 +22,7 @@ class Baseline:
     types: Counter[type]
     threads: dict[int, str]
     fds: dict[int, str]
-    #: ``retention.named_sizes`` at the first measured reading in which Python memory grew (none if it never did),
+    #: ``names.named_sizes`` at the first measured reading in which Python memory grew (none if it never did),
     #: or taken untraced before the hunt's warm-ups (``runs_before_baseline``).
     sizes: dict[tuple[str, ...], tuple[int, str]] = field(default_factory=dict)
     sizes_at: int = 0  # the index of that reading; 0 while not taken, or when taken before the warm-ups

@@ -2,7 +2,7 @@
 a function call and that nothing names (``atexit.register``, ``codecs.register``, a context variable's value,
 ``signal.signal``).
 
-Module state is found by name (``retention``); these are not reachable that way, so each is read through the API
+Module state is found by name (``names``); these are not reachable that way, so each is read through the API
 that fills it: a count where the registry has one (growing by one entry a run is the leak), else the objects it
 holds now (a chain of signal handlers each wrapping the last: the newest is the root of everything kept).
 """

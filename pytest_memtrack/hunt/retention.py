@@ -6,27 +6,32 @@ change. The search goes up from the surviving new objects through ``gc.get_refer
 a few levels) until it reaches objects that existed before the hunt, then names those: ``module.global``,
 ``module.Class.attribute``, or ``<type>.attribute`` of an instance. Run only for a hunt that found growth.
 
-A name is the one a user would look the object up by, whoever else refers to it (``_canonical_objects``): the module
-that defines it rather than one that imported it, a module by its own name rather than an alias, a meta-path finder
-by ``sys.meta_path`` rather than by the ``__loader__`` of a module it loaded (import-system attributes name
-nothing), then the shortest name. The import system's and pytest's caches are marked (``Holder.note``) and come
+Holders are named as ``names`` names what modules keep. The import system's and pytest's caches are marked (``Holder.note``) and come
 after the code's holders, which come by growth; the order is the same from one test to the next.
 """
 
 from __future__ import annotations
 
 import gc
-import sys
-import weakref
 from collections import Counter, deque
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
-from types import FrameType, FunctionType, ModuleType
+from types import FrameType, ModuleType
 from typing import Any
 
-from pytest_memtrack.hunt.caches import LRU_CACHE_TYPE
+from pytest_memtrack.hunt.names import (
+    IMPORT_ATTRIBUTES,
+    RUNNER_PACKAGES,
+    SIZED,
+    WEAK,
+    canonical_objects,
+    holds_weak_references,
+    instance_dict,
+    tracked_modules,
+    type_name,
+)
 from pytest_memtrack.hunt.registries import registry_roots, registry_sizes
-from pytest_memtrack.tracking.attribution import HARNESS_PACKAGES, is_harness
+from pytest_memtrack.tracking.attribution import is_harness
 
 
 @dataclass(frozen=True)
@@ -41,10 +46,6 @@ class Holder:
         return {**found, "note": self.note} if self.note else found
 
 
-#: Module attributes the import system sets: what they refer to (a loader, a spec, the builtins) is shared by many
-#: modules and is named where it lives (``sys.meta_path``, ``builtins``), never as ``some_module.__loader__``.
-_IMPORT_ATTRIBUTES = frozenset({"__loader__", "__spec__", "__builtins__", "__cached__", "__file__", "__package__",
-                                "__name__", "__path__", "__doc__"})
 #: Where the import system keeps its state and caches: attributes of ``sys``, and modules.
 _IMPORT_SYSTEM_NAMES = ("sys.modules", "sys.path_importer_cache", "sys.meta_path", "sys.path_hooks", "sys.path")
 _IMPORT_SYSTEM_MODULES = frozenset({"zipimport", "importlib", "_frozen_importlib", "_frozen_importlib_external",
@@ -74,15 +75,10 @@ def _ordered(holders: Iterable[Holder]) -> list[Holder]:
                   else (0, -holder.objects, holder.name))
 
 
-def _type_name(obj: object) -> str:
-    kind = type(obj)
-    return kind.__qualname__ if kind.__module__ == "builtins" else f"{kind.__module__}.{kind.__qualname__}"
-
-
 def _global_names() -> tuple[dict[int, str], dict[int, str]]:
     """(id of a module's namespace -> module name, id of an object kept by name -> its dotted name)."""
-    namespaces = {id(module.__dict__): name for name, module in _tracked_modules()}
-    values = {key: ".".join(name) for key, (name, _, _) in _canonical_objects().items()}
+    namespaces = {id(module.__dict__): name for name, module in tracked_modules()}
+    values = {key: ".".join(name) for key, (name, _, _) in canonical_objects().items()}
     return namespaces, values
 
 
@@ -92,213 +88,14 @@ def _describe(holder: object, reached: set[int], namespaces: dict[int, str], val
         return values[id(holder)]
     if id(holder) in namespaces and isinstance(holder, dict):
         keys = sorted(key for key, value in list(holder.items())
-                      if id(value) in reached and isinstance(key, str) and key not in _IMPORT_ATTRIBUTES)
+                      if id(value) in reached and isinstance(key, str) and key not in IMPORT_ATTRIBUTES)
         return f"{namespaces[id(holder)]}.{keys[0]}" if keys else namespaces[id(holder)]
     owner = owners.get(id(holder))
     if owner is not None:  # an instance attribute: name the instance's type and the attribute
-        keys = [key for key, value in list(_instance_dict(owner).items()) if value is holder]
+        keys = [key for key, value in list(instance_dict(owner).items()) if value is holder]
         if keys:
-            return f"{values.get(id(owner), f'<{_type_name(owner)}>')}.{keys[0]}"
+            return f"{values.get(id(owner), f'<{type_name(owner)}>')}.{keys[0]}"
     return ""  # not reachable by a name: left out
-
-
-_SIZED = (list, dict, set, deque, str, bytes, bytearray)
-#: Module state that belongs to the test runner or to the hunt itself, not to the code under test.
-_RUNNER_PACKAGES = HARNESS_PACKAGES | {"tracemalloc"}
-
-
-_WEAK = "weak references"
-
-
-def _holds_weak_references(value: object) -> bool:
-    """A list or set of weak references (``WeakSet.data``, ``logging._handlerList``) keeps nothing alive."""
-    if isinstance(value, (list, set)) and value:
-        try:
-            sample = value[-1] if isinstance(value, list) else next(iter(value))
-        except Exception:
-            return False
-        return isinstance(sample, weakref.ReferenceType)
-    return False
-
-
-def _instance_dict(obj: object) -> dict[str, Any]:
-    """An instance's ``__dict__`` without running its class's attribute hooks (empty when it has none)."""
-    if not type(obj).__dictoffset__:
-        return {}
-    try:
-        attributes = object.__getattribute__(obj, "__dict__")
-    except Exception:
-        return {}
-    return attributes if isinstance(attributes, dict) else {}
-
-
-def _lru_currsize(value: object) -> int | None:
-    if type(value) is not LRU_CACHE_TYPE:  # never duck-type: attribute access on a stranger's object can do anything
-        return None
-    try:
-        return int(value.cache_info().currsize)  # type: ignore[attr-defined, unused-ignore]
-    except Exception:
-        return None
-
-
-def _tracked_modules() -> list[tuple[str, ModuleType]]:
-    """Modules whose state can hold a test's leak, each once by its own name (``module.__name__`` when sys.modules
-    knows it by it, else its shortest name there): all but the test runner's and the hunt's own (known by any
-    name)."""
-    names: dict[int, list[str]] = {}
-    found: dict[int, ModuleType] = {}
-    for name, module in list(sys.modules.items()):
-        if isinstance(module, ModuleType) and isinstance(getattr(module, "__dict__", None), dict):
-            names.setdefault(id(module), []).append(name)
-            found[id(module)] = module
-    tracked = []
-    for key, aliases in names.items():
-        if any(is_harness(name) or name.partition(".")[0] == "tracemalloc" for name in aliases):
-            continue
-        module = found[key]
-        own = module.__dict__.get("__name__")
-        tracked.append((own if own in aliases else min(aliases, key=lambda name: (len(name), name)), module))
-    return tracked
-
-
-#: How canonical a name is, best first: in the module that defines the object; where the import system keeps it
-#: (``sys.meta_path``); in any other module that refers to it.
-_DEFINED, _IMPORT_ROOT, _REFERRED = 0, 1, 2
-
-
-def _named_objects() -> Iterator[tuple[tuple[str, ...], object, int]]:
-    """(name parts, object, how canonical the name is) for what modules keep by name: globals that are containers,
-    strings, ``lru_cache`` functions or instances, the container attributes of their classes and instances
-    (``logging.root.handlers``), and those of the meta-path finders. An object kept under several names comes
-    once per name. It runs under tracing, so it copies no namespace (each copy would be thousands of traced
-    allocations) and yields only what it names; a namespace another thread changes meanwhile is skipped."""
-    for module_name, module in _tracked_modules():
-        try:
-            yield from _module_objects(module_name, module, module.__dict__)
-        except RuntimeError:  # dictionary changed size during iteration
-            continue
-    yield from _finder_objects()
-
-
-def _defined_in(home: object, module: ModuleType) -> bool:
-    """Whether ``home`` (a ``__module__``) names ``module``, under whichever of its names."""
-    return isinstance(home, str) and sys.modules.get(home) is module
-
-
-def _module_objects(module_name: str, module: ModuleType,
-                    namespace: dict[str, Any]) -> Iterator[tuple[tuple[str, ...], object, int]]:
-    sized, lru, plain = _SIZED, LRU_CACHE_TYPE, (ModuleType, FunctionType, type)
-    for key, value in namespace.items():
-        if key in _IMPORT_ATTRIBUTES:
-            continue
-        if isinstance(value, sized):
-            yield (module_name, key), value, _REFERRED
-            if type(value) is dict and len(value) <= _NESTED_ITEMS:
-                yield from _nested(module_name, key, value)
-            continue
-        if type(value) is FunctionType:
-            yield from _mutable_defaults(module_name, key, value, module)
-            continue
-        if type(value) is lru:
-            home = _instance_dict(value).get("__module__")
-            yield (module_name, key), value, _DEFINED if _defined_in(home, module) else _REFERRED
-            continue
-        if isinstance(value, type):
-            try:
-                members = type.__getattribute__(value, "__dict__")
-                qualname = value.__qualname__
-            except Exception:
-                continue
-            if _defined_in(members.get("__module__"), module):
-                for attribute, member in members.items():
-                    if isinstance(member, sized) or type(member) is lru:
-                        yield (module_name, qualname, attribute), member, _DEFINED
-        elif not isinstance(value, plain) and type(value).__dictoffset__:  # its instances have a __dict__
-            rank = _DEFINED if _defined_in(type(value).__module__, module) else _REFERRED
-            yield (module_name, key), value, rank
-            for attribute, member in _instance_dict(value).items():
-                if isinstance(member, sized) or type(member) is lru:
-                    yield (module_name, key, attribute), member, rank
-
-
-#: A dict kept by name is looked into for containers kept under its keys (``STATE["events"]``) when it is this small:
-#: a registry of a few sections, not a cache of thousands of entries (looking into those costs, names nothing).
-_NESTED_ITEMS = 64
-
-
-def _nested(module_name: str, key: str, mapping: dict[Any, Any]) -> Iterator[tuple[tuple[str, ...], object, int]]:
-    """The containers a small dict kept by name holds under string keys: ``module.STATE['events']``."""
-    for inner_key, inner in list(mapping.items()):
-        if isinstance(inner_key, str) and isinstance(inner, (list, dict, set, deque)):
-            yield (module_name, f"{key}[{inner_key!r}]"), inner, _REFERRED
-
-
-def _mutable_defaults(module_name: str, key: str, function: FunctionType,
-                      module: ModuleType) -> Iterator[tuple[tuple[str, ...], object, int]]:
-    """The containers a function defined in ``module`` keeps as default arguments (``def f(x, seen=[])``): one
-    object for every call, so what a call adds stays. Named so only when no module global names the same object
-    (toolz's ``signatures`` registry is a global that a function also takes as its default)."""
-    defaults = function.__defaults__
-    if defaults and any(isinstance(value, (list, dict, set, deque)) for value in defaults) \
-            and _defined_in(function.__module__, module):
-        code = function.__code__
-        names = code.co_varnames[:code.co_argcount][-len(defaults):]
-        for name, value in zip(names, defaults):
-            if isinstance(value, (list, dict, set, deque)):
-                yield (module_name, key, f"<default of {name}>"), value, _REFERRED
-    for name, value in (function.__kwdefaults__ or {}).items():
-        if isinstance(value, (list, dict, set, deque)) and _defined_in(function.__module__, module):
-            yield (module_name, key, f"<default of {name}>"), value, _REFERRED
-
-
-def _finder_objects() -> Iterator[tuple[tuple[str, ...], object, int]]:
-    """The container attributes of the meta-path finders that are instances (pytest's assertion rewriter, a
-    package's import hook): ``sys.meta_path[<type>].attribute``, harness or not: a cache the import of the test's
-    modules fills is where its growth is kept."""
-    sized, lru = _SIZED, LRU_CACHE_TYPE
-    for finder in list(sys.meta_path):
-        if isinstance(finder, (type, ModuleType)):
-            continue  # a class: named by its module
-        label = f"meta_path[<{_type_name(finder)}>]"
-        for attribute, member in _instance_dict(finder).items():
-            if isinstance(member, sized) or type(member) is lru:
-                yield ("sys", label, attribute), member, _IMPORT_ROOT
-
-
-def _name_length(name: tuple[str, ...]) -> int:
-    return sum(part.count(".") + 1 for part in name)
-
-
-def _canonical_objects() -> dict[int, tuple[tuple[str, ...], object, int]]:
-    """id of each object ``_named_objects`` names -> (its canonical name, the object, how canonical): the most
-    canonical name, then the shortest, then the first in sorted order. Deciding only between the names of an
-    object kept under several, it allocates nothing more for the others."""
-    chosen: dict[int, tuple[tuple[str, ...], object, int]] = {}
-    for name, value, rank in _named_objects():
-        known = chosen.get(id(value))
-        if known is None or (rank, _name_length(name), name) < (known[2], _name_length(known[0]), known[0]):
-            chosen[id(value)] = (name, value, rank)
-    return chosen
-
-
-def named_sizes(containers: dict[tuple[str, ...], object] | None = None) -> dict[tuple[str, ...], tuple[int, str]]:
-    """The size of every container, string and memoization cache kept by name (see ``_named_objects``):
-    ``len()``, or an ``lru_cache``'s ``currsize``; keyed by the name's parts, joined only for a report. Compared
-    before and after a hunt's runs, the ones that grew every run are where the leaked objects are kept, whether or
-    not the garbage collector tracks those objects (strings, bytes). ``containers``, when given, receives each
-    sized object by its name, for ``runs_to_fill`` to measure again without a walk."""
-    sizes: dict[tuple[str, ...], tuple[int, str]] = {}
-    for name, value, _ in _canonical_objects().values():
-        if isinstance(value, _SIZED):
-            sizes[name] = (len(value), _WEAK if _holds_weak_references(value) else type(value).__name__)
-            if containers is not None:
-                containers[name] = value
-        elif type(value) is LRU_CACHE_TYPE:
-            currsize = _lru_currsize(value)
-            if currsize is not None:
-                sizes[name] = (currsize, "lru_cache")
-    sizes.update(registry_sizes())
-    return sizes
 
 
 def _maxlen(value: object) -> int | None:
@@ -315,7 +112,7 @@ def runs_to_fill(before: dict[tuple[str, ...], tuple[int, str]], runs: int,
     needed = None
     for name, value in containers.items():
         known = before.get(name)
-        if known is None or not isinstance(value, _SIZED):
+        if known is None or not isinstance(value, SIZED):
             continue
         growth = len(value) - known[0]
         if growth <= 0:
@@ -341,7 +138,7 @@ def grown_holders(before: dict[tuple[str, ...], tuple[int, str]], after: dict[tu
     holder's ``objects`` is its growth over the runs."""
     grown = [Holder(".".join(name), after[name][1], after[name][0] - size, _note(".".join(name)))
              for name, (size, _) in before.items()
-             if name in after and after[name][0] - size >= runs and after[name][1] != _WEAK]
+             if name in after and after[name][0] - size >= runs and after[name][1] != WEAK]
     return _ordered(grown)[:top]
 
 
@@ -362,14 +159,14 @@ def _attribute_owners(containers: Sequence[object]) -> dict[int, object]:
         if type(referrer) is dict:
             dicts[id(referrer)] = referrer
             continue
-        for value in list(_instance_dict(referrer).values()):
+        for value in list(instance_dict(referrer).values()):
             if id(value) in ids:
                 owners.setdefault(id(value), referrer)
     if dicts:
         for referrer in gc.get_referrers(*dicts.values()):
             if isinstance(referrer, (type, ModuleType, FrameType)):
                 continue
-            attributes = _instance_dict(referrer)
+            attributes = instance_dict(referrer)
             if id(attributes) in dicts:
                 for value in list(attributes.values()):
                     if id(value) in ids:
@@ -430,11 +227,11 @@ def find_holders(new_objects: list[object], excluded: Iterable[object] = (), max
     full: set[str] = set()
     for rid, anchor in anchors.items():
         if not isinstance(anchor, (list, dict, set, deque)) or counts[rid] < min_objects \
-                or _holds_weak_references(anchor):
+                or holds_weak_references(anchor):
             continue  # an object's own attributes change all the time; a container that gained items is a holder
         name = _describe(anchor, reached, namespaces, values, owners)
-        if name and name.partition(".")[0].lstrip("<") not in _RUNNER_PACKAGES:
-            holders[(name, _type_name(anchor))] += counts[rid]
+        if name and name.partition(".")[0].lstrip("<") not in RUNNER_PACKAGES:
+            holders[(name, type_name(anchor))] += counts[rid]
             if _maxlen(anchor) is not None and len(anchor) == _maxlen(anchor):
                 full.add(name)
     for name, count in rooted.items():

@@ -105,7 +105,7 @@ def isolated_warnings(run_once: Callable[[], bool]) -> Callable[[], bool]:
     return isolated
 
 
-#: ``retention.named_sizes`` and the containers it measured (``Baseline.sizes``, ``Baseline.containers``).
+#: ``names.named_sizes`` and the containers it measured (``Baseline.sizes``, ``Baseline.containers``).
 NamedSizes = tuple[dict[tuple[str, ...], tuple[int, str]], dict[tuple[str, ...], object]]
 
 
