@@ -6,8 +6,9 @@ change. The search goes up from the surviving new objects through ``gc.get_refer
 a few levels) until it reaches objects that existed before the hunt, then names those: ``module.global``,
 ``module.Class.attribute``, or ``<type>.attribute`` of an instance. Run only for a hunt that found growth.
 
-Holders are named as ``names`` names what modules keep. The import system's and pytest's caches are marked (``Holder.note``) and come
-after the code's holders, which come by growth; the order is the same from one test to the next.
+Holders are named as ``names`` names what modules keep. The import system's and pytest's caches are marked
+(``Holder.note``) and come after the code's holders, which come by growth; the order is the same from one test to
+the next.
 """
 
 from __future__ import annotations

@@ -389,7 +389,11 @@ def _second_stage(run_once: Callable[[], bool], params: HuntParameters, found: S
         raise
     sizes = runner.untraced_named_sizes()
     tracemalloc.start(TRACE_FRAMES)
-    result = runner.hunt(run_once, replace(params, time_budget=left), root=root, owns_tracing=True, clock=clock,
+    # One traced warm-up: the screen's runs were the test's warm-ups; this one only has what each run replaces
+    # traced before the baseline, so that its replacement reads as a free and an allocation. (An object that lives
+    # two runs can still read as a one-off first step, which no rule convicts: growth must recur.)
+    hunted = replace(params, time_budget=left, warmup_runs=min(1, params.warmup_runs))
+    result = runner.hunt(run_once, hunted, root=root, owns_tracing=True, clock=clock,
                          min_benign=span(params), untraced_runs=runs + 1, sizes=sizes)  # + the reported run
     result.runs += runs
     result.verdict_runs = (result.verdict_runs or result.runs - runs) + runs
