@@ -191,3 +191,39 @@ def test_the_failure_message_marks_the_caches_that_are_not_the_code_s() -> None:
     result = HuntResult(10, 2, [], kinds, evidence={"holders": [holder.to_dict() for holder in holders]})
     assert "  kept alive by: app.CACHE (dict), sys.path_importer_cache (dict, import system cache)" in describe(
         result, 0.1).splitlines()
+
+
+def test_sizes_measured_again_without_a_walk_are_the_walks() -> None:
+    """``sizes_again`` measures the names the first walk measured through the objects it kept, and follows a module
+    global, or a class's attribute, rebound to another container since: the sizes a second walk would give."""
+    from pytest_memtrack.hunt.names import sizes_again
+
+    module = types.ModuleType("memtrack_sizes_again_probe")
+    sys.modules[module.__name__] = module
+    try:
+        exec(
+            "import functools\n"
+            "GROWS = []\n"
+            "REBOUND = []\n"
+            "class Registry:\n"
+            "    entries = {}\n"
+            "@functools.lru_cache(maxsize=64)\n"
+            "def square(x):\n"
+            "    return x * x\n", module.__dict__)
+        containers: dict[tuple[str, ...], object] = {}
+        before = named_sizes(containers)
+        module.GROWS.extend([1, 2, 3])
+        module.REBOUND = module.REBOUND + ["a", "b"]  # a new list under the same name
+        module.Registry.entries = {"x": 1}
+        module.square(3)
+        module.NEW = [1]  # not measured before: nothing says it grew
+        again = sizes_again(before, containers)
+        walked = named_sizes()
+        for name in ("GROWS", "REBOUND", "square"):
+            key = (module.__name__, name)
+            assert again[key] == walked[key] != before[key], key
+        key = (module.__name__, "Registry", "entries")
+        assert again[key] == walked[key] == (1, "dict") and before[key] == (0, "dict")
+        assert (module.__name__, "NEW") not in again and (module.__name__, "NEW") in walked
+    finally:
+        del sys.modules[module.__name__]

@@ -28,9 +28,11 @@ class Baseline:
     sizes_at: int = 0  # the index of that reading; 0 while not taken, or when taken before the warm-ups
     #: Runs made between the sizes and the baseline reading: the warm-ups when the sizes were taken before them.
     runs_before_baseline: int = 0
-    #: The sized objects ``sizes`` measured, by name (``retention.runs_to_fill`` measures them again); emptied before
-    #: the evidence is gathered, whose holder search must not find them referred to from here.
+    #: The sized objects and caches ``sizes`` measured, by name (``retention.runs_to_fill`` measures them again);
+    #: emptied before the evidence is gathered, whose holder search must not find them referred to from here.
     containers: dict[tuple[str, ...], object] = field(default_factory=dict)
+    #: The same names measured again when the runs' evidence is taken (``names.sizes_again``); None: not taken.
+    sizes_after: dict[tuple[str, ...], tuple[int, str]] | None = None
 
 
 def _relative(path: str, root: str | None) -> str:
@@ -99,7 +101,8 @@ def leak_holders(baseline: Baseline, survivors: list[object], measured: int, gro
     pre-existing objects the runs' surviving objects hang from (``retention.find_holders``). Evidence only: a
     failure here loses nothing."""
     try:
-        holders = grown_holders(baseline.sizes, named_sizes(), measured) if baseline.sizes and measured > 0 else []
+        after = baseline.sizes_after if baseline.sizes_after is not None else named_sizes()
+        holders = grown_holders(baseline.sizes, after, measured) if baseline.sizes and measured > 0 else []
         if not holders:  # nothing named grew: climb from survivors of the types that grew every run (a sample:
             # each level of the climb is a scan of the heap)
             runs = max(1, measured)

@@ -32,6 +32,7 @@ from collections.abc import Callable
 from pytest_memtrack.hunt import caches
 from pytest_memtrack.hunt.evidence import Baseline, gather_evidence, leak_holders, named_sizes_or_nothing
 from pytest_memtrack.hunt.message import budget_message
+from pytest_memtrack.hunt.names import sizes_again
 from pytest_memtrack.hunt.readings import (
     TRACE_FRAMES,
     Probe,
@@ -242,6 +243,7 @@ def _hunt(run_once: Callable[[], bool], params: HuntParameters, runs_done: int, 
             # snapshot, whose own trace tuples (one per traced block) must not count as the test's; for the holder
             # search, while frozen, only what the runs left.
             grown, after, survivors = type_counts() - baseline.types, test_snapshot(), gc.get_objects()
+            baseline.sizes_after = sizes_after(baseline)
             probed = probe(run_once)
             runs += probed.runs
         readings = charged(readings, probed)
@@ -254,6 +256,7 @@ def _hunt(run_once: Callable[[], bool], params: HuntParameters, runs_done: int, 
             after = test_snapshot()
             if result.kinds["memory"].score > 0:  # for the holder search: while frozen, only what the runs left
                 survivors = gc.get_objects()
+                baseline.sizes_after = sizes_after(baseline)
     finally:
         containers.clear()  # before the holder search: references from here are not the leak's
         if owns_tracing and tracemalloc.is_tracing():  # the evidence needs no more traces: gathered untraced
@@ -276,6 +279,17 @@ def _hunt(run_once: Callable[[], bool], params: HuntParameters, runs_done: int, 
                 memory = result.kinds["memory"]
                 result.kinds["memory"] = KindVerdict(False, 0.0, memory.per_run)
     return result
+
+
+def sizes_after(baseline: Baseline) -> dict[tuple[str, ...], tuple[int, str]] | None:
+    """The named sizes measured again for the holder search, while ``baseline.containers`` still holds what they
+    measured (None, for a walk then, when there is nothing to measure or measuring fails: evidence only)."""
+    if not baseline.sizes or not baseline.containers:
+        return None
+    try:
+        return sizes_again(baseline.sizes, baseline.containers)
+    except Exception:
+        return None
 
 
 #: Runs a hunt adds at most for a bounded deque to fill before it judges what follows (``retention.runs_to_fill``).
