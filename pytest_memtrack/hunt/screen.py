@@ -196,6 +196,10 @@ class Screen:
     elapsed: float | None = None  # the time budget ran out after this many seconds (the screen stopped there)
 
 
+#: Settlings of malloc's thread cache before the screen's first reading, that reading's own included (``screen``).
+FIRST_SETTLINGS = 4
+
+
 def screen(run_once: Callable[[], bool], params: HuntParameters, *, runs_done: int = 0,
            clock: Callable[[], float] | None = None) -> Screen:
     """Repeat ``run_once`` untraced on a benign hunt's schedule, reading before the first repeat and after each
@@ -217,13 +221,14 @@ def screen(run_once: Callable[[], bool], params: HuntParameters, *, runs_done: i
     last = 0
     try:
         # The first repeat starts from malloc's state as every later one does, after a reading's settling of this
-        # thread's cache (``native.settle_thread_cache``), here settled once more: after the reported run and
-        # pytest's reporting, one settling left malloc's bins otherwise than after a repeat, the first repeat's
-        # allocations landed elsewhere, and malloc's figure moved by 16 B to a few KiB between the first two
-        # readings of a test that keeps nothing (jinja2's suite: 450 of its 909 tests took a repeat more; settled
-        # twice, ~170).
+        # thread's cache (``native.settle_thread_cache``), here settled ``FIRST_SETTLINGS`` times in all: after the
+        # reported run and pytest's reporting, one settling left malloc's bins otherwise than after a repeat, the
+        # first repeat's allocations landed elsewhere, and malloc's figure moved by 16 B to a few KiB between the
+        # first two readings of a test that keeps nothing (jinja2's suite: ~450 of its 909 tests took a repeat more;
+        # settled twice ~200, four times ~110; each settling ~35 µs).
         if native.settle_thread_cache is not None:
-            native.settle_thread_cache()
+            for _ in range(FIRST_SETTLINGS - 1):
+                native.settle_thread_cache()
         read_into(slots, 0)
         for last in repeats:
             runs += 1
