@@ -36,6 +36,7 @@ from __future__ import annotations
 import argparse
 import glob
 import os
+import resource
 import statistics
 import subprocess
 import sys
@@ -82,6 +83,7 @@ class Run:
     round: int
     wall: float
     summary: str
+    cpu: float = 0.0  # user + system seconds of the run's processes: less moved by other load than wall time
     outcomes: dict[str, str] = field(default_factory=dict)
 
 
@@ -156,10 +158,12 @@ def run_suite(python: str, suite: Suite, source: str, logs: str, config: str, ro
     junit = os.path.join(logs, f"{suite.name}-{config}-{round_no}.xml")
     log = os.path.join(logs, f"{suite.name}-{config}-{round_no}.txt")
     cmd = [python, "-m", "pytest", suite.tests, *BASE_ARGS, f"--junitxml={junit}", *CONFIGS[config]]
-    started = time.perf_counter()
+    started, used = time.perf_counter(), resource.getrusage(resource.RUSAGE_CHILDREN)
     with open(log, "w") as out:
         done = subprocess.run(cmd, cwd=source, stdout=out, stderr=subprocess.STDOUT, env=env)
     wall = time.perf_counter() - started
+    now = resource.getrusage(resource.RUSAGE_CHILDREN)
+    cpu = now.ru_utime + now.ru_stime - used.ru_utime - used.ru_stime
     with open(log) as f:
         lines = [line.strip() for line in f if line.strip()]
     summary = next((line for line in reversed(lines) if " in " in line and ("passed" in line or "failed" in line)),
@@ -168,7 +172,7 @@ def run_suite(python: str, suite: Suite, source: str, logs: str, config: str, ro
     if done.returncode not in (0, 1) or not outcomes:
         raise SetupError(f"{suite.name} {config} run {round_no} exited {done.returncode}; see {log}:\n"
                          + "\n".join(lines[-15:]))
-    return Run(suite.name, config, round_no, wall, summary, outcomes)
+    return Run(suite.name, config, round_no, wall, summary, outcomes, cpu)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -225,8 +229,9 @@ def main(argv: list[str] | None = None) -> int:
     return report(runs, suites, args)
 
 
-def _ratio(by: dict[tuple[str, str, int], Run], suite: str, config: str) -> tuple[float, list[float]] | None:
-    paired = [run.wall / by[suite, "plain", run.round].wall for key, run in by.items()
+def _ratio(by: dict[tuple[str, str, int], Run], suite: str, config: str,
+           measure: str = "wall") -> tuple[float, list[float]] | None:
+    paired = [getattr(run, measure) / getattr(by[suite, "plain", run.round], measure) for key, run in by.items()
               if key[0] == suite and key[1] == config]
     return (statistics.median(paired), paired) if paired else None
 
@@ -255,7 +260,12 @@ def report(runs: list[Run], suites: list[Suite], args: argparse.Namespace) -> in
         print(f"| {suite.name} {suite.version} | {tests} | {statistics.median(r.wall for r in plain):.2f} s | "
               + " | ".join(cells) + " |")
     print("\n(each ratio: median over rounds of the run / plain pytest's run of the same round; per-round ratios in "
-          "parentheses)\n\noutcomes vs plain pytest of the same round (JUnit XML, per test):")
+          "parentheses)\n\nthe same ratios of CPU time (user + system; the targets are on wall time):")
+    for suite in suites:
+        cpu = [_ratio(by, suite.name, config, "cpu") for config in ("memtrack", "memray", "hunt")]
+        print(f"  {suite.name:<12} " + "  ".join(f"{config} {found[0]:.2f}x" for config, found
+                                                 in zip(("memtrack", "memray", "hunt"), cpu) if found))
+    print("\noutcomes vs plain pytest of the same round (JUnit XML, per test):")
     for suite in suites:
         for config in ("memtrack", "memray", "hunt"):
             # Tests present in both runs only: marshmallow's ids carry the time of day, so each run names a few
