@@ -172,7 +172,7 @@ def run_suite(python: str, suite: Suite, source: str, logs: str, config: str, ro
     if done.returncode not in (0, 1) or not outcomes:
         raise SetupError(f"{suite.name} {config} run {round_no} exited {done.returncode}; see {log}:\n"
                          + "\n".join(lines[-15:]))
-    return Run(suite.name, config, round_no, wall, summary, outcomes, cpu)
+    return Run(suite.name, config, round_no, wall, summary, outcomes=outcomes, cpu=cpu)
 
 
 def main(argv: list[str] | None = None) -> int:
