@@ -186,12 +186,13 @@ def test_chunks_a_run_frees_into_the_thread_cache_do_not_read_as_kept(settling):
 @pytest.mark.parametrize("size", [600, 1000, 3000])
 def test_a_chunk_kept_per_run_still_reads_as_growth(settling, size):
     steps = settling[f"kept_{size}"]
-    assert all(step >= size for step in steps) and steps[-2:] == [native._chunk_size(size)] * 2, steps
+    chunk = native._chunk_size(size)  # to within a size class or two: where a chunk lands (see above)
+    assert all(step >= size for step in steps) and all(chunk <= step <= chunk + 64 for step in steps[-2:]), steps
 
 
 def test_the_ctypes_settler_does_what_the_c_helper_does(settling):
     readings = settling["ctypes_settled"]
-    assert len(set(readings[4:])) == 1, readings
+    assert max(readings[4:]) - min(readings[4:]) <= 128 and readings[-1] - readings[4] <= 64, readings
 
 
 #: The C helper's reading and the ctypes one, read back to back in a fresh process; and what a session imports.
