@@ -234,24 +234,30 @@ def canonical_objects() -> dict[int, tuple[tuple[str, ...], object, int]]:
     return chosen
 
 
+def _size(value: object) -> tuple[int, str] | None:
+    """(size, kind) of a container, string or memoization cache: ``len()``, or an ``lru_cache``'s ``currsize``;
+    None for anything else (or a cache that cannot say)."""
+    if isinstance(value, SIZED):
+        return len(value), WEAK if holds_weak_references(value) else type(value).__name__
+    if type(value) is LRU_CACHE_TYPE:
+        currsize = _lru_currsize(value)
+        return None if currsize is None else (currsize, "lru_cache")
+    return None
+
+
 def named_sizes(containers: dict[tuple[str, ...], object] | None = None) -> dict[tuple[str, ...], tuple[int, str]]:
-    """The size of every container, string and memoization cache kept by name (see ``_named_objects``):
-    ``len()``, or an ``lru_cache``'s ``currsize``; keyed by the name's parts, joined only for a report. Compared
-    before and after a hunt's runs, the ones that grew every run are where the leaked objects are kept, whether or
-    not the garbage collector tracks those objects (strings, bytes). ``containers``, when given, receives each
-    sized object by its name, for ``runs_to_fill`` to measure again without a walk."""
+    """The size of every container, string and memoization cache kept by name (see ``_named_objects``, ``_size``);
+    keyed by the name's parts, joined only for a report. Compared before and after a hunt's runs, the ones that grew
+    every run are where the leaked objects are kept, whether or not the garbage collector tracks those objects
+    (strings, bytes). ``containers``, when given, receives each measured object by its name, for ``runs_to_fill``
+    and ``sizes_again`` to measure again without a walk."""
     sizes: dict[tuple[str, ...], tuple[int, str]] = {}
     for name, value, _ in canonical_objects().values():
-        if isinstance(value, SIZED):
-            sizes[name] = (len(value), WEAK if holds_weak_references(value) else type(value).__name__)
+        size = _size(value)
+        if size is not None:
+            sizes[name] = size
             if containers is not None:
                 containers[name] = value
-        elif type(value) is LRU_CACHE_TYPE:
-            currsize = _lru_currsize(value)
-            if currsize is not None:
-                sizes[name] = (currsize, "lru_cache")
-                if containers is not None:
-                    containers[name] = value
     sizes.update(registry_sizes())
     return sizes
 
@@ -264,15 +270,9 @@ def sizes_again(before: dict[tuple[str, ...], tuple[int, str]],
     Names that appeared since are not measured: nothing before says they grew."""
     sizes: dict[tuple[str, ...], tuple[int, str]] = {}
     for name, kept in containers.items():
-        if name not in before:
-            continue
-        value = _bound_now(name, kept)
-        if isinstance(value, SIZED):
-            sizes[name] = (len(value), WEAK if holds_weak_references(value) else type(value).__name__)
-        elif type(value) is LRU_CACHE_TYPE:
-            currsize = _lru_currsize(value)
-            if currsize is not None:
-                sizes[name] = (currsize, "lru_cache")
+        size = _size(_bound_now(name, kept)) if name in before else None
+        if size is not None:
+            sizes[name] = size
     sizes.update(registry_sizes())
     return sizes
 
@@ -290,4 +290,4 @@ def _bound_now(name: tuple[str, ...], kept: object) -> object:
     if len(name) == 3:
         members = type.__getattribute__(current, "__dict__") if isinstance(current, type) else instance_dict(current)
         current = members.get(name[2], kept)
-    return current if isinstance(current, SIZED) or type(current) is LRU_CACHE_TYPE else kept
+    return current if _size(current) is not None else kept
