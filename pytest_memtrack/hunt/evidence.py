@@ -101,8 +101,10 @@ def leak_holders(baseline: Baseline, survivors: list[object], measured: int, gro
     pre-existing objects the runs' surviving objects hang from (``retention.find_holders``). Evidence only: a
     failure here loses nothing."""
     try:
-        after = baseline.sizes_after if baseline.sizes_after is not None else named_sizes()
-        holders = grown_holders(baseline.sizes, after, measured) if baseline.sizes and measured > 0 else []
+        holders = []
+        if baseline.sizes and measured > 0:  # measured again (``sizes_after``), else by a walk (~30 ms)
+            after = baseline.sizes_after if baseline.sizes_after is not None else named_sizes()
+            holders = grown_holders(baseline.sizes, after, measured)
         if not holders:  # nothing named grew: climb from survivors of the types that grew every run (a sample:
             # each level of the climb is a scan of the heap)
             runs = max(1, measured)

@@ -234,6 +234,11 @@ def canonical_objects() -> dict[int, tuple[tuple[str, ...], object, int]]:
     return chosen
 
 
+def _measurable(value: object) -> bool:
+    """A container, string or memoization cache: what ``_size`` measures."""
+    return isinstance(value, SIZED) or type(value) is LRU_CACHE_TYPE
+
+
 def _size(value: object) -> tuple[int, str] | None:
     """(size, kind) of a container, string or memoization cache: ``len()``, or an ``lru_cache``'s ``currsize``;
     None for anything else (or a cache that cannot say)."""
@@ -290,4 +295,4 @@ def _bound_now(name: tuple[str, ...], kept: object) -> object:
     if len(name) == 3:
         members = type.__getattribute__(current, "__dict__") if isinstance(current, type) else instance_dict(current)
         current = members.get(name[2], kept)
-    return current if _size(current) is not None else kept
+    return current if _measurable(current) else kept

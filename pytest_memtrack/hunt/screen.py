@@ -19,11 +19,11 @@ its first repeat too, and passes a test steady (``steady_since``: no reading abo
 the first repeat, over ``min_measured`` repeats), or when the hunt's own benign rule (``verdict.clearly_benign``:
 growth carried on to the longest hunt scores under half the limit) holds for those upper bounds and no kind would
 convict: what the full hunt would then read on the same runs is no more, so it would have stopped there as benign
-too. Anything beyond that — a
-single block kept every other run, a file descriptor, a page of a shared mapping — sends the test to the full
-hunt (``screened_hunt``). That hunt starts tracing afresh (with its warm-ups) and measures at least ``SPAN`` runs
-before it may call the test benign: growth every k-th call that the screen saw in its measured runs (k up to
-``warmup_runs + min_measured + 1``) recurs within them.
+too. Anything beyond that — a single block kept every other run, a file descriptor, a page of a shared mapping —
+sends the test to the full hunt (``screened_hunt``). That hunt starts tracing afresh (with one warm-up of its own:
+the screen's runs were the test's warm-ups) and measures at least ``SPAN`` runs before it may call the test benign:
+growth every k-th call that the screen saw in its measured runs (k up to ``warmup_runs + min_measured + 1``) recurs
+within them.
 
 A screened test's scores are those of the upper bounds (at most half the limit), its readings are not tracemalloc's
 (``HuntResult.readings`` stays empty; ``screen_runs`` says how many runs the screen took).
