@@ -92,13 +92,13 @@ _STAT_KEYS = (
 )
 
 
-
 def _median(values: Sequence[float]) -> float:
     """``statistics.median``, without importing ``statistics`` (it imports fractions and decimal: ~2 ms of every
     session's start-up)."""
     ordered = sorted(values)
     middle = len(ordered) // 2
     return ordered[middle] if len(ordered) % 2 else (ordered[middle - 1] + ordered[middle]) / 2
+
 
 def _sorted(history: History) -> list[tuple[float, float]]:
     """Sort by timestamp (stable), because callers may append out of order."""

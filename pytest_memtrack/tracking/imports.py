@@ -75,7 +75,7 @@ class FootprintMeter:
     def begin(self, package: str = "") -> tuple[float, str, float, float, float]:
         stack = self._stack()
         reading, source = memory_reading()
-        rss = float(current_rss())
+        rss = reading if source == "rss" else float(current_rss())  # read once when it is the reading
         stack.append([0.0, package.partition(".")[0]])  # bytes of nested measured imports, the top-level package
         return reading, source, time.perf_counter(), rss, _malloc()
 
@@ -83,7 +83,7 @@ class FootprintMeter:
             error: str | None = None) -> ImportMeasurement:
         before, source, started, rss_before, malloc_before = token
         after, source_now = memory_reading()
-        rss_after = float(current_rss())
+        rss_after = after if source_now == "rss" else float(current_rss())
         if source_now != source:  # tracing switched on or off during the import: fall back to RSS for both ends
             before, after, source = rss_before, rss_after, "rss"
         if source == "rss":  # untraced: the larger of RSS's and malloc's growth (module doc)
